@@ -1,0 +1,1 @@
+"""Op graph → differentiable torch op: bind names per call, run forward and the hand-written VJPs."""

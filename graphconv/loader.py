@@ -1,0 +1,69 @@
+"""``load``: a spec file (Mermaid, Markdown with a ```mermaid block, or YAML) → a validated :class:`Spec`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Iterable
+
+from graphconv.errors import SpecError
+from graphconv.graph.build import build_spec
+from graphconv.graph.opgraph import Spec
+from graphconv.ops import REGISTRY, Op, Registry
+from graphconv.spec.diagram import Diagram
+from graphconv.spec.mermaid import parse_diagram
+from graphconv.spec.metadata import Metadata, read_front_matter
+from graphconv.spec.yaml_source import YamlDoc, load_yaml
+from graphconv.spec.yaml_spec import parse_yaml_spec
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+OpSource = Op | ModuleType
+
+
+def load(path: str | os.PathLike, *, ops: Iterable[OpSource] = ()) -> Spec:
+    """Read and validate the spec at ``path``. ``ops``: extra ops (Op objects or modules that define them)."""
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read spec: {error}", path=path) from None
+    return loads(text, path=path, ops=ops)
+
+
+def loads(text: str, *, path: str | None = None, format: str | None = None, ops: Iterable[OpSource] = ()) -> Spec:
+    """Validate spec ``text``; ``format`` is ``"mermaid"`` or ``"yaml"`` (default: from the path's suffix)."""
+    format = format or ("yaml" if path and path.lower().endswith(YAML_SUFFIXES) else "mermaid")
+    if format == "yaml":
+        diagram, meta = parse_yaml_spec(text, path)
+    elif format == "mermaid":
+        diagram = parse_diagram(text, path)
+        meta = read_front_matter(diagram.front_matter, _front_matter_doc(diagram), path=path, source=text)
+    else:
+        raise ValueError(f"unknown spec format {format!r}; use 'mermaid' or 'yaml'")
+    name = meta.title or (Path(path).stem if path else "spec")
+    return build_spec(diagram, meta, registry_with(ops), name)
+
+
+def registry_with(ops: Iterable[OpSource]) -> Registry:
+    """The global registry, plus ``ops`` (each an Op, or a module whose Op attributes are taken)."""
+    extra: list[Op] = []
+    for source in ops:
+        if isinstance(source, Op):
+            extra.append(source)
+        elif isinstance(source, ModuleType):
+            extra.extend(v for v in vars(source).values() if isinstance(v, Op))
+        else:
+            raise TypeError(f"ops: expected an Op or a module, got {source!r}")
+    extra = [op for op in extra if REGISTRY.get(op.name) is not op]
+    return REGISTRY.extended(extra) if extra else REGISTRY
+
+
+def _front_matter_doc(diagram: Diagram) -> YamlDoc:
+    """Positions of the front matter's entries (the Diagram keeps only its data)."""
+    if diagram.front_matter_line is None:
+        return YamlDoc(diagram.front_matter)
+    lines = diagram.source.splitlines()[diagram.front_matter_line - 1:]
+    end = next((i for i, line in enumerate(lines) if line.strip() == "---"), len(lines))
+    return load_yaml("\n".join(lines[:end]), path=diagram.path, source=diagram.source,
+                     first_line=diagram.front_matter_line)

@@ -1,0 +1,192 @@
+"""Ops: a forward, a hand-written VJP, and what the VJP needs saved — registered by name in one place.
+
+An op's forward reads like plain torch code; its signature says what the op takes:
+positional parameters are tensor inputs (``*tensors`` for a variable number), keyword-only parameters are
+attributes (``reshape(x, *, shape)``). This module imports no torch, so a spec can be loaded without it.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from graphconv.spec.expr import suggest
+
+REQUIRED = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A keyword-only parameter of an op's forward."""
+
+    name: str
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+class Op:
+    """A registered op. Call it to run its forward; ``op.vjp`` decorates its VJP.
+
+    The VJP is ``vjp(ctx, grad) -> tuple`` with one gradient (or None) per tensor input. ``ctx`` carries the op's
+    attribute values by name, the tensors named in ``save`` (inputs by parameter name, ``out`` for the output),
+    ``ctx.shapes`` (the input shapes, always), ``ctx.dtypes`` and ``ctx.needs`` (which inputs want a gradient).
+    For an op with several outputs, ``grad`` is a tuple with one tensor per output (None for an output that
+    received no gradient).
+    """
+
+    def __init__(
+        self,
+        forward: Callable,
+        *,
+        name: str | None = None,
+        save: Iterable[str] = (),
+        variadic: str | None = None,
+        outputs: int | None = 1,
+        source: str | None = None,
+    ) -> None:
+        self.forward = forward
+        self.name = name or forward.__name__
+        self.doc = inspect.cleandoc(forward.__doc__ or "").split("\n")[0]
+        self.source = source or forward.__module__
+        self.inputs, self.variadic_inputs, self.attrs, self.optional_inputs = _read_signature(forward, self.name)
+        self.save = tuple(save)
+        self.variadic = variadic
+        self.outputs = outputs
+        self.backward: Callable | None = None
+        self.sample_inputs: Callable | None = None
+        self._check_declarations()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<op {self.signature()} from {self.source}>"
+
+    def vjp(self, backward: Callable) -> Callable:
+        """Attach the hand-written VJP (used as a decorator)."""
+        self.backward = backward
+        return backward
+
+    def samples(self, make: Callable) -> Callable:
+        """Attach sample inputs for the registry-wide gradcheck: ``make()`` yields ``(tensors, attrs)`` pairs."""
+        self.sample_inputs = make
+        return make
+
+    def attr(self, name: str) -> Attr | None:
+        return next((a for a in self.attrs if a.name == name), None)
+
+    def signature(self) -> str:
+        tensors = [f"*{self.inputs[0]}" if self.variadic_inputs else t for t in self.inputs]
+        attrs = [a.name if a.required else f"{a.name}={a.default!r}" for a in self.attrs]
+        return f"{self.name}({', '.join(tensors + (['*'] if attrs else []) + attrs)})"
+
+    def _check_declarations(self) -> None:
+        known = set(self.inputs) | {"out"}
+        for name in self.save:
+            if name not in known:
+                raise ValueError(f"op {self.name}: save names {name!r}, which is neither an input nor 'out'")
+        if self.variadic is not None and self.attr(self.variadic) is None:
+            raise ValueError(f"op {self.name}: variadic names {self.variadic!r}, which is not an attribute")
+
+
+def _read_signature(forward: Callable, name: str) -> tuple[tuple[str, ...], bool, tuple[Attr, ...], frozenset]:
+    """Tensor inputs (positional), whether they are ``*variadic``, attributes (keyword-only), optional inputs."""
+    inputs, attrs, variadic_inputs, optional = [], [], False, set()
+    for param in inspect.signature(forward).parameters.values():
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            inputs.append(param.name)
+            if param.default is not REQUIRED:
+                if param.default is not None:
+                    raise ValueError(f"op {name}: optional tensor input {param.name} must default to None")
+                optional.add(param.name)
+        elif param.kind == param.VAR_POSITIONAL:
+            inputs.append(param.name)
+            variadic_inputs = True
+        elif param.kind == param.KEYWORD_ONLY:
+            attrs.append(Attr(param.name, param.default))
+        else:
+            raise ValueError(f"op {name}: **{param.name} is not allowed; name each attribute")
+    if variadic_inputs and len(inputs) > 1:
+        raise ValueError(f"op {name}: *{inputs[-1]} must be the only tensor parameter")
+    return tuple(inputs), variadic_inputs, tuple(attrs), frozenset(optional)
+
+
+class Registry:
+    """Ops by name. Registering a taken name is an error naming both sources."""
+
+    def __init__(self, ops: Iterable[Op] = ()) -> None:
+        self._ops: dict[str, Op] = {}
+        for op in ops:
+            self.add(op)
+
+    def add(self, op: Op) -> Op:
+        taken = self._ops.get(op.name)
+        if taken is not None and taken is not op:
+            raise ValueError(f"op {op.name!r} from {op.source} clashes with op {op.name!r} from {taken.source}")
+        self._ops[op.name] = op
+        return op
+
+    def get(self, name: str) -> Op | None:
+        return self._ops.get(name)
+
+    def nearest(self, name: str) -> str:
+        return suggest(name, self._ops)
+
+    def names(self) -> list[str]:
+        return sorted(self._ops)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._ops
+
+    def __iter__(self):
+        return iter(self._ops.values())
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def extended(self, ops: Iterable[Op]) -> "Registry":
+        """A new registry with these ops added (clashes are errors)."""
+        registry = Registry(self)
+        for op in ops:
+            registry.add(op)
+        return registry
+
+
+REGISTRY = Registry()
+
+
+def op(
+    forward: Callable | None = None,
+    *,
+    name: str | None = None,
+    save: Iterable[str] = (),
+    variadic: str | None = None,
+    outputs: int | None = 1,
+    registry: Registry | None = REGISTRY,
+) -> Any:
+    """Register ``forward`` as an op (usable as ``@op`` or ``@op(save=("x",))``); attach its VJP with ``.vjp``."""
+
+    def register(function: Callable) -> Op:
+        made = Op(function, name=name, save=save, variadic=variadic, outputs=outputs)
+        return registry.add(made) if registry is not None else made
+
+    return register(forward) if forward is not None else register
+
+
+def register_op(
+    name: str,
+    forward: Callable,
+    vjp: Callable,
+    *,
+    save: Iterable[str] = (),
+    variadic: str | None = None,
+    outputs: int | None = 1,
+    registry: Registry = REGISTRY,
+) -> Op:
+    """Register an op from a forward and its VJP in one call."""
+    made = Op(forward, name=name, save=save, variadic=variadic, outputs=outputs)
+    made.vjp(vjp)
+    return registry.add(made)

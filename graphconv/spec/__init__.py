@@ -1,0 +1,1 @@
+"""Reading specs: Mermaid and YAML text → Diagram and Metadata. Imports no torch."""

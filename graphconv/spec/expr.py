@@ -1,0 +1,303 @@
+"""Expressions in op labels and dims: parsed by ``expr.lark`` into a few small nodes, evaluated without ``eval``.
+
+``parse_call("reshape(b * patches, patch_size)")`` gives a :class:`Call`; ``parse_expr("o_h * o_w")`` an
+:class:`Expr`. ``evaluate(expr, env)`` computes a value from named ints (and tuples, floats, strings, bools).
+"""
+from __future__ import annotations
+
+import difflib
+import operator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Mapping
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from graphconv.errors import SpecError
+
+# Bounds that keep a hostile spec from hanging the tool on arithmetic (exponentially large numbers).
+MAX_INT_BITS = 256
+MAX_POWER_EXPONENT = 64
+
+CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None, "true": True, "false": False}
+
+
+@dataclass(frozen=True)
+class Expr:
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Const(Expr):
+    value: Any
+
+
+@dataclass(frozen=True)
+class Name(Expr):
+    id: str
+
+
+@dataclass(frozen=True)
+class BinOp(Expr):
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Neg(Expr):
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Tuple(Expr):
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Function(Expr):
+    """``min(a, b)``, ``max(…)``, ``abs(x)``, ``ceil_div(a, b)`` — the only calls allowed inside an expression."""
+
+    name: str
+    args: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Call:
+    """An op label: the op's name and its arguments (positional, then keyword) as expressions."""
+
+    name: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[tuple[str, Expr], ...]
+    line: int
+    column: int
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs, "ceil_div": _ceil_div}
+BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "//": operator.floordiv,
+    "/": operator.truediv,
+    "%": operator.mod,
+    "**": operator.pow,
+}
+
+
+def _pos(meta_or_token: Any) -> tuple[int, int]:
+    return getattr(meta_or_token, "line", 1), getattr(meta_or_token, "column", 1)
+
+
+@v_args(meta=True)
+class ExprTransformer(Transformer):
+    """One method per rule of ``expr.lark``."""
+
+    def call(self, meta, children):
+        name, arguments = children[0], (children[1] if len(children) > 1 else None) or []
+        args = tuple(a for a in arguments if not isinstance(a, tuple))
+        kwargs = tuple(a for a in arguments if isinstance(a, tuple))
+        seen_keyword = False
+        for a in arguments:
+            if isinstance(a, tuple):
+                seen_keyword = True
+            elif seen_keyword:
+                raise SpecError("positional argument after a keyword argument", line=a.line, column=a.column)
+        return Call(str(name), args, kwargs, *_pos(name))
+
+    def arguments(self, meta, children):
+        return [c for c in children if c is not None]
+
+    def keyword(self, meta, children):
+        return (str(children[0]), children[1])
+
+    def binary(self, meta, children):
+        left, symbol, right = children
+        return BinOp(*_pos(meta), str(symbol), left, right)
+
+    def neg(self, meta, children):
+        return Neg(*_pos(meta), children[0])
+
+    def integer(self, meta, children):
+        return Const(*_pos(children[0]), int(children[0]))
+
+    def real(self, meta, children):
+        return Const(*_pos(children[0]), float(children[0]))
+
+    def string(self, meta, children):
+        return Const(*_pos(children[0]), str(children[0])[1:-1])
+
+    def name(self, meta, children):
+        token = children[0]
+        if str(token) in CONSTANTS:
+            return Const(*_pos(token), CONSTANTS[str(token)])
+        return Name(*_pos(token), str(token))
+
+    def function(self, meta, children):
+        name, args = children[0], tuple(c for c in children[1:] if c is not None)
+        if str(name) not in FUNCTIONS:
+            raise SpecError(
+                f"unknown function {name}() in an expression; allowed: {', '.join(sorted(FUNCTIONS))}",
+                line=name.line,
+                column=name.column,
+            )
+        return Function(*_pos(name), str(name), args)
+
+    def tuple(self, meta, children):
+        return Tuple(*_pos(meta), tuple(c for c in children if c is not None))
+
+    def empty_tuple(self, meta, children):
+        return Tuple(*_pos(meta), ())
+
+
+@lru_cache(maxsize=None)
+def _parser(start: str) -> Lark:
+    return Lark.open("expr.lark", rel_to=__file__, parser="lalr", start=start, propagate_positions=True)
+
+
+def _parse(text: str, start: str) -> Any:
+    try:
+        tree = _parser(start).parse(text)
+        return ExprTransformer().transform(tree)
+    except UnexpectedInput as error:
+        raise SpecError(_describe(error, text), line=error.line, column=error.column, source=text) from None
+    except SpecError as error:
+        raise error.located(source=text) from None
+    except Exception as error:  # lark wraps errors raised inside the transformer
+        inner = getattr(error, "orig_exc", None)
+        if isinstance(inner, SpecError):
+            raise inner.located(source=text) from None
+        raise
+
+
+def _describe(error: UnexpectedInput, text: str) -> str:
+    if isinstance(error, UnexpectedEOF) or (isinstance(error, UnexpectedToken) and error.token.type == "$END"):
+        return f"unexpected end of expression {text!r}"
+    if isinstance(error, UnexpectedCharacters):
+        return f"unexpected character {text[error.pos_in_stream]!r} in {text!r}"
+    token = getattr(error, "token", None)
+    return f"unexpected {str(token)!r} in {text!r}"
+
+
+def parse_call(text: str) -> Call:
+    """Parse an op label: ``name`` or ``name(arg, ..., key=value)``."""
+    return _parse(text.strip(), "call")
+
+
+def parse_expr(text: str) -> Expr:
+    """Parse one expression: ``(i_h - kernel_h + 2 * padding) // stride + 1``."""
+    return _parse(text.strip(), "expr")
+
+
+def as_expr(value: Any, line: int = 0, column: int = 0) -> Expr:
+    """A YAML value as an expression: strings are parsed, numbers and lists become constants and tuples."""
+    if isinstance(value, str):
+        return _shift(parse_expr(value), line, column)
+    if isinstance(value, (list, tuple)):
+        return Tuple(line, column, tuple(as_expr(v, line, column) for v in value))
+    if value is None or isinstance(value, (bool, int, float)):
+        return Const(line, column, value)
+    raise SpecError(f"expected a number, a name, an expression or a list, got {value!r}", line=line, column=column)
+
+
+def _shift(expr: Expr, line: int, column: int) -> Expr:
+    """Place an expression parsed from a one-line string at ``line``/``column`` of a larger file."""
+    if not line:
+        return expr
+    fields = {k: getattr(expr, k) for k in expr.__dataclass_fields__}
+    for key, value in fields.items():
+        if isinstance(value, Expr):
+            fields[key] = _shift(value, line, column)
+        elif isinstance(value, tuple) and value and isinstance(value[0], Expr):
+            fields[key] = tuple(_shift(v, line, column) for v in value)
+    fields["line"], fields["column"] = line, column + expr.column - 1
+    return type(expr)(**fields)
+
+
+def names(expr: Expr | Call) -> set[str]:
+    """The free names an expression (or a call's arguments) reads."""
+    if isinstance(expr, Name):
+        return {expr.id}
+    if isinstance(expr, Call):
+        parts = list(expr.args) + [v for _, v in expr.kwargs]
+    else:
+        parts = [getattr(expr, f) for f in ("left", "right", "operand") if hasattr(expr, f)]
+        parts += list(getattr(expr, "items", ())) + list(getattr(expr, "args", ()))
+    found: set[str] = set()
+    for part in parts:
+        found |= names(part)
+    return found
+
+
+def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
+    """The value of ``expr`` with names looked up in ``env``. Raises SpecError at the expression's position."""
+    if isinstance(expr, Const):
+        return expr.value
+    if isinstance(expr, Name):
+        if expr.id not in env:
+            raise SpecError(f"unknown name {expr.id!r}{suggest(expr.id, env)}", line=expr.line, column=expr.column)
+        return env[expr.id]
+    if isinstance(expr, Tuple):
+        return tuple(evaluate(item, env) for item in expr.items)
+    if isinstance(expr, Neg):
+        return _check_number(expr, -_number(expr.operand, env))
+    if isinstance(expr, Function):
+        return _check_number(expr, FUNCTIONS[expr.name](*(_number(a, env) for a in expr.args)))
+    if isinstance(expr, BinOp):
+        left, right = _number(expr.left, env), _number(expr.right, env)
+        if expr.op in ("//", "/", "%") and right == 0:
+            raise SpecError(f"division by zero in {to_source(expr)}", line=expr.line, column=expr.column)
+        if expr.op == "**" and (abs(right) > MAX_POWER_EXPONENT or (isinstance(right, int) and right < 0)):
+            raise SpecError(f"exponent {right} out of range in {to_source(expr)}", line=expr.line, column=expr.column)
+        return _check_number(expr, BINARY[expr.op](left, right))
+    raise TypeError(f"not an expression: {expr!r}")
+
+
+def _number(expr: Expr, env: Mapping[str, Any]) -> int | float:
+    value = evaluate(expr, env)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{to_source(expr)} is {value!r}, not a number", line=expr.line, column=expr.column)
+    return value
+
+
+def _check_number(expr: Expr, value: int | float) -> int | float:
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise SpecError(f"{to_source(expr)} is too large ({value.bit_length()} bits)", line=expr.line, column=expr.column)
+    return value
+
+
+def suggest(name: str, known: Any) -> str:
+    """``"; did you mean 'x'?"`` for the nearest known names, or ``""``."""
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=3)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "/": 2, "%": 2, "**": 4}
+
+
+def to_source(expr: Expr | Call, parent: int = 0) -> str:
+    """Expression text again, with only the parentheses it needs."""
+    if isinstance(expr, Call):
+        args = [to_source(a) for a in expr.args] + [f"{k}={to_source(v)}" for k, v in expr.kwargs]
+        return f"{expr.name}({', '.join(args)})" if args else expr.name
+    if isinstance(expr, Const):
+        return repr(expr.value)
+    if isinstance(expr, Name):
+        return expr.id
+    if isinstance(expr, Tuple):
+        inner = ", ".join(to_source(i) for i in expr.items)
+        return f"({inner},)" if len(expr.items) == 1 else f"({inner})"
+    if isinstance(expr, Function):
+        return f"{expr.name}({', '.join(to_source(a) for a in expr.args)})"
+    if isinstance(expr, Neg):
+        return f"-{to_source(expr.operand, 3)}"
+    level = PRECEDENCE[expr.op]
+    right_level = level if expr.op == "**" else level + 1
+    text = f"{to_source(expr.left, level + (expr.op == '**'))} {expr.op} {to_source(expr.right, right_level)}"
+    return f"({text})" if level < parent else text
