@@ -97,3 +97,23 @@ class Binder:
 
 def _show(pattern: list[Expr]) -> str:
     return "[" + ", ".join(to_source(e) for e in pattern) + "]"
+
+
+def shape_mismatch(spec: Spec, name: str, actual: tuple[int, ...], env: dict[str, Any]) -> ShapeError | None:
+    """A ShapeError if ``name`` has a declared shape that ``actual`` does not match, else None."""
+    declared = spec.meta.shapes.get(name)
+    if declared is None:
+        return None
+    expected = tuple(size if isinstance(e, Name) and e.id == WILDCARD else evaluate(e, env)
+                     for e, size in zip(declared, actual))
+    if len(declared) == len(actual) and expected == actual:
+        return None
+    if len(declared) != len(actual):
+        expected = tuple(evaluate(e, env) for e in declared if not (isinstance(e, Name) and e.id == WILDCARD))
+    tensor = spec.tensor(spec.tensor_id(name))
+    producer = spec.op(tensor.producer) if tensor.producer else None
+    made_by = f"produced by op {producer.id} ({producer.label}) at line {producer.line}" if producer else "an input"
+    symbolic = "[" + ", ".join(to_source(e) for e in declared) + "]"
+    line, column = spec.meta.where("shapes", name)
+    return ShapeError(f"tensor {name!r} ({made_by}) has shape {actual} but is declared {symbolic} = {expected}",
+                      path=spec.path, line=line, column=column, source=spec.source)

@@ -13,13 +13,11 @@ from typing import Any
 import torch
 
 from graphconv.compiler import executor
-from graphconv.compiler.binding import Binder, CallError, ShapeError
+from graphconv.compiler.binding import Binder, CallError, shape_mismatch
 from graphconv.compiler.function import Call, GraphFunction
 from graphconv.compiler.program import Program
 from graphconv.graph.opgraph import Spec
 from graphconv.loader import load
-from graphconv.spec.expr import Name, evaluate, to_source
-from graphconv.spec.metadata import WILDCARD
 
 CACHE_LIMIT = 256
 
@@ -82,26 +80,6 @@ class CompiledOp:
         params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
                    for k, v in self.spec.meta.attrs.items()]
         return inspect.Signature(params)
-
-
-def shape_mismatch(spec: Spec, name: str, actual: tuple[int, ...], env: dict[str, Any]) -> ShapeError | None:
-    """A ShapeError if ``name`` has a declared shape that ``actual`` does not match, else None."""
-    declared = spec.meta.shapes.get(name)
-    if declared is None:
-        return None
-    expected = tuple(size if isinstance(e, Name) and e.id == WILDCARD else evaluate(e, env)
-                     for e, size in zip(declared, actual))
-    if len(declared) == len(actual) and expected == actual:
-        return None
-    if len(declared) != len(actual):
-        expected = tuple(evaluate(e, env) for e in declared if not (isinstance(e, Name) and e.id == WILDCARD))
-    tensor = spec.tensor(spec.tensor_id(name))
-    producer = spec.op(tensor.producer) if tensor.producer else None
-    made_by = f"produced by op {producer.id} ({producer.label}) at line {producer.line}" if producer else "an input"
-    symbolic = "[" + ", ".join(to_source(e) for e in declared) + "]"
-    line, column = spec.meta.where("shapes", name)
-    return ShapeError(f"tensor {name!r} ({made_by}) has shape {actual} but is declared {symbolic} = {expected}",
-                      path=spec.path, line=line, column=column, source=spec.source)
 
 
 def compile(spec: Spec | str, *, ops: Any = ()) -> CompiledOp:

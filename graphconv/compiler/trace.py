@@ -8,8 +8,7 @@ from typing import Any
 import torch
 
 from graphconv.compiler import executor
-from graphconv.compiler.binding import Binder
-from graphconv.compiler.compiled import shape_mismatch
+from graphconv.compiler.binding import Binder, shape_mismatch
 from graphconv.compiler.program import Program
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
