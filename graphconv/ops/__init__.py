@@ -1,5 +1,9 @@
-"""The op library: the registry and the primitives registered in it (importing this imports no torch)."""
-from graphconv.ops import primitives  # noqa: F401  (registers the primitives)
-from graphconv.ops.registry import REGISTRY, Op, Registry, op, register_op
+"""The op library: the registry and the primitives registered in it (importing this imports no torch).
 
-__all__ = ["REGISTRY", "Op", "Registry", "op", "register_op"]
+One module per kind of op, each op's VJP right below its forward: movement, elementwise, reduce, linalg,
+windows, nn.
+"""
+from graphconv.ops import elementwise, linalg, movement, nn, reduce, windows  # noqa: F401  (register the ops)
+from graphconv.ops.registry import REGISTRY, Op, OpClashError, Registry, op, register_op
+
+__all__ = ["REGISTRY", "Op", "OpClashError", "Registry", "op", "register_op"]

@@ -10,6 +10,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from graphconv.errors import SpecError
 from graphconv.spec.expr import suggest
 
 REQUIRED = inspect.Parameter.empty
@@ -114,6 +115,10 @@ def _read_signature(forward: Callable, name: str) -> tuple[tuple[str, ...], bool
     return tuple(inputs), variadic_inputs, tuple(attrs), frozenset(optional)
 
 
+class OpClashError(SpecError, ValueError):
+    """Two different ops want the same name; the message names where each comes from."""
+
+
 class Registry:
     """Ops by name. Registering a taken name is an error naming both sources."""
 
@@ -125,7 +130,7 @@ class Registry:
     def add(self, op: Op) -> Op:
         taken = self._ops.get(op.name)
         if taken is not None and taken is not op:
-            raise ValueError(f"op {op.name!r} from {op.source} clashes with op {op.name!r} from {taken.source}")
+            raise OpClashError(f"op {op.name!r} from {op.source} clashes with op {op.name!r} from {taken.source}")
         self._ops[op.name] = op
         return op
 

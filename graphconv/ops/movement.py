@@ -1,0 +1,302 @@
+"""Movement ops: same elements, another layout — each VJP is the inverse movement.
+
+reshape ↔ reshape back, permute ↔ permute by the inverse order, expand ↔ sum, pad ↔ pad by minus the padding
+(which crops), slice/select/index_select ↔ scatter into zeros, cat ↔ split, stack ↔ unbind.
+"""
+from __future__ import annotations
+
+from graphconv.ops.helpers import randn, sum_to
+from graphconv.ops.lazy_torch import torch
+from graphconv.ops.registry import op
+
+
+def _argsort(order):
+    return tuple(sorted(range(len(order)), key=lambda i: order[i]))
+
+
+@op(variadic="shape")
+def reshape(x, *, shape):
+    """Same elements, another shape (one size may be -1): ``reshape(b * patches, patch_size)``."""
+    return x.reshape(shape)
+
+
+@reshape.vjp
+def _(ctx, grad):
+    return (grad.reshape(ctx.shapes[0]),)
+
+
+@reshape.samples
+def _():
+    yield (randn(2, 3, 4),), {"shape": (6, 4)}
+    yield (randn(6, 4),), {"shape": (2, -1, 2)}
+
+
+@op(variadic="shape")
+def view(x, *, shape):
+    """Like reshape, but the input must be laid out so that no copy is needed (torch's ``view``)."""
+    return x.view(shape)
+
+
+@view.vjp
+def _(ctx, grad):
+    return (grad.reshape(ctx.shapes[0]),)
+
+
+@view.samples
+def _():
+    yield (randn(2, 3, 4),), {"shape": (3, 8)}
+    yield (randn(12),), {"shape": (-1, 3)}
+
+
+@op
+def flatten(x, *, start_dim=0, end_dim=-1):
+    """Merge dims ``start_dim`` … ``end_dim`` into one: ``flatten(start_dim=1)``."""
+    return x.flatten(start_dim, end_dim)
+
+
+@flatten.vjp
+def _(ctx, grad):
+    return (grad.reshape(ctx.shapes[0]),)
+
+
+@flatten.samples
+def _():
+    yield (randn(2, 3, 4),), {}
+    yield (randn(2, 3, 4, 5),), {"start_dim": 1, "end_dim": 2}
+
+
+@op
+def squeeze(x, *, dim=None):
+    """Drop size-1 dims (all of them, or ``dim``: an int or a tuple)."""
+    return x.squeeze() if dim is None else x.squeeze(dim)
+
+
+@squeeze.vjp
+def _(ctx, grad):
+    return (grad.reshape(ctx.shapes[0]),)
+
+
+@squeeze.samples
+def _():
+    yield (randn(2, 1, 3, 1),), {}
+    yield (randn(2, 1, 3, 1),), {"dim": -1}
+    yield (randn(1, 3, 1),), {"dim": (0, 2)}
+
+
+@op
+def unsqueeze(x, *, dim):
+    """Insert a size-1 dim at ``dim``."""
+    return x.unsqueeze(dim)
+
+
+@unsqueeze.vjp
+def _(ctx, grad):
+    return (grad.reshape(ctx.shapes[0]),)
+
+
+@unsqueeze.samples
+def _():
+    yield (randn(2, 3),), {"dim": 1}
+    yield (randn(2, 3),), {"dim": -1}
+
+
+@op(variadic="dims")
+def permute(x, *, dims):
+    """Reorder dimensions: ``permute(0, 2, 1)``."""
+    return x.permute(dims)
+
+
+@permute.vjp
+def _(ctx, grad):
+    return (grad.permute(_argsort([d % len(ctx.dims) for d in ctx.dims])),)
+
+
+@permute.samples
+def _():
+    yield (randn(2, 3, 4),), {"dims": (0, 2, 1)}
+    yield (randn(2, 3, 4, 5),), {"dims": (3, 0, 2, 1)}
+    yield (randn(3, 4),), {"dims": (-1, 0)}
+
+
+@op
+def transpose(x, *, dim0, dim1):
+    """Swap two dimensions: ``transpose(0, 1)``."""
+    return x.transpose(dim0, dim1)
+
+
+@transpose.vjp
+def _(ctx, grad):
+    return (grad.transpose(ctx.dim0, ctx.dim1),)
+
+
+@transpose.samples
+def _():
+    yield (randn(3, 4),), {"dim0": 0, "dim1": 1}
+    yield (randn(2, 3, 4),), {"dim0": -1, "dim1": 0}
+
+
+@op(variadic="shape")
+def expand(x, *, shape):
+    """Broadcast size-1 dims (and new leading dims) to ``shape``; -1 keeps a size: ``expand(b, -1, n)``."""
+    return x.expand(shape)
+
+
+@expand.vjp
+def _(ctx, grad):
+    return (sum_to(grad, ctx.shapes[0]),)
+
+
+@expand.samples
+def _():
+    yield (randn(3, 1),), {"shape": (3, 4)}
+    yield (randn(1, 4),), {"shape": (2, 5, -1)}
+
+
+@op
+def pad(x, *, pad, value=0.0):
+    """Pad the last dims with ``value``: ``pad=(left, right, top, bottom)`` as torch.nn.functional.pad (constant
+    mode); negative sizes crop."""
+    return torch.nn.functional.pad(x, pad, value=value)
+
+
+@pad.vjp
+def _(ctx, grad):
+    return (torch.nn.functional.pad(grad, tuple(-p for p in ctx.pad)),)
+
+
+@pad.samples
+def _():
+    yield (randn(2, 3, 4),), {"pad": (1, 2)}
+    yield (randn(2, 3, 4, 5),), {"pad": (0, 1, 2, 1), "value": -1.5}
+    yield (randn(2, 5, 6),), {"pad": (-1, 2, 1, -2)}
+
+
+def _slices(rank, dim, chosen):
+    return (slice(None),) * (dim % rank) + (chosen,)
+
+
+@op(name="slice")
+def slice_(x, *, dim, start=None, end=None, step=1):
+    """Elements ``start:end:step`` along ``dim`` (Python slice semantics, ``step`` positive)."""
+    return x[_slices(x.dim(), dim, slice(start, end, step))]
+
+
+@slice_.vjp
+def _(ctx, grad):
+    full = grad.new_zeros(ctx.shapes[0])
+    full[_slices(len(ctx.shapes[0]), ctx.dim, slice(ctx.start, ctx.end, ctx.step))] = grad
+    return (full,)
+
+
+@slice_.samples
+def _():
+    yield (randn(5, 4),), {"dim": 0, "start": 1, "end": 4}
+    yield (randn(2, 3, 7),), {"dim": -1, "start": 1, "step": 2}
+    yield (randn(2, 6),), {"dim": 1, "end": -2}
+
+
+@op
+def select(x, *, dim, index):
+    """The slice at ``index`` along ``dim``, with that dim removed (``x[:, index]`` for dim 1)."""
+    return x.select(dim, index)
+
+
+@select.vjp
+def _(ctx, grad):
+    full = grad.new_zeros(ctx.shapes[0])
+    full.select(ctx.dim, ctx.index).copy_(grad)
+    return (full,)
+
+
+@select.samples
+def _():
+    yield (randn(3, 4),), {"dim": 0, "index": 1}
+    yield (randn(2, 3, 4),), {"dim": -1, "index": -1}
+
+
+@op(save=("index",))
+def index_select(x, index, *, dim):
+    """The entries at the integer tensor ``index`` along ``dim`` (repeats allowed)."""
+    return x.index_select(dim, index)
+
+
+@index_select.vjp
+def _(ctx, grad):
+    return (grad.new_zeros(ctx.shapes[0]).index_add(ctx.dim, ctx.index, grad), None)
+
+
+@index_select.samples
+def _():
+    yield (randn(5, 3), torch.tensor([4, 0, 0, 2])), {"dim": 0}
+    yield (randn(2, 3, 4), torch.tensor([3, 1])), {"dim": -1}
+
+
+@op
+def cat(*tensors, dim=0):
+    """Join tensors along an existing ``dim``."""
+    return torch.cat(tensors, dim)
+
+
+@cat.vjp
+def _(ctx, grad):
+    return grad.split([shape[ctx.dim] for shape in ctx.shapes], ctx.dim)
+
+
+@cat.samples
+def _():
+    yield (randn(2, 3), randn(4, 3)), {}
+    yield (randn(2, 1, 4), randn(2, 3, 4), randn(2, 2, 4)), {"dim": 1}
+
+
+@op
+def stack(*tensors, dim=0):
+    """Join same-shaped tensors along a new ``dim``."""
+    return torch.stack(tensors, dim)
+
+
+@stack.vjp
+def _(ctx, grad):
+    return grad.unbind(ctx.dim)
+
+
+@stack.samples
+def _():
+    yield (randn(2, 3), randn(2, 3)), {}
+    yield (randn(2, 3), randn(2, 3), randn(2, 3)), {"dim": -1}
+
+
+def _split_sizes(length, sizes):
+    if isinstance(sizes, int):
+        return [sizes] * (length // sizes) + ([length % sizes] if length % sizes else [])
+    return list(sizes)
+
+
+@op(outputs=None)
+def split(x, *, sizes, dim=0):
+    """Cut ``x`` along ``dim`` into pieces of ``sizes`` (an int: equal pieces, the last may be smaller; a tuple:
+    one size per piece). Draw one output per piece."""
+    return torch.split(x, sizes, dim)
+
+
+@split.vjp
+def _(ctx, grad):
+    shape = ctx.shapes[0]
+    grads = grad if isinstance(grad, tuple) else (grad,)
+    pieces = []
+    for size, piece in zip(_split_sizes(shape[ctx.dim], ctx.sizes), grads):
+        if piece is None:
+            piece_shape = list(shape)
+            piece_shape[ctx.dim] = size
+            piece = torch.zeros(piece_shape, dtype=ctx.dtypes[0], device=_device(grads))
+        pieces.append(piece)
+    return (torch.cat(pieces, ctx.dim),)
+
+
+def _device(grads):
+    return next(g.device for g in grads if g is not None)
+
+
+@split.samples
+def _():
+    yield (randn(5, 3),), {"sizes": 2}
+    yield (randn(2, 6, 3),), {"sizes": (1, 4, 1), "dim": 1}

@@ -1,0 +1,89 @@
+"""Activations and normalized exponentials: each VJP reads the saved output, not the input."""
+from __future__ import annotations
+
+from graphconv.ops.helpers import randn
+from graphconv.ops.lazy_torch import torch
+from graphconv.ops.registry import op
+
+
+@op(save=("out",))
+def relu(x):
+    """``max(x, 0)``; the gradient at 0 is 0, as in torch."""
+    return torch.relu(x)
+
+
+@relu.vjp
+def _(ctx, grad):
+    return (grad * (ctx.out > 0),)
+
+
+@relu.samples
+def _():
+    yield (randn(3, 4),), {}
+
+
+@op(save=("out",))
+def sigmoid(x):
+    """``1 / (1 + e ** -x)``."""
+    return torch.sigmoid(x)
+
+
+@sigmoid.vjp
+def _(ctx, grad):
+    return (grad * ctx.out * (1 - ctx.out),)
+
+
+@sigmoid.samples
+def _():
+    yield (randn(3, 4),), {}
+
+
+@op(save=("out",))
+def tanh(x):
+    """Hyperbolic tangent."""
+    return torch.tanh(x)
+
+
+@tanh.vjp
+def _(ctx, grad):
+    return (grad * (1 - ctx.out * ctx.out),)
+
+
+@tanh.samples
+def _():
+    yield (randn(3, 4),), {}
+
+
+@op(save=("out",))
+def softmax(x, *, dim):
+    """``exp(x) / sum(exp(x))`` along ``dim``."""
+    return torch.softmax(x, dim)
+
+
+@softmax.vjp
+def _(ctx, grad):
+    out = ctx.out
+    return (out * (grad - (grad * out).sum(ctx.dim, keepdim=True)),)
+
+
+@softmax.samples
+def _():
+    yield (randn(3, 4),), {"dim": -1}
+    yield (randn(2, 3, 4),), {"dim": 1}
+
+
+@op(save=("out",))
+def log_softmax(x, *, dim):
+    """``log(softmax(x))`` along ``dim``, computed stably."""
+    return torch.log_softmax(x, dim)
+
+
+@log_softmax.vjp
+def _(ctx, grad):
+    return (grad - torch.exp(ctx.out) * grad.sum(ctx.dim, keepdim=True),)
+
+
+@log_softmax.samples
+def _():
+    yield (randn(3, 4),), {"dim": -1}
+    yield (randn(2, 3, 4),), {"dim": 0}

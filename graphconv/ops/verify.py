@@ -1,0 +1,236 @@
+"""Checking hand-written VJPs against torch autograd, and compiled specs against their reference.
+
+An op is checked the way specs run it: each sample becomes a one-op spec, compiled, and
+``torch.autograd.gradcheck`` (float64) compares its hand-written VJP with finite differences — so a wrong
+``save=`` declaration or a gradient of the wrong shape fails too. A spec is gradchecked on inputs made from its
+``example`` dims, then compared in value and gradient with its ``reference:`` (see graphconv.ops.reference).
+``graphconv check`` and tests/test_ops_gradcheck.py are thin loops over these functions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from graphconv.errors import SpecError
+from graphconv.graph.build import build_spec
+from graphconv.graph.opgraph import Spec
+from graphconv.ops.lazy_torch import torch
+from graphconv.ops.reference import ALLOWED_MODULES, call_reference, read_reference, resolve
+from graphconv.ops.registry import Op, Registry
+from graphconv.spec.diagram import Diagram, Edge, Node
+from graphconv.spec.expr import evaluate, names
+from graphconv.spec.metadata import WILDCARD, Metadata
+
+SEED = 0
+
+
+@dataclass
+class Check:
+    """One row of ``graphconv check``: what was checked, on what, in which case, and how it went."""
+
+    what: str  # "op gradcheck", "spec gradcheck", "value", "grad <input>"
+    subject: str  # an op name, a spec name or a reference function
+    case: str
+    ok: bool
+    detail: str = ""
+
+
+# --- ops ------------------------------------------------------------------------------------------------------
+
+
+def samples(op: Op) -> list[tuple[tuple, dict[str, Any]]]:
+    """The op's declared sample inputs, as (tensors, attrs) pairs; [] when it declares none."""
+    return list(op.sample_inputs()) if op.sample_inputs is not None else []
+
+
+def single_op(op: Op, tensors: Sequence[Any], attrs: dict[str, Any]) -> Any:
+    """A compiled one-op spec that applies ``op`` to graph inputs shaped like ``tensors`` (None: an optional
+    input left out), with ``attrs`` as the spec's attrs."""
+    from graphconv.compiler.compiled import CompiledOp
+
+    diagram = Diagram("LR")
+    diagram.nodes["op"] = Node("op", f"{op.name}({', '.join(f'{a}={a}' for a in attrs)})", "circle", 1, 1)
+    params = [f"{op.inputs[0]}{i}" for i in range(len(tensors))] if op.variadic_inputs else list(op.inputs)
+    inputs = []
+    for line, (param, tensor) in enumerate(zip(params, tensors), start=2):
+        if tensor is None:
+            continue
+        diagram.nodes[param] = Node(param, param, "rect", line, 1)
+        diagram.edges.append(Edge(param, "op", None if op.variadic_inputs else param, "arrow", line, 1))
+        inputs.append(param)
+    outputs = [f"out{i}" for i in range(_output_count(op, tensors, attrs))]
+    for line, name in enumerate(outputs, start=len(params) + 2):
+        diagram.nodes[name] = Node(name, name, "rect", line, 1)
+        diagram.edges.append(Edge("op", name, None, "arrow", line, 1))
+    meta = Metadata(inputs={name: None for name in inputs}, outputs=outputs, attrs={a: None for a in attrs})
+    return CompiledOp(build_spec(diagram, meta, Registry([op]), f"{op.name}_sample"))
+
+
+def _output_count(op: Op, tensors: Sequence[Any], attrs: dict[str, Any]) -> int:
+    if op.outputs is not None:
+        return op.outputs
+    result = op.forward(*tensors, **attrs)
+    return len(result) if isinstance(result, (tuple, list)) else 1
+
+
+def gradcheck_op(op: Op, tensors: Sequence[Any], attrs: dict[str, Any]) -> str | None:
+    """Gradcheck ``op``'s VJP on one sample; None when it holds, else what went wrong."""
+    compiled = single_op(op, tensors, attrs)
+    return gradcheck(lambda *xs: compiled(*xs, **attrs), [t for t in tensors if t is not None])
+
+
+def gradcheck(function: Any, tensors: Sequence[Any]) -> str | None:
+    """``torch.autograd.gradcheck`` of ``function`` at ``tensors`` (floating ones get gradients); None when it
+    holds, else the first line of what went wrong."""
+    inputs = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in tensors]
+    try:
+        torch.autograd.gradcheck(function, tuple(inputs), raise_exception=True)
+    except Exception as error:  # gradcheck's own failure, or the op's: either way the check fails
+        return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    return None
+
+
+def check_op(op: Op) -> list[Check]:
+    """One row per sample of ``op``; an op without samples is a failed check."""
+    made = samples(op)
+    if not made:
+        return [Check("op gradcheck", op.name, "-", False, f"op {op.name} declares no samples (@{op.name}.samples)")]
+    rows = []
+    for index, (tensors, attrs) in enumerate(made, start=1):
+        problem = _guarded(lambda: gradcheck_op(op, tensors, attrs))
+        rows.append(Check("op gradcheck", op.name, f"sample {index}: {_describe(tensors, attrs)}", problem is None,
+                          problem or ""))
+    return rows
+
+
+def _guarded(check: Any) -> str | None:
+    """What ``check()`` returns (None: it holds), or the message of what it raised."""
+    try:
+        return check()
+    except Exception as error:  # an op or a spec that cannot even run fails its check
+        return _message(error)
+
+
+def _message(error: Exception) -> str:
+    return error.message if isinstance(error, SpecError) else f"{type(error).__name__}: {error}"
+
+
+def _describe(tensors: Sequence[Any], attrs: dict[str, Any]) -> str:
+    shapes = ", ".join("None" if t is None else "x".join(map(str, t.shape)) or "scalar" for t in tensors)
+    extra = ", ".join(f"{k}={v!r}" for k, v in attrs.items())
+    return f"({shapes}){' ' + extra if extra else ''}"
+
+
+# --- specs ----------------------------------------------------------------------------------------------------
+
+
+def example_inputs(spec: Spec, values: dict[str, Any], generator: Any = None, dtype: Any = None) -> list[Any]:
+    """Random inputs shaped by the spec's input patterns, with the dims and attrs in ``values``."""
+    tensors = []
+    for name in spec.input_names:
+        pattern = (spec.meta.inputs or {}).get(name)
+        if pattern is None:
+            raise SpecError(f"input {name!r} has no shape pattern under graphconv.inputs, so it cannot be made",
+                            path=spec.path)
+        shape = []
+        for entry in pattern:
+            missing = sorted(names(entry) - set(values))
+            if missing:
+                what = "a wildcard '_'" if missing == [WILDCARD] else f"dim {missing[0]!r}"
+                raise SpecError(f"input {name!r}: {what} has no size; give it under graphconv.example",
+                                path=spec.path, line=entry.line, column=entry.column, source=spec.source)
+            shape.append(evaluate(entry, values))
+        tensors.append(torch.randn(shape, generator=generator, dtype=dtype or torch.float64))
+    return tensors
+
+
+def derived_dims(spec: Spec, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (attrs and input dims) plus every derived dim."""
+    env = dict(values)
+    for dim in spec.dim_order:
+        env[dim] = evaluate(spec.meta.dims[dim], env)
+    return env
+
+
+def cases(spec: Spec, extra: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, attrs and input dims) for the example with default attrs, then for each extra case over it."""
+    base = {**spec.meta.example, **{k: _plain(v) for k, v in spec.attrs.items()}}
+    found = [("example", base)]
+    for case in extra:
+        label = ", ".join(f"{k}={v!r}" for k, v in case.items())
+        found.append((label, {**base, **{k: _plain(v) for k, v in case.items()}}))
+    return found
+
+
+def _plain(value: Any) -> Any:
+    return tuple(_plain(v) for v in value) if isinstance(value, list) else value
+
+
+def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES) -> list[Check]:
+    """Every check of ``graphconv check``: the spec's ops on their samples, then per case the compiled spec's
+    gradcheck and its value and gradients against the reference. A bad reference raises SpecError."""
+    from graphconv.compiler.compiled import CompiledOp
+
+    reference = read_reference(spec)
+    function = resolve(spec, reference, allowed) if reference is not None else None
+    rows = []
+    for op in {node.op.name: node.op for node in spec.ops()}.values():
+        rows.extend(check_op(op))
+    compiled = CompiledOp(spec)
+    for index, (label, values) in enumerate(cases(spec, reference.cases if reference else ())):
+        generator = torch.Generator().manual_seed(SEED + index)
+        attrs = {k: v for k, v in values.items() if k in spec.attrs}
+        try:
+            inputs = example_inputs(spec, values, generator)
+        except SpecError as error:
+            rows.append(Check("spec gradcheck", spec.name, label, False, error.message))
+            continue
+        problem = _guarded(lambda: gradcheck(lambda *xs: compiled(*xs, **attrs), inputs))
+        rows.append(Check("spec gradcheck", spec.name, label, problem is None, problem or ""))
+        if function is not None:
+            env = derived_dims(spec, values)
+            rows.extend(compare(spec, compiled, lambda ts: call_reference(spec, function, reference,
+                                                                          {**env, **dict(zip(spec.input_names, ts))}),
+                                inputs, attrs, reference.function, label, generator))
+    return rows
+
+
+def compare(spec: Spec, compiled: Any, reference: Any, inputs: list[Any], attrs: dict[str, Any], subject: str,
+            label: str, generator: Any) -> list[Check]:
+    """Value and input gradients of ``compiled`` and ``reference`` at ``inputs`` under one random output grad."""
+    ours = [t.detach().clone().requires_grad_() for t in inputs]
+    theirs = [t.detach().clone().requires_grad_() for t in inputs]
+    try:
+        got = _as_tuple(compiled(*ours, **attrs))
+        want = _as_tuple(reference(theirs))
+    except Exception as error:
+        return [Check("value", subject, label, False, _message(error))]
+    if len(got) != len(want):
+        return [Check("value", subject, label, False, f"the spec has {len(got)} output(s), the reference {len(want)}")]
+    rows = [_close("value", subject, label, got, want)]
+    upstream = [torch.randn(t.shape, generator=generator, dtype=t.dtype) for t in want]
+    got_grads = torch.autograd.grad(got, ours, upstream, allow_unused=True)
+    want_grads = torch.autograd.grad(want, theirs, upstream, allow_unused=True)
+    for name, g, w in zip(spec.input_names, got_grads, want_grads):
+        rows.append(_close(f"grad {name}", subject, label, [_zeros_if_none(g, w)], [_zeros_if_none(w, g)]))
+    return rows
+
+
+def _as_tuple(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _zeros_if_none(grad: Any, other: Any) -> Any:
+    if grad is not None:
+        return grad
+    return torch.zeros_like(other) if other is not None else torch.zeros(())
+
+
+def _close(what: str, subject: str, label: str, got: Sequence[Any], want: Sequence[Any]) -> Check:
+    for g, w in zip(got, want):
+        if tuple(g.shape) != tuple(w.shape):
+            return Check(what, subject, label, False, f"shape {tuple(g.shape)}, reference {tuple(w.shape)}")
+    error = max((float((g.detach() - w.detach()).abs().max()) if g.numel() else 0.0 for g, w in zip(got, want)),
+                default=0.0)
+    ok = all(torch.allclose(g.detach(), w.detach(), rtol=1e-7, atol=1e-7) for g, w in zip(got, want))
+    return Check(what, subject, label, ok, f"max |Δ| {error:.1e}")
