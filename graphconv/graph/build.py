@@ -252,7 +252,7 @@ class _Builder:
         for link in incoming:
             if link.binding is not None and link.binding not in ("_",):
                 if link.binding not in op.inputs:
-                    hint = suggest(link.binding, op.inputs)
+                    hint = suggest(link.binding, op.inputs) or f"; its inputs are {', '.join(op.inputs)}"
                     raise self.error(f"edge label {link.binding!r} into {where} names no input{hint}", link.line,
                                      link.column)
                 if link.binding in slots:

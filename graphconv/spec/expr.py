@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import operator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +21,9 @@ from graphconv.errors import SpecError
 MAX_INT_BITS = 256
 MAX_POWER_EXPONENT = 64
 
-CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None, "true": True, "false": False}
+CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None, "true": True, "false": False,
+                             "inf": math.inf}
+MAX_NTUPLE = 16
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,32 @@ class Neg(Expr):
 
 
 @dataclass(frozen=True)
+class Compare(Expr):
+    """``left == right`` (also ``!=``, ``<``, ``<=``, ``>``, ``>=``): a bool."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Conditional(Expr):
+    """``then if test else otherwise``: only the chosen branch is evaluated."""
+
+    test: Expr
+    then: Expr
+    otherwise: Expr
+
+
+@dataclass(frozen=True)
+class Subscript(Expr):
+    """``target[index]``: an item of a tuple (``pair(stride)[0]``)."""
+
+    target: Expr
+    index: Expr
+
+
+@dataclass(frozen=True)
 class Tuple(Expr):
     items: tuple[Expr, ...]
 
@@ -79,7 +108,27 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-FUNCTIONS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs, "ceil_div": _ceil_div}
+def _ntuple(value: Any, n: int) -> tuple:
+    """``value`` as a tuple of ``n`` items: a number repeated, a tuple of ``n`` as it is (torch's ``_ntuple``)."""
+    if not isinstance(n, int) or not 1 <= n <= MAX_NTUPLE:
+        raise ValueError(f"the length must be an integer from 1 to {MAX_NTUPLE}, got {n!r}")
+    if isinstance(value, tuple):
+        if len(value) != n:
+            raise ValueError(f"expected {n} values, got {value!r}")
+        return value
+    return (value,) * n
+
+
+def _pair(value: Any) -> tuple:
+    return _ntuple(value, 2)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs, "ceil_div": _ceil_div,
+                                            "pair": _pair, "ntuple": _ntuple}
+TUPLE_FUNCTIONS = ("pair", "ntuple")  # these take any value (a number, a tuple, a string), not only numbers
+COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
 BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add,
     "-": operator.sub,
@@ -120,6 +169,17 @@ class ExprTransformer(Transformer):
     def binary(self, meta, children):
         left, symbol, right = children
         return BinOp(*_pos(meta), str(symbol), left, right)
+
+    def compare(self, meta, children):
+        left, symbol, right = children
+        return Compare(*_pos(meta), str(symbol), left, right)
+
+    def conditional(self, meta, children):
+        then, test, otherwise = children
+        return Conditional(*_pos(meta), test, then, otherwise)
+
+    def subscript(self, meta, children):
+        return Subscript(*_pos(meta), children[0], children[1])
 
     def neg(self, meta, children):
         return Neg(*_pos(meta), children[0])
@@ -198,7 +258,13 @@ def parse_expr(text: str) -> Expr:
 def as_expr(value: Any, line: int = 0, column: int = 0) -> Expr:
     """A YAML value as an expression: strings are parsed, numbers and lists become constants and tuples."""
     if isinstance(value, str):
-        return _shift(parse_expr(value), line, column)
+        try:
+            return _shift(parse_expr(value), line, column)
+        except SpecError as error:
+            if not line:
+                raise
+            at = column + (error.column or 1) - 1
+            raise SpecError(error.message, line=line, column=at) from None
     if isinstance(value, (list, tuple)):
         return Tuple(line, column, tuple(as_expr(v, line, column) for v in value))
     if value is None or isinstance(value, (bool, int, float)):
@@ -227,7 +293,8 @@ def names(expr: Expr | Call) -> set[str]:
     if isinstance(expr, Call):
         parts = list(expr.args) + [v for _, v in expr.kwargs]
     else:
-        parts = [getattr(expr, f) for f in ("left", "right", "operand") if hasattr(expr, f)]
+        fields = ("left", "right", "operand", "test", "then", "otherwise", "target", "index")
+        parts = [getattr(expr, f) for f in fields if hasattr(expr, f)]
         parts += list(getattr(expr, "items", ())) + list(getattr(expr, "args", ()))
     found: set[str] = set()
     for part in parts:
@@ -247,8 +314,23 @@ def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
         return tuple(evaluate(item, env) for item in expr.items)
     if isinstance(expr, Neg):
         return _check_number(expr, -_number(expr.operand, env))
+    if isinstance(expr, Function) and expr.name in TUPLE_FUNCTIONS:
+        try:
+            return FUNCTIONS[expr.name](*(evaluate(a, env) for a in expr.args))
+        except (TypeError, ValueError) as error:
+            raise SpecError(f"{to_source(expr)}: {error}", line=expr.line, column=expr.column) from None
     if isinstance(expr, Function):
         return _check_number(expr, FUNCTIONS[expr.name](*(_number(a, env) for a in expr.args)))
+    if isinstance(expr, Conditional):
+        test = evaluate(expr.test, env)
+        if not isinstance(test, bool):
+            raise SpecError(f"the condition {to_source(expr.test)} is {test!r}, not True or False",
+                            line=expr.test.line, column=expr.test.column)
+        return evaluate(expr.then if test else expr.otherwise, env)
+    if isinstance(expr, Compare):
+        return _compare(expr, evaluate(expr.left, env), evaluate(expr.right, env))
+    if isinstance(expr, Subscript):
+        return _subscript(expr, evaluate(expr.target, env), evaluate(expr.index, env))
     if isinstance(expr, BinOp):
         left, right = _number(expr.left, env), _number(expr.right, env)
         if expr.op in ("//", "/", "%") and right == 0:
@@ -257,6 +339,24 @@ def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
             raise SpecError(f"exponent {right} out of range in {to_source(expr)}", line=expr.line, column=expr.column)
         return _check_number(expr, BINARY[expr.op](left, right))
     raise TypeError(f"not an expression: {expr!r}")
+
+
+def _compare(expr: Compare, left: Any, right: Any) -> bool:
+    if expr.op in ("==", "!="):
+        return COMPARE[expr.op](left, right)
+    for side, value in ((expr.left, left), (expr.right, right)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{to_source(side)} is {value!r}, not a number", line=side.line, column=side.column)
+    return COMPARE[expr.op](left, right)
+
+
+def _subscript(expr: Subscript, target: Any, index: Any) -> Any:
+    if not isinstance(target, tuple):
+        raise SpecError(f"{to_source(expr.target)} is {target!r}, not a tuple", line=expr.line, column=expr.column)
+    if isinstance(index, bool) or not isinstance(index, int) or not -len(target) <= index < len(target):
+        raise SpecError(f"index {index!r} out of range for {to_source(expr.target)} = {target!r}", line=expr.line,
+                        column=expr.column)
+    return target[index]
 
 
 def _number(expr: Expr, env: Mapping[str, Any]) -> int | float:
@@ -281,7 +381,7 @@ def suggest(name: str, known: Any) -> str:
 PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "/": 2, "%": 2, "**": 4}
 
 
-def to_source(expr: Expr | Call, parent: int = 0) -> str:
+def to_source(expr: Expr | Call, parent: float = 0) -> str:
     """Expression text again, with only the parentheses it needs."""
     if isinstance(expr, Call):
         args = [to_source(a) for a in expr.args] + [f"{k}={to_source(v)}" for k, v in expr.kwargs]
@@ -297,6 +397,15 @@ def to_source(expr: Expr | Call, parent: int = 0) -> str:
         return f"{expr.name}({', '.join(to_source(a) for a in expr.args)})"
     if isinstance(expr, Neg):
         return f"-{to_source(expr.operand, 3)}"
+    if isinstance(expr, Subscript):
+        target = to_source(expr.target, 5)
+        return f"{'(' + target + ')' if isinstance(expr.target, Neg) else target}[{to_source(expr.index)}]"
+    if isinstance(expr, Conditional):
+        text = f"{to_source(expr.then, 0.5)} if {to_source(expr.test, 0.5)} else {to_source(expr.otherwise)}"
+        return f"({text})" if parent > 0 else text
+    if isinstance(expr, Compare):
+        text = f"{to_source(expr.left, 1)} {expr.op} {to_source(expr.right, 1)}"
+        return f"({text})" if parent >= 1 else text
     level = PRECEDENCE[expr.op]
     right_level = level if expr.op == "**" else level + 1
     text = f"{to_source(expr.left, level + (expr.op == '**'))} {expr.op} {to_source(expr.right, right_level)}"

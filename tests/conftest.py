@@ -1,0 +1,24 @@
+"""Shared test helpers: spec paths and the torch comparison every compiled-spec test makes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+SEED = ROOT.parent / "shared" / "seed" / "000_01b1be2d849a49ab.txt"
+
+
+@pytest.fixture
+def specs_dir() -> Path:
+    return SPECS
+
+
+def write_spec(tmp_path: Path, text: str, name: str = "spec.mmd") -> Path:
+    """Write spec text to a file (dedented) and return its path."""
+    import textwrap
+
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
