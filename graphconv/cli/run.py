@@ -1,4 +1,9 @@
-"""``graphconv run SPEC``: check a spec's shapes end to end, on the meta device unless told otherwise."""
+"""``graphconv run SPEC``: the shape checker — run a spec end to end on the meta device (no memory, no compute,
+any size) unless told otherwise, and print every tensor's symbolic and concrete shape.
+
+Exit status: 0 when every shape fits, 1 when one does not (the message names the tensor, the op that made it,
+the spec line, the declared shape symbolic and evaluated, and the actual one), 2 for a bad spec or bad arguments.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,62 +15,92 @@ from graphconv.cli.common import EXIT_OK, EXIT_SHAPE, import_modules, parse_assi
 
 
 def add_parser(verbs: Any) -> None:
-    run = verbs.add_parser("run", help="check a spec's shapes end to end (on the meta device by default)")
+    run = verbs.add_parser("run", help="check a spec's shapes end to end (on the meta device by default)",
+                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("spec", help="a .mmd, .md or .yaml spec")
-    run.add_argument("--dims", help="input dims, e.g. b=64,i_h=224 (default: the spec's example:)")
-    run.add_argument("--attr", help="attrs, e.g. stride=2,padding=0")
-    run.add_argument("--backward", action="store_true", help="also run the backward and check gradient shapes")
-    run.add_argument("--device", default="meta", help="meta (no memory, default), cpu or cuda: real random data")
+    add_shape_arguments(run)
+    run.add_argument("--backward", action="store_true", help="also run the VJPs and check every gradient's shape")
+    run.add_argument("--device", default="meta", help="meta (default: shapes only, free at any size), or cpu / "
+                                                      "cuda to run on real random data")
     run.add_argument("--json", action="store_true", help="print the table as JSON")
-    run.add_argument("--ops", action="append", help="import a module of extra ops (repeatable)")
     run.set_defaults(handler=cmd_run)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that say which sizes to run a spec at (shared with ``show``)."""
+    parser.add_argument("--dims", help="input dims, e.g. b=64,i_h=224 (over the spec's example:)")
+    parser.add_argument("--attr", help="attrs, e.g. stride=2,padding=0 (over the spec's defaults)")
+    parser.add_argument("--shapes", help="whole input shapes, for inputs without a pattern: x=(2,3),w=(3,4)")
+    parser.add_argument("--ops", action="append", help="import a module of extra ops (repeatable)")
+
+
+def load_and_trace(args: argparse.Namespace, *, backward: bool = False, device: str = "meta") -> tuple[Any, Any]:
+    """The spec ``args.spec`` and its trace at the sizes the shape arguments give."""
     import graphconv
     from graphconv.compiler.trace import trace
 
     spec = graphconv.load(args.spec, ops=import_modules(args.ops))
-    dims = parse_assignments(args.dims, "--dims")
-    attrs = parse_assignments(args.attr, "--attr")
-    result = trace(spec, dims, attrs, device=args.device, backward=args.backward)
+    result = trace(spec, parse_assignments(args.dims, "--dims"), parse_assignments(args.attr, "--attr"),
+                   shapes=parse_assignments(args.shapes, "--shapes"), device=device, backward=backward)
+    return spec, result
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spec, result = load_and_trace(args, backward=args.backward, device=args.device)
     if args.json:
-        print(json.dumps(_trace_json(spec, result), indent=2))
+        print(json.dumps(trace_json(spec, result), indent=2))
     else:
-        _print_table(result, args.backward)
-        for problem in result.problems():
-            print(f"\n{problem}", file=sys.stderr)
+        print_sizes(spec, result)
+        print_table(result, args.backward)
+    for problem in result.problems():
+        print(f"\ngraphconv run: {problem}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_SHAPE
 
 
-def _trace_json(spec, result) -> dict[str, Any]:
+def trace_json(spec: Any, result: Any) -> dict[str, Any]:
     return {
         "spec": spec.name,
         "path": spec.path,
+        "device": result.device,
         "ok": result.ok,
         "dims": result.dims,
+        "attrs": result.attrs,
         "tensors": [
-            {"name": r.name, "op": r.op, "line": r.line, "symbolic": r.symbolic, "shape": r.shape, "dtype": r.dtype,
-             "grad_shape": r.grad_shape, "problems": r.problems}
+            {"name": r.name, "op": r.op, "op_id": r.op_id, "line": r.line, "symbolic": r.symbolic, "shape": r.shape,
+             "dtype": r.dtype, "grad_shape": r.grad_shape, "problems": r.problems}
             for r in result.rows
         ],
         "problems": result.problems(),
     }
 
 
-def _print_table(result, backward: bool) -> None:
+def print_sizes(spec: Any, result: Any) -> None:
+    """The sizes the spec ran at: its input dims, the derived dims they give, and the attrs."""
+    derived = set(spec.meta.dims)
+    groups = [("dims", {k: v for k, v in result.dims.items() if k not in derived}),
+              ("derived", {k: v for k, v in result.dims.items() if k in derived}), ("attrs", result.attrs)]
+    for title, values in groups:
+        if values:
+            print(f"{title + ':':9}" + ", ".join(f"{k}={_value(v)}" for k, v in values.items()))
+    print(f"{'device:':9}{result.device}\n")
+
+
+def print_table(result: Any, backward: bool) -> None:
     header = ["tensor", "op", "symbolic shape", "shape", "dtype"] + (["grad shape"] if backward else [])
     rows = []
     for r in result.rows:
-        cells = [r.name, r.op, r.symbolic or "-", _shape(r.shape), r.dtype or "-"]
-        if backward:
-            cells.append(_shape(r.grad_shape))
-        cells[0] = ("✗ " if r.problems else "") + cells[0]
-        rows.append(cells)
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+        cells = [("✗ " if r.problems else "") + r.name, r.op, r.symbolic or "-", _shape(r.shape), r.dtype or "-"]
+        rows.append(cells + ([_shape(r.grad_shape)] if backward else []))
+    widths = [max(len(c) for c in column) for column in zip(header, *rows)]
     for cells in [header, ["-" * w for w in widths]] + rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
 
 
-def _shape(shape) -> str:
-    return "-" if shape is None else "(" + ", ".join(map(str, shape)) + ")"
+def _shape(shape: tuple[int, ...] | None) -> str:
+    from graphconv.compiler.binding import show_shape
+
+    return "-" if shape is None else show_shape(shape)
+
+
+def _value(value: Any) -> str:
+    return "(" + ", ".join(map(str, value)) + ")" if isinstance(value, tuple) else str(value)

@@ -1,7 +1,11 @@
-"""Call-time binding: a call's input shapes and attrs → the values of every spec name (dims, attrs).
+"""Call-time binding: a call's input shapes and attrs → the value of every spec name (input dims, derived dims,
+attrs), and the checks that come with it.
 
-Input shapes are unified against the spec's patterns (a symbol used twice must agree, a literal must match),
-then derived dims are computed once, in dependency order. Imports no torch: it works on shape tuples.
+Unification against the ``inputs`` patterns: a bare name binds a symbol on its first use and must agree on every
+later one (``kernel: in_channels is 4 but input_batch says 3``), a literal must match exactly, ``_`` matches
+anything, and an expression entry (``2 * c``) must equal its value once the symbols and derived dims are known.
+Derived dims are then computed once per binding, in dependency order. An input with no pattern binds nothing:
+its dims come only from its actual shape. Imports no torch: it works on shape tuples.
 """
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any, Sequence
 
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.spec.expr import Expr, Name, evaluate, names, suggest, to_source
+from graphconv.spec.expr import Const, Expr, Name, evaluate, names, suggest, to_source
 from graphconv.spec.metadata import WILDCARD
 
 
@@ -21,6 +25,21 @@ class ShapeError(SpecError, ValueError):
     """A tensor's shape does not fit the spec: an input against its pattern, or a declared intermediate shape."""
 
 
+def is_wildcard(entry: Expr) -> bool:
+    return isinstance(entry, Name) and entry.id == WILDCARD
+
+
+def show_pattern(pattern: Sequence[Expr]) -> str:
+    """``[b, in_channels, i_h, i_w]``: a shape pattern as the spec writes it."""
+    return "[" + ", ".join(to_source(e) for e in pattern) + "]"
+
+
+def show_shape(shape: Sequence[Any]) -> str:
+    """``(4, 3, 8, 8)``; an unknown size (a wildcard) shows as ``_``."""
+    sizes = ["_" if size is None else str(size) for size in shape]
+    return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
+
+
 class Binder:
     """Binds calls of one spec; ``bind(shapes, attrs)`` returns the environment of spec names."""
 
@@ -30,10 +49,21 @@ class Binder:
         patterns = spec.meta.inputs or {}
         self.patterns = [patterns.get(name) for name in self.names]
         self.attr_names = list(spec.meta.attrs)
+        self.check_pattern_names()
 
     def error(self, cls: type, message: str, *key: Any) -> SpecError:
         line, column = self.spec.meta.where(*key) if key else (None, None)
         return cls(message, path=self.spec.path, line=line, column=column, source=self.spec.source)
+
+    def check_pattern_names(self) -> None:
+        """An expression entry can only read names something binds: a symbol, an attr or a derived dim."""
+        known = set(self.spec.meta.symbols()) | set(self.spec.meta.attrs) | set(self.spec.meta.dims)
+        for name, pattern in zip(self.names, self.patterns):
+            for axis, entry in enumerate(pattern or ()):
+                for used in sorted(names(entry) - known - {WILDCARD}):
+                    raise self.error(SpecError, f"inputs.{name}: {to_source(entry)} reads {used!r}, which no input "
+                                                f"dim, attr or derived dim binds{suggest(used, known)}",
+                                     "inputs", name, axis)
 
     def check_arity(self, count: int) -> None:
         if count != len(self.names):
@@ -50,70 +80,104 @@ class Binder:
         values = {**self.spec.meta.attrs, **given}
         return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
-    def bind(self, shapes: Sequence[tuple[int, ...]], attrs: dict[str, Any]) -> dict[str, Any]:
+    def bind(self, shapes: Sequence[Sequence[int]], attrs: dict[str, Any]) -> dict[str, Any]:
+        """Unify ``shapes`` (one per input, in call order) with the patterns, then compute the derived dims."""
+        shapes = [tuple(shape) for shape in shapes]
         env = dict(attrs)
-        bound_by: dict[str, str] = {}
-        deferred: list[tuple[str, int, Expr, int]] = []
+        bound_at: dict[str, tuple[str, int]] = {}  # symbol → (input, axis) that bound it
         for name, pattern, shape in zip(self.names, self.patterns, shapes):
             if pattern is None:
                 continue
             if len(shape) != len(pattern):
-                raise self.error(ShapeError, f"{name}: expected {len(pattern)} dims {_show(pattern)}, got shape "
-                                             f"{tuple(shape)} ({len(shape)} dims)", "inputs", name)
-            for axis, (entry, size) in enumerate(zip(pattern, shape)):
-                if isinstance(entry, Name) and entry.id == WILDCARD:
-                    continue
-                if isinstance(entry, Name) and entry.id not in env:
-                    env[entry.id], bound_by[entry.id] = size, name
-                elif isinstance(entry, Name) or not names(entry) - set(env):
-                    self.check_size(name, shape, axis, entry, env, bound_by)
-                else:  # an expression of dims bound by a later input
-                    deferred.append((name, shape, axis, entry))
-        for name, shape, axis, entry in deferred:
-            self.check_size(name, shape, axis, entry, env, bound_by)
-        for dim in self.spec.dim_order:
-            env[dim] = self.evaluate(self.spec.meta.dims[dim], env, "dims", dim)
+                raise self.error(ShapeError, f"{name}: expected {len(pattern)} dims {show_pattern(pattern)}, got "
+                                             f"shape {show_shape(shape)} ({len(shape)} dims)", "inputs", name)
+            for axis, entry in enumerate(pattern):
+                if isinstance(entry, Name) and not is_wildcard(entry):
+                    if entry.id in env:
+                        self.check_symbol(name, axis, entry.id, shapes, env, bound_at)
+                    else:
+                        env[entry.id], bound_at[entry.id] = shape[axis], (name, axis)
+                elif isinstance(entry, Const) and entry.value != shape[axis]:
+                    raise self.mismatch(name, axis, shapes, f"dim {axis} is {shape[axis]} but the pattern says "
+                                                            f"{to_source(entry)}")
+        self.derive(env)
+        for name, pattern, shape in zip(self.names, self.patterns, shapes):
+            for axis, entry in enumerate(pattern or ()):
+                if not isinstance(entry, (Name, Const)):
+                    self.check_expression(name, axis, entry, shapes, env)
         return env
 
-    def check_size(self, name: str, shape: tuple, axis: int, entry: Expr, env: dict, bound_by: dict) -> None:
-        size, expected = shape[axis], self.evaluate(entry, env, "inputs", name)
-        if expected == size:
+    def check_symbol(self, name: str, axis: int, symbol: str, shapes: list[tuple], env: dict,
+                     bound_at: dict[str, tuple[str, int]]) -> None:
+        size, expected = shapes[self.names.index(name)][axis], env[symbol]
+        if size == expected:
             return
-        if isinstance(entry, Name) and entry.id in bound_by:
-            message = f"{name}: {entry.id} is {size} but {bound_by[entry.id]} says {expected}"
-        elif isinstance(entry, Name):
-            message = f"{name}: {entry.id} is {size} but the attr {entry.id} is {expected}"
-        else:
-            message = f"{name}: dim {axis} is {size} but {to_source(entry)} is {expected}"
-        raise self.error(ShapeError, f"{message} ({name} has shape {tuple(shape)}, pattern "
-                                     f"{_show(self.patterns[self.names.index(name)])})", "inputs", name)
+        if symbol not in bound_at:
+            message = f"{symbol} is {size} but the attr {symbol} is {expected}"
+            raise self.mismatch(name, axis, shapes, message)
+        other, other_axis = bound_at[symbol]
+        if other == name:
+            raise self.mismatch(name, axis, shapes, f"{symbol} is {size} at dim {axis} but {expected} at dim "
+                                                    f"{other_axis}")
+        raise self.mismatch(name, axis, shapes, f"{symbol} is {size} but {other} says {expected}", other)
+
+    def check_expression(self, name: str, axis: int, entry: Expr, shapes: list[tuple], env: dict) -> None:
+        size = shapes[self.names.index(name)][axis]
+        expected = self.evaluate(entry, env, "inputs", name, axis)
+        if size != expected:
+            values = ", ".join(f"{n}={env[n]}" for n in sorted(names(entry)))
+            raise self.mismatch(name, axis, shapes, f"dim {axis} is {size} but {to_source(entry)} is {expected} "
+                                                    f"({values})")
+
+    def mismatch(self, name: str, axis: int, shapes: list[tuple], message: str, other: str | None = None) -> ShapeError:
+        """``name: <message>``, then the shapes involved against their patterns; the caret under the entry."""
+        involved = [name] + ([other] if other else [])
+        context = "; ".join(f"{n} has shape {show_shape(shapes[self.names.index(n)])} for "
+                            f"{show_pattern(self.patterns[self.names.index(n)])}" for n in involved)
+        return self.error(ShapeError, f"{name}: {message} ({context})", "inputs", name, axis)
+
+    def derive(self, env: dict[str, Any]) -> None:
+        """Compute every derived dim into ``env``, once, in dependency order."""
+        for dim in self.spec.dim_order:
+            expr = self.spec.meta.dims[dim]
+            value = self.evaluate(expr, env, "dims", dim)
+            if isinstance(value, float):
+                raise self.error(ShapeError, f"dims.{dim}: {to_source(expr)} is {value}, not an integer "
+                                             f"(use // for integer division)", "dims", dim)
+            env[dim] = value
 
     def evaluate(self, expr: Expr, env: dict, *key: Any) -> Any:
         try:
             return evaluate(expr, env)
         except SpecError as error:
-            raise self.error(ShapeError, f"{'.'.join(map(str, key))}: {error.message}", *key) from None
+            where = ".".join(str(k) for k in key[:2])
+            raise self.error(ShapeError, f"{where}: {error.message}", *key) from None
 
 
-def _show(pattern: list[Expr]) -> str:
-    return "[" + ", ".join(to_source(e) for e in pattern) + "]"
+def shape_mismatch(spec: Spec, name: str, actual: Sequence[int], env: dict[str, Any]) -> ShapeError | None:
+    """A ShapeError if tensor ``name`` has a declared shape (under ``shapes``) that ``actual`` does not fit.
 
-
-def shape_mismatch(spec: Spec, name: str, actual: tuple[int, ...], env: dict[str, Any]) -> ShapeError | None:
-    """A ShapeError if ``name`` has a declared shape that ``actual`` does not match, else None."""
+    The message names the tensor, the op that produced it and that op's line, the declared shape both symbolic
+    and evaluated, and the actual shape; the error points at the declaration.
+    """
     declared = spec.meta.shapes.get(name)
     if declared is None:
         return None
-    expected = tuple(size if isinstance(e, Name) and e.id == WILDCARD else evaluate(e, env)
-                     for e, size in zip(declared, actual))
-    if len(declared) == len(actual) and expected == actual:
-        return None
-    if len(declared) != len(actual):
-        expected = tuple(evaluate(e, env) for e in declared if not (isinstance(e, Name) and e.id == WILDCARD))
-    tensor = spec.tensor(spec.tensor_id(name))
-    producer = spec.op(tensor.producer) if tensor.producer else None
-    made_by = f"produced by op {producer.id} ({producer.label}) at line {producer.line}" if producer else "an input"
-    symbolic = "[" + ", ".join(to_source(e) for e in declared) + "]"
+    actual = tuple(actual)
     line, column = spec.meta.where("shapes", name)
-    return ShapeError(f"tensor {name!r} ({made_by}) has shape {actual} but is declared {symbolic} = {expected}",
-                      path=spec.path, line=line, column=column, source=spec.source)
+    try:
+        expected = tuple(None if is_wildcard(e) else evaluate(e, env) for e in declared)
+    except SpecError as error:
+        return ShapeError(f"shapes.{name}: {error.message}", path=spec.path, line=line, column=column,
+                          source=spec.source)
+    if len(expected) == len(actual) and all(e is None or e == a for e, a in zip(expected, actual)):
+        return None
+    tensor = spec.tensor(spec.tensor_id(name))
+    if tensor.producer is None:
+        made_by = f"graph input at line {tensor.line}"
+    else:
+        op = spec.op(tensor.producer)
+        made_by = f"produced by op {op.id} ({op.label}) at line {op.line}"
+    return ShapeError(f"tensor {name!r} ({made_by}) has shape {show_shape(actual)} but is declared "
+                      f"{show_pattern(declared)} = {show_shape(expected)}", path=spec.path, line=line, column=column,
+                      source=spec.source)

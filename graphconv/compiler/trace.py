@@ -1,14 +1,20 @@
-"""Shape tracing for ``graphconv run``: run a spec on the meta device (no memory, no compute) — or on real
-random data — and report every tensor's symbolic and concrete shape, and its gradient's with ``backward``."""
+"""Shape tracing for ``graphconv run``: run a spec on the meta device (no memory, no compute) — or on real random
+data — and report every tensor's symbolic and concrete shape, and its gradient's with ``backward``.
+
+Input shapes come from the input patterns evaluated with the spec's ``example`` dims and the caller's dims (or
+are given whole, for inputs without a pattern). The forward runs op by op so that when an op fails, the shapes up
+to it are still reported. Each declared shape is compared with the actual one; so is each gradient's shape with
+its tensor's.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from graphconv.compiler import executor
-from graphconv.compiler.binding import Binder, shape_mismatch
+from graphconv.compiler.binding import Binder, ShapeError, is_wildcard, shape_mismatch, show_pattern
 from graphconv.compiler.program import Program
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
@@ -17,12 +23,16 @@ from graphconv.spec.expr import evaluate, names, suggest, to_source
 
 @dataclass
 class Row:
+    """One tensor: the op that produced it (its label; ``input`` for a graph input), its declared (symbolic)
+    shape, and what it turned out to be."""
+
     name: str
-    op: str  # the producing op's label, "input" for a graph input
+    op: str
+    op_id: str | None
     line: int
     symbolic: str | None
-    shape: tuple[int, ...] | None
-    dtype: str | None
+    shape: tuple[int, ...] | None = None
+    dtype: str | None = None
     grad_shape: tuple[int, ...] | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -30,8 +40,10 @@ class Row:
 @dataclass
 class Trace:
     rows: list[Row]
-    dims: dict[str, Any]
-    failure: SpecError | None = None  # an op that could not run (shapes that do not fit)
+    dims: dict[str, Any]  # input dims, then derived dims
+    attrs: dict[str, Any]
+    device: str
+    failure: SpecError | None = None  # an op (or its VJP) that could not run on these shapes
 
     @property
     def ok(self) -> bool:
@@ -42,81 +54,173 @@ class Trace:
         return found + ([str(self.failure)] if self.failure else [])
 
 
-def input_shapes(spec: Spec, dims: dict[str, int], attrs: dict[str, Any]) -> list[tuple[int, ...]]:
-    """Concrete input shapes from the input patterns, ``example`` dims and the given dims."""
-    env = {**attrs, **spec.meta.example, **dims}
-    shapes = []
-    for name in spec.input_names:
-        pattern = (spec.meta.inputs or {}).get(name)
-        if pattern is None:
-            raise SpecError(f"input {name!r} has no shape pattern under graphconv.inputs, so `run` cannot make it",
-                            path=spec.path)
-        shape = []
-        for entry in pattern:
-            missing = sorted(names(entry) - set(env))
-            if missing:
-                raise SpecError(f"run needs a value for dim {missing[0]!r} of input {name!r}: give it under "
-                                f"graphconv.example or with --dims {missing[0]}=…", path=spec.path)
-            shape.append(evaluate(entry, env))
-        shapes.append(tuple(shape))
-    return shapes
+def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] | None = None, *,
+          shapes: dict[str, Any] | None = None, device: str = "meta", backward: bool = False,
+          dtype: torch.dtype = torch.float32) -> Trace:
+    """Run ``spec`` with ``dims`` (over the spec's ``example``), ``attrs`` and whole input ``shapes`` by name.
 
-
-def trace(spec: Spec, dims: dict[str, int] | None = None, attrs: dict[str, Any] | None = None, *,
-          device: str = "meta", backward: bool = False, dtype: torch.dtype = torch.float32) -> Trace:
-    dims = dict(dims or {})
+    Bad dims, attrs or shapes raise SpecError; an input that does not fit its pattern raises ShapeError. Shapes
+    that do not fit further on are reported in the returned Trace (``ok``, ``problems()``), not raised.
+    """
     binder = Binder(spec)
-    settable = set(spec.meta.symbols()) | set(spec.meta.attrs)
-    for name in dims:
-        if name not in settable:
-            raise SpecError(f"--dims {name}: not an input dim of {spec.name}{suggest(name, settable)}", path=spec.path)
     attr_values = binder.attrs({**{k: v for k, v in spec.meta.example.items() if k in spec.meta.attrs},
                                 **(attrs or {})})
-    shapes = input_shapes(spec, dims, attr_values)
-    env = binder.bind(shapes, attr_values)
+    example = {k: v for k, v in spec.meta.example.items() if k not in spec.meta.attrs}
+    input_dims = {**example, **check_dims(spec, dims or {})}
+    concrete = input_shapes(spec, input_dims, attr_values, check_shapes(spec, shapes or {}))
+    env = binder.bind(concrete, attr_values)
     program = Program(spec)
     args = program.arguments(env)
-    inputs = [_random(shape, dtype, device) for shape in shapes]
-    rows = [_row(spec, name) for name in program.names]
-    result = Trace(rows, {k: v for k, v in env.items() if k not in spec.meta.attrs})
-    try:
-        _, saved, values = executor.forward(program, args, inputs, save=backward, keep=True)
-    except SpecError as error:
-        result.failure = error
-        return result
-    for row, value in zip(rows, values):
-        row.shape, row.dtype = tuple(value.shape), str(value.dtype).replace("torch.", "")
-        mismatch = shape_mismatch(spec, row.name, row.shape, env)
-        if mismatch:
-            row.problems.append(str(mismatch))
-    if backward:
-        _trace_backward(program, args, saved, values, rows, result)
+    device = check_device(device)
+    inputs = [_tensor(shape, dtype, device) for shape in concrete]
+    result = Trace([_row(spec, name) for name in program.names],
+                   {k: v for k, v in env.items() if k not in attr_values}, attr_values, device)
+    values = _forward(program, args, inputs, result)
+    for row, value in zip(result.rows, values):
+        if value is not None:
+            row.shape, row.dtype = tuple(value.shape), str(value.dtype).replace("torch.", "")
+            mismatch = shape_mismatch(spec, row.name, row.shape, env)
+            if mismatch:
+                row.problems.append(str(mismatch))
+    if backward and result.failure is None:
+        _backward(program, args, inputs, values, result)
     return result
 
 
-def _trace_backward(program: Program, args, saved, values, rows: list[Row], result: Trace) -> None:
-    grad_outputs = [torch.ones_like(values[s]) for s in program.output_slots]
+def check_dims(spec: Spec, dims: dict[str, Any]) -> dict[str, int]:
+    """The caller's dims: each an input dim (not an attr, not a derived dim) with a size ≥ 0."""
+    symbols = spec.meta.symbols()
+    for name, size in dims.items():
+        if name in spec.meta.attrs:
+            raise SpecError(f"--dims {name}: {name!r} is an attr of {spec.name}; set it with --attr {name}=…",
+                            path=spec.path)
+        if name in spec.meta.dims:
+            raise SpecError(f"--dims {name}: {name!r} is derived ({name}: {to_source(spec.meta.dims[name])}); "
+                            "set the dims it is computed from", path=spec.path)
+        if name not in symbols:
+            known = f"; its input dims are: {', '.join(symbols)}" if symbols else " (it declares no input patterns)"
+            raise SpecError(f"--dims {name}: not an input dim of {spec.name}{suggest(name, symbols)}{known}",
+                            path=spec.path)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise SpecError(f"--dims {name}={size!r}: a dim is a size, an integer ≥ 0", path=spec.path)
+    return dims
+
+
+def check_shapes(spec: Spec, shapes: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Whole input shapes by input name, as tuples of sizes ≥ 0."""
+    checked = {}
+    for name, shape in shapes.items():
+        if name not in spec.input_names:
+            raise SpecError(f"--shapes {name}: not an input of {spec.name}{suggest(name, spec.input_names)}; its "
+                            f"inputs are: {', '.join(spec.input_names)}", path=spec.path)
+        shape = shape if isinstance(shape, tuple) else (shape,)
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+            raise SpecError(f"--shapes {name}={shape!r}: a shape is a tuple of integers ≥ 0, e.g. {name}=(2,3)",
+                            path=spec.path)
+        checked[name] = shape
+    return checked
+
+
+def input_shapes(spec: Spec, dims: dict[str, int], attrs: dict[str, Any],
+                 given: dict[str, tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """Each input's concrete shape: given whole, else its pattern evaluated with ``dims``, ``attrs`` and the
+    derived dims that those determine."""
+    env = {**attrs, **dims}
+    for dim in spec.dim_order:  # those a pattern may read; a dim that fails is reported by the Binder, in place
+        if names(spec.meta.dims[dim]) <= set(env):
+            try:
+                env[dim] = evaluate(spec.meta.dims[dim], env)
+            except SpecError:
+                continue
+    patterns = spec.meta.inputs or {}
+    shapes = []
+    for name in spec.input_names:
+        pattern = patterns.get(name)
+        if name in given:
+            shapes.append(given[name])
+            continue
+        if pattern is None:
+            raise SpecError(f"input {name!r} has no shape pattern under graphconv.inputs: give its shape with "
+                            f"--shapes {name}=(…)", path=spec.path)
+        if any(is_wildcard(entry) for entry in pattern):
+            raise SpecError(f"input {name!r} has a wildcard in its pattern {show_pattern(pattern)}: give its shape "
+                            f"with --shapes {name}=(…)", path=spec.path)
+        missing = sorted({n for entry in pattern for n in names(entry)} - set(env))
+        if missing:
+            raise SpecError(f"input {name!r} {show_pattern(pattern)} needs a value for "
+                            f"{', '.join(missing)}: give {'it' if len(missing) == 1 else 'them'} under "
+                            f"graphconv.example or with --dims {','.join(f'{m}=…' for m in missing)}", path=spec.path)
+        try:
+            shapes.append(tuple(evaluate(entry, env) for entry in pattern))
+        except SpecError as error:
+            raise error.located(path=spec.path, source=spec.source) from None
+    return shapes
+
+
+def check_device(device: str) -> str:
     try:
+        kind = torch.device(device).type
+    except RuntimeError as error:
+        raise SpecError(f"--device {device}: {error}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise SpecError(f"--device {device}: CUDA is not available here; the meta device checks shapes anywhere")
+    return device
+
+
+def _forward(program: Program, args: list[dict[str, Any]], inputs: Sequence[torch.Tensor], result: Trace) -> list:
+    """Every value of the program, op by op; after a failing op (recorded in ``result``) the rest stay None."""
+    values: list[Any] = [None] * len(program.slot)
+    for slot, tensor in zip(program.input_slots, inputs):
+        values[slot] = tensor
+    for step, step_args in zip(program.steps, args):
+        step_inputs = [values[s] if s is not None else None for s in step.inputs]
+        try:
+            output = executor.run_op(program, step, step_inputs, step_args)
+        except SpecError as error:
+            result.failure = _with_input_shapes(error, program, step, step_inputs)
+            break
+        for slot, value in zip(step.outputs, output if len(step.outputs) > 1 else (output,)):
+            values[slot] = value
+    return values
+
+
+def _with_input_shapes(error: SpecError, program: Program, step, inputs: list) -> SpecError:
+    """The op's error, with the shapes it was given (torch's own message often leaves them out)."""
+    given = ", ".join(f"{program.names[slot]} {tuple(value.shape)}" for slot, value in zip(step.inputs, inputs)
+                      if slot is not None)
+    return ShapeError(f"{error.message} (inputs: {given})", path=error.path, line=error.line, column=error.column,
+                      source=program.spec.source)
+
+
+def _backward(program: Program, args: list[dict[str, Any]], inputs: Sequence[torch.Tensor], values: list,
+              result: Trace) -> None:
+    """Run the hand-written VJPs from all-ones output gradients; every gradient must have its tensor's shape."""
+    try:
+        _, saved, _ = executor.forward(program, args, inputs, save=True)
+        grad_outputs = [torch.ones_like(values[slot]) for slot in program.output_slots]
         _, grads = executor.backward(program, args, saved, saved.tensors, grad_outputs,
                                      (True,) * len(program.input_slots), keep=True)
     except SpecError as error:
         result.failure = error
         return
-    for row, grad in zip(rows, grads):
-        row.grad_shape = tuple(grad.shape) if grad is not None else None
-        if grad is not None and row.grad_shape != row.shape:
-            row.problems.append(f"{row.name}: gradient has shape {row.grad_shape}, tensor has {row.shape}")
+    for row, grad in zip(result.rows, grads):
+        if grad is None:
+            continue
+        row.grad_shape = tuple(grad.shape)
+        if row.grad_shape != row.shape:
+            row.problems.append(f"tensor {row.name!r}: its gradient has shape {row.grad_shape} but the tensor has "
+                                f"{row.shape}")
 
 
-def _random(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:
-    if device == "meta":
+def _tensor(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:
+    if torch.device(device).type == "meta":
         return torch.empty(shape, dtype=dtype, device="meta")
     return torch.randn(shape, dtype=dtype, device=device)
 
 
 def _row(spec: Spec, name: str) -> Row:
     tensor = spec.tensor(spec.tensor_id(name))
-    op = spec.op(tensor.producer).label if tensor.producer else "input"
+    op = spec.op(tensor.producer) if tensor.producer else None
     declared = spec.meta.shapes.get(name) or (spec.meta.inputs or {}).get(name)
-    symbolic = "[" + ", ".join(to_source(e) for e in declared) + "]" if declared is not None else None
-    return Row(name, op, tensor.line, symbolic, None, None)
+    symbolic = show_pattern(declared) if declared is not None else None
+    return Row(name, op.label if op else "input", op.id if op else None, op.line if op else tensor.line, symbolic)
