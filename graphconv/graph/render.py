@@ -80,18 +80,17 @@ def _nodes_in_order(diagram: Diagram) -> list[Node]:
 
 
 def _front_matter(spec: Spec, diagram: Diagram) -> str:
-    """Mermaid's own front matter keys as they were, the title, and the metadata written back."""
-    data: dict[str, Any] = {}
-    title = spec.meta.title
-    if title is not None:
-        data["title"] = title
-    data.update({k: v for k, v in diagram.front_matter.items() if k not in ("title", "graphconv")})
+    """The diagram's own front matter, as written (comments and all); for a spec that had none (a YAML spec),
+    the title and metadata written back — or nothing, when there is none."""
+    if diagram.front_matter_line is not None:
+        lines = diagram.source.splitlines()[diagram.front_matter_line - 1:]
+        end = next((i for i, line in enumerate(lines) if line.strip() == "---"), len(lines))
+        return "---\n" + "".join(line + "\n" for line in lines[:end]) + "---\n"
+    data: dict[str, Any] = {"title": spec.meta.title} if spec.meta.title is not None else {}
     meta = metadata_data(spec.meta)
     if meta:
         data["graphconv"] = meta
-    if not data:
-        return ""
-    return "---\n" + dump(data) + "---\n"
+    return "---\n" + dump(data) + "---\n" if data else ""
 
 
 def _mermaid_text(text: str) -> str:

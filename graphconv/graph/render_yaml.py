@@ -87,39 +87,67 @@ FLOW_WIDTH = 100  # a mapping of plain values shorter than this goes on one line
 
 
 class _Dumper(yaml.SafeDumper):
-    """Plain YAML, lists on one line (``input_batch: [b, in_channels, i_h, i_w]``), mappings as blocks unless
-    short and flat."""
+    """Plain YAML, lists on one line (``input_batch: [b, in_channels, i_h, i_w]``) unless they hold mappings,
+    mappings as blocks unless short and flat."""
+
+
+class _Document(dict):
+    """The top level: always a block."""
+
+
+def _is_flat(value: Any) -> bool:
+    """A scalar, or a list of scalars."""
+    items = value if isinstance(value, list) else [value]
+    return not any(isinstance(item, (dict, list)) for item in items)
 
 
 def _represent_dict(dumper: yaml.SafeDumper, value: dict) -> yaml.Node:
-    flat = not any(isinstance(v, (dict, list)) for v in value.values())
+    flat = all(_is_flat(v) for v in value.values())
     short = sum(len(str(k)) + len(str(v)) + 4 for k, v in value.items()) < FLOW_WIDTH
-    return dumper.represent_mapping("tag:yaml.org,2002:map", value, flow_style=flat and short)
+    flow = flat and short and not isinstance(value, _Document)
+    return dumper.represent_mapping("tag:yaml.org,2002:map", value, flow_style=flow)
 
 
-_Dumper.add_representer(list, lambda dumper, value: dumper.represent_sequence("tag:yaml.org,2002:seq", value,
-                                                                              flow_style=True))
+def _represent_list(dumper: yaml.SafeDumper, value: list) -> yaml.Node:
+    flow = not any(isinstance(v, dict) for v in value)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
 _Dumper.add_representer(dict, _represent_dict)
+_Dumper.add_representer(_Document, _represent_dict)
 
 
 def dump(data: Any) -> str:
     """``data`` as plain YAML (no tags, no anchors: what Mermaid's front matter reader accepts too)."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1 << 16, allow_unicode=True)
+    return yaml.dump(_Document(data), Dumper=_Dumper, sort_keys=False, width=1 << 16, allow_unicode=True)
 
 
 def _flow(data: Any) -> str:
     return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, width=1 << 16, allow_unicode=True).strip()
 
 
+def _first_mentions(spec: Spec, graph: list[dict[str, Any]], produced: bool) -> list[str]:
+    """Graph inputs (``produced=False``) or outputs in the order the YAML mentions them first — the order a
+    YAML spec without ``inputs:``/``outputs:`` lists them in."""
+    found: list[str] = []
+    for entry in graph:
+        inputs = entry["inputs"].values() if isinstance(entry["inputs"], dict) else entry["inputs"]
+        outputs = [entry["output"]] if "output" in entry else entry["outputs"]
+        found += [name for name in (outputs if produced else inputs) if name not in found]
+    wanted = set(spec.output_names if produced else spec.input_names)
+    return [name for name in found if name in wanted]
+
+
 def to_yaml(spec: Spec) -> str:
     """The whole spec as a YAML spec: title, metadata keys at the top level, then ``graph:``."""
+    graph = [application_data(spec, op) for op in spec.ops()]
     data: dict[str, Any] = {"title": spec.meta.title or spec.name}
     data.update(metadata_data(spec.meta))
-    if spec.meta.inputs is None:  # no metadata orders the inputs: the YAML's order of appearance might not
+    if spec.meta.inputs is None and _first_mentions(spec, graph, produced=False) != spec.input_names:
         data["inputs"] = spec.input_names
-    if spec.meta.outputs is None and len(spec.outputs) > 1:
+    if spec.meta.outputs is None and _first_mentions(spec, graph, produced=True) != spec.output_names:
         data["outputs"] = spec.output_names
-    head = dump(data)
-    graph = "".join(f"  - {_flow(application_data(spec, op))}\n" for op in spec.ops())
     source = f" from {spec.path}" if spec.path else ""
-    return f"# {spec.name}: written by graphconv show{source}\n{head}graph:\n{graph}"
+    applications = "".join(f"  - {_flow(entry)}\n" for entry in graph)
+    return f"# {spec.name}: written by graphconv show{source}\n{dump(data)}graph:\n{applications}"
