@@ -10,6 +10,8 @@ from graphconv.errors import SpecError
 from graphconv.graph.build import build_spec
 from graphconv.graph.opgraph import Spec
 from graphconv.ops import REGISTRY, Op, Registry
+from graphconv.ops.plugins import load_plugins
+from graphconv.ops.spec_ops import used_ops
 from graphconv.spec.diagram import Diagram
 from graphconv.spec.mermaid import parse_diagram
 from graphconv.spec.metadata import Metadata, read_front_matter
@@ -42,11 +44,15 @@ def loads(text: str, *, path: str | None = None, format: str | None = None, ops:
     else:
         raise ValueError(f"unknown spec format {format!r}; use 'mermaid' or 'yaml'")
     name = meta.title or (Path(path).stem if path else "spec")
-    return build_spec(diagram, meta, registry_with(ops), name)
+    registry = registry_with(ops)
+    used = used_ops(meta, path, text, lambda found: load(found, ops=ops))  # the specs it calls as ops (uses:)
+    return build_spec(diagram, meta, registry.extended(used) if used else registry, name)
 
 
 def registry_with(ops: Iterable[OpSource]) -> Registry:
-    """The global registry, plus ``ops`` (each an Op, or a module whose Op attributes are taken)."""
+    """The global registry (with installed plugins' ops), plus ``ops`` (each an Op, or a module whose Op
+    attributes are taken)."""
+    load_plugins()
     extra: list[Op] = []
     for source in ops:
         if isinstance(source, Op):

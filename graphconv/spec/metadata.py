@@ -2,7 +2,8 @@
 
 Keys: ``inputs`` (name → shape pattern, in call order), ``outputs``, ``attrs`` (name → default), ``dims``
 (derived dims: name → expression), ``shapes`` (declared shapes of any tensor), ``ops`` (spec-local ops:
-name → op call), ``example`` (dims for ``graphconv run``), ``reference`` and ``params``.
+name → op call), ``example`` (dims for ``graphconv run``), ``reference`` and ``params``, ``uses`` (spec files
+next to this one, each callable as an op; read by graphconv.ops.spec_ops).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from graphconv.errors import SpecError
 from graphconv.spec.expr import Call, Expr, Name, as_expr, parse_call, suggest
 from graphconv.spec.yaml_source import YamlDoc
 
-KEYS = ("inputs", "outputs", "attrs", "dims", "shapes", "ops", "example", "reference", "params")
+KEYS = ("inputs", "outputs", "attrs", "dims", "shapes", "ops", "example", "reference", "params", "uses")
 WILDCARD = "_"
 
 
@@ -29,6 +30,7 @@ class Metadata:
     example: dict[str, int] = field(default_factory=dict)
     reference: Any = None
     params: list[str] = field(default_factory=list)
+    uses: Any = None
     positions: dict[tuple, tuple[int, int]] = field(default_factory=dict)
 
     def where(self, *key: Any) -> tuple[int, int]:
@@ -110,6 +112,7 @@ class _Reader:
                 raise self.error(f"example.{name}: expected an integer, got {size!r}", "example", name)
         meta.reference = block.get("reference")
         meta.params = self.names(block.get("params"), "params")
+        meta.uses = block.get("uses")
         return meta
 
     def call(self, value: Any, name: str) -> Call:

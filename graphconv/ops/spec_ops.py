@@ -1,0 +1,142 @@
+"""Specs as ops: a spec lists other spec files under ``uses:`` and calls each one by name, like any op.
+
+    graphconv:
+      uses: [conv2d_full]          # the spec file conv2d_full.mmd (or .md, .yaml, .yml) next to this one
+
+A used spec becomes an op named after its file: its tensor inputs are that spec's inputs, its attributes that
+spec's attrs (with their defaults), its outputs that spec's outputs. Its forward is that spec's compiled forward;
+its VJP is that spec's compiled backward — the hand-written VJPs of its ops — run after recomputing its forward
+from the saved inputs (an op saves only inputs and outputs, so a spec op trades a second forward for not keeping
+its intermediates, like activation checkpointing).
+
+Only spec files are read, named without a path (no ``/``, no ``..``) and looked up in the using spec's own
+folder; a spec that uses itself, directly or not, is an error. Nothing is imported or run at load time.
+"""
+from __future__ import annotations
+
+import inspect
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Callable
+
+from graphconv.errors import SpecError
+from graphconv.graph.opgraph import Spec
+from graphconv.ops.lazy_torch import torch
+from graphconv.ops.registry import Op
+from graphconv.spec.metadata import Metadata
+
+SUFFIXES = (".mmd", ".md", ".yaml", ".yml")
+
+# The spec files being loaded right now, outermost first: how a cycle of uses is found.
+_LOADING: ContextVar[tuple[str, ...]] = ContextVar("graphconv_spec_ops_loading", default=())
+
+
+class SpecForward:
+    """The forward of a spec op: calls the compiled spec (compiled on first use, so loading needs no torch).
+
+    Its ``__signature__`` is the spec's: inputs positional, attrs keyword-only with their defaults — which is
+    what :class:`~graphconv.ops.registry.Op` reads to learn the op's inputs and attributes.
+    """
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self._compiled: Any = None
+        params = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in spec.input_names]
+        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_plain(value))
+                   for name, value in spec.attrs.items()]
+        self.__signature__ = inspect.Signature(params)
+        self.__name__ = spec.name
+        self.__doc__ = f"The spec {spec.path or spec.name} as an op."
+
+    def compiled(self) -> Any:
+        if self._compiled is None:
+            from graphconv.compiler.compiled import CompiledOp
+
+            self._compiled = CompiledOp(self.spec)
+        return self._compiled
+
+    def __call__(self, *inputs: Any, **attrs: Any) -> Any:
+        return self.compiled()(*inputs, **attrs)
+
+    def vjp(self, ctx: Any, grad: Any) -> tuple:
+        """The spec's compiled backward at the saved inputs, for the output gradients in ``grad``."""
+        inputs = [getattr(ctx, name).detach().requires_grad_(need)
+                  for name, need in zip(self.spec.input_names, ctx.needs)]
+        attrs = {name: getattr(ctx, name) for name in self.spec.attrs}
+        with torch.enable_grad():
+            outputs = self.compiled()(*inputs, **attrs)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        grads = grad if isinstance(grad, tuple) else (grad,)
+        pairs = [(out, g) for out, g in zip(outputs, grads) if g is not None]
+        wanted = [t for t in inputs if t.requires_grad]
+        found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True))
+        return tuple(next(found) if need else None for need in ctx.needs)
+
+    def samples(self) -> Any:
+        """Inputs made from the spec's ``example`` dims (float64), with its default attrs."""
+        from graphconv.ops.verify import example_inputs
+
+        attrs = {name: _plain(value) for name, value in self.spec.attrs.items()}
+        generator = torch.Generator().manual_seed(0)
+        yield tuple(example_inputs(self.spec, {**self.spec.meta.example, **attrs}, generator)), attrs
+
+
+def spec_op(spec: Spec, name: str | None = None) -> Op:
+    """``spec`` as an op named ``name`` (default: the spec's name)."""
+    forward = SpecForward(spec)
+    made = Op(forward, name=name or spec.name, save=spec.input_names, outputs=len(spec.outputs),
+              source=f"spec {spec.path or spec.name}")
+    made.vjp(forward.vjp)
+    made.samples(forward.samples)
+    return made
+
+
+def used_ops(meta: Metadata, path: str | None, source: str, load: Callable[[str], Spec]) -> list[Op]:
+    """The ops of the specs a spec ``uses``, each loaded with ``load``. Raises SpecError at the bad entry."""
+    if meta.uses is None:
+        return []
+
+    def error(message: str, *key: Any) -> SpecError:
+        line, column = meta.where("uses", *key)
+        return SpecError(f"uses: {message}", path=path, line=line, column=column, source=source)
+
+    entries = [meta.uses] if isinstance(meta.uses, str) else meta.uses
+    if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+        raise error("expected a list of spec names, such as [conv2d_full]")
+    if path is None:
+        raise error("a spec read from text has no folder to find the specs it uses in; load it from a file")
+    made = []
+    token = _LOADING.set(_LOADING.get() + (str(Path(path).resolve()),))
+    try:
+        for index, entry in enumerate(entries):
+            found = _find(entry, Path(path).parent, lambda message: error(message, index))
+            made.append(_load_used(found, entry, load, lambda message: error(message, index)))
+    finally:
+        _LOADING.reset(token)
+    return made
+
+
+def _find(entry: str, folder: Path, error: Callable[[str], SpecError]) -> Path:
+    suffix = next((s for s in SUFFIXES if entry.endswith(s)), "")
+    stem = entry[: len(entry) - len(suffix)]
+    if not stem.isidentifier():
+        raise error(f"{entry!r} is not a spec name: give the file's name without a folder, such as conv2d_full "
+                    "or conv2d_full.mmd (the name is the op's name)")
+    candidates = [folder / entry] if suffix else [folder / f"{stem}{s}" for s in SUFFIXES]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise error(f"no spec file {' or '.join(c.name for c in candidates)} in {folder}")
+    return found
+
+
+def _load_used(found: Path, entry: str, load: Callable[[str], Spec], error: Callable[[str], SpecError]) -> Op:
+    loading = _LOADING.get()
+    key = str(found.resolve())
+    if key in loading:
+        chain = [Path(p).name for p in loading[loading.index(key):]] + [found.name]
+        raise error(f"specs use each other in a cycle: {' → '.join(chain)}")
+    return spec_op(load(str(found)), name=found.stem)
+
+
+def _plain(value: Any) -> Any:
+    return tuple(_plain(v) for v in value) if isinstance(value, list) else value
