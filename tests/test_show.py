@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import graphconv
-from conftest import SPECS, write_spec
+from conftest import ROOT, SPECS, write_spec
 from graphconv.cli import main
 from graphconv.graph.render_yaml import metadata_data
 from graphconv.spec.expr import to_source
@@ -77,23 +78,30 @@ def written(tmp_path: Path, text: str, name: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("spec", ["conv2d.mmd", "conv2d.yaml", "conv2d_full.mmd"])
-def test_yaml_conversion_loads_to_the_same_op_graph(tmp_path, capsys, spec):
-    original = graphconv.load(SPECS / spec)
-    converted = written(tmp_path, show(capsys, SPECS / spec, "--format", "yaml"), "converted.yaml")
-    assert op_graph(graphconv.load(converted)) == op_graph(original)
+SHIPPED = sorted(p.name for p in SPECS.iterdir() if p.suffix in (".mmd", ".md", ".yaml"))
+
+
+def reloaded(text: str, name: str):
+    """``text`` loaded as if it sat in specs/ (where ``uses:`` finds the specs it calls)."""
+    return graphconv.loads(text, path=str(SPECS / name))
+
+
+@pytest.mark.parametrize("spec", SHIPPED)
+def test_yaml_conversion_loads_to_the_same_op_graph(capsys, spec):
+    converted = reloaded(show(capsys, SPECS / spec, "--format", "yaml"), "converted.yaml")
+    assert op_graph(converted) == op_graph(graphconv.load(SPECS / spec))
+
+
+@pytest.mark.parametrize("spec", SHIPPED)
+def test_annotated_mermaid_loads_back_to_the_same_op_graph(capsys, spec):
+    annotated = reloaded(show(capsys, SPECS / spec), "annotated.mmd")
+    assert op_graph(annotated) == op_graph(graphconv.load(SPECS / spec))
 
 
 def test_mermaid_and_yaml_seeds_convert_into_each_other(tmp_path, capsys):
     from_mermaid = written(tmp_path, show(capsys, SPECS / "conv2d.mmd", "--format", "yaml"), "a.yaml")
     back = written(tmp_path, show(capsys, from_mermaid), "b.mmd")
     assert op_graph(graphconv.load(back)) == op_graph(graphconv.load(SPECS / "conv2d.yaml"))
-
-
-@pytest.mark.parametrize("spec", ["conv2d.mmd", "conv2d.yaml", "conv2d_full.mmd"])
-def test_annotated_mermaid_loads_back_to_the_same_op_graph(tmp_path, capsys, spec):
-    annotated = written(tmp_path, show(capsys, SPECS / spec), "annotated.mmd")
-    assert op_graph(graphconv.load(annotated)) == op_graph(graphconv.load(SPECS / spec))
 
 
 def test_edges_carry_the_declared_symbolic_shapes(capsys):
@@ -191,6 +199,16 @@ def test_dot_output_is_read_by_graphviz(capsys):
     assert "[b, groups, group_out, patches]" in result.stdout
 
 
+def test_symbolic_show_imports_no_torch(tmp_path):
+    code = ("import sys; from graphconv.cli import main\n"
+            f"for fmt in ('mermaid', 'dot', 'yaml'): assert main(['show', 'specs/conv2d.mmd', '--format', fmt, '-o', "
+            f"{str(tmp_path / 'out')!r}]) == 0\n"
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
 def test_output_file(tmp_path, capsys):
     target = tmp_path / "out.mmd"
     assert show(capsys, SPECS / "conv2d.yaml", "-o", target) == ""
@@ -224,3 +242,15 @@ def test_real_mermaid_renders_the_annotated_diagrams(tmp_path, capsys):
     result = subprocess.run([str(MERMAID_CHECK), *map(str, files)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("OK ") == len(files)
+
+
+def test_yaml_conversion_writes_every_metadata_key(tmp_path):
+    """A key the metadata learns must be written back too, or the conversion silently loses it."""
+    from graphconv.spec.metadata import KEYS
+
+    text = (SPECS / "conv2d.yaml").read_text() + "outputs: [output]\nparams: [kernel]\nuses: [conv2d_full]\n"
+    spec = graphconv.loads(text, path=str(SPECS / "all_keys.yaml"))  # uses: is read next to the spec
+    assert set(metadata_data(spec.meta)) == set(KEYS)
+    from graphconv.graph.render_yaml import to_yaml
+
+    assert op_graph(graphconv.loads(to_yaml(spec), path=str(SPECS / "again.yaml"))) == op_graph(spec)

@@ -61,14 +61,12 @@ def data_edges(spec: Spec, diagram: Diagram, labels: dict[str, str]) -> list[Dat
     edges = []
     for op in spec.ops():
         named = len(op.op.inputs) > 1 and not op.op.variadic_inputs
-        for param, tensor_id in zip(op.op.inputs if not op.op.variadic_inputs else [None] * len(op.inputs),
-                                    op.inputs):
-            if tensor_id is None:
+        for index, tensor_id in enumerate(op.inputs):
+            if tensor_id is None:  # an optional input left out
                 continue
             source = tensor_id if tensor_id in diagram.nodes else spec.tensor(tensor_id).producer
-            shape = labels.get(tensor_id)
-            label = f"{param}: {shape}" if named and shape else (param if named else shape)
-            edges.append(DataEdge(source, op.id, label))
+            parts = (op.op.inputs[index] if named else None, labels.get(tensor_id))
+            edges.append(DataEdge(source, op.id, ": ".join(p for p in parts if p) or None))
         for tensor_id in op.outputs:
             if tensor_id in diagram.nodes:
                 edges.append(DataEdge(op.id, tensor_id, labels.get(tensor_id)))

@@ -59,6 +59,7 @@ def metadata_data(meta: Metadata) -> dict[str, Any]:
         "example": _plain(meta.example),
         "reference": meta.reference,
         "params": list(meta.params),
+        "uses": _plain(meta.uses),
     }
     data.update({key: value for key, value in optional.items() if value not in (None, {}, [])})
     return data
