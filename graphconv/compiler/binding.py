@@ -151,7 +151,9 @@ class Binder:
             return evaluate(expr, env)
         except SpecError as error:
             where = ".".join(str(k) for k in key[:2])
-            raise self.error(ShapeError, f"{where}: {error.message}", *key) from None
+            values = ", ".join(f"{n}={env[n]!r}" for n in sorted(names(expr)) if n in env)
+            raise self.error(ShapeError, f"{where}: {error.message}{f' ({values})' if values else ''}",
+                             *key) from None
 
 
 def shape_mismatch(spec: Spec, name: str, actual: Sequence[int], env: dict[str, Any]) -> ShapeError | None:
