@@ -50,7 +50,7 @@ class Op:
     ) -> None:
         self.forward = forward
         self.name = name or forward.__name__
-        self.doc = inspect.cleandoc(forward.__doc__ or "").split("\n")[0]
+        self.doc = " ".join(inspect.cleandoc(forward.__doc__ or "").split("\n\n")[0].split())  # first paragraph
         self.source = source or forward.__module__
         self.inputs, self.variadic_inputs, self.attrs, self.optional_inputs = _read_signature(forward, self.name)
         self.save = tuple(save)
@@ -82,7 +82,8 @@ class Op:
     def signature(self) -> str:
         tensors = [f"*{self.inputs[0]}" if self.variadic_inputs else t for t in self.inputs]
         attrs = [a.name if a.required else f"{a.name}={a.default!r}" for a in self.attrs]
-        return f"{self.name}({', '.join(tensors + (['*'] if attrs else []) + attrs)})"
+        star = ["*"] if attrs and not self.variadic_inputs else []  # after *tensors, attrs are keyword-only already
+        return f"{self.name}({', '.join(tensors + star + attrs)})"
 
     def _check_declarations(self) -> None:
         known = set(self.inputs) | {"out"}

@@ -1,0 +1,98 @@
+"""Every shipped spec against its torch reference — value and the gradient of every input, on the example and each
+case the spec lists — plus graphconv.nn.functional.conv2d against torch.nn.functional.conv2d."""
+import pytest
+import torch
+
+import graphconv
+from conftest import SPECS
+from graphconv.nn import functional as F
+from graphconv.ops.reference import read_reference
+from graphconv.ops.verify import check_spec
+
+SHIPPED = sorted(p.name for p in SPECS.glob("*.mmd"))
+SHELF = ["conv2d_full.mmd", "conv1d.mmd", "conv_transpose2d.mmd", "depthwise_conv2d.mmd", "linear.mmd",
+         "avg_pool2d.mmd", "max_pool2d.mmd", "layer_norm.mmd", "scaled_dot_product_attention.mmd"]
+
+
+def test_the_shelf_is_shipped():
+    assert set(SHELF) <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_spec_matches_its_reference_in_value_and_every_gradient(name):
+    spec = graphconv.load(SPECS / name)
+    reference = read_reference(spec)
+    assert reference is not None and reference.function.startswith("torch.nn.functional.")
+    rows = check_spec(spec, ops=False)  # the ops themselves: tests/test_ops_gradcheck.py
+    failed = [f"{r.what} [{r.case}]: {r.detail}" for r in rows if not r.ok]
+    assert not failed, "\n".join(failed)
+    cases = {r.case for r in rows}
+    assert len(cases) == 1 + len(reference.cases)
+    wanted = {"spec gradcheck", "value"} | {f"grad {n}" for n in spec.input_names}
+    for case in cases:
+        assert {r.what for r in rows if r.case == case} == wanted, case
+
+
+@pytest.mark.parametrize("name", SHELF)
+def test_shelf_specs_try_several_configurations(name):
+    assert len(read_reference(graphconv.load(SPECS / name)).cases) >= 2
+
+
+CONV2D_CASES = [
+    dict(),
+    dict(bias=True),
+    dict(stride=2, padding=1, bias=True),
+    dict(stride=(2, 1), padding=(1, 2)),
+    dict(stride=(3,), padding=(2,)),
+    dict(padding="same", bias=True),
+    dict(padding="same", kernel=(4, 2), dilation=(1, 3)),
+    dict(padding="valid", dilation=2),
+    dict(dilation=(2, 1), padding=2, stride=2, bias=True),
+    dict(groups=2, bias=True),
+    dict(groups=4, padding="same", bias=True),  # depthwise, channel multiplier 2
+    dict(groups=2, stride=2, dilation=2, padding=(2, 1), size=(9, 11), bias=True),
+    dict(unbatched=True, padding=1, bias=True),
+]
+
+
+@pytest.mark.parametrize("case", CONV2D_CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "plain")
+def test_functional_conv2d_matches_torch_in_value_and_gradients(case):
+    case = dict(case)
+    groups, kernel, size = case.pop("groups", 1), case.pop("kernel", (3, 3)), case.pop("size", (7, 8))
+    with_bias, unbatched = case.pop("bias", False), case.pop("unbatched", False)
+    x = torch.randn(*(() if unbatched else (2,)), 4, *size, dtype=torch.float64)
+    w = torch.randn(8, 4 // groups, *kernel, dtype=torch.float64)
+    b = torch.randn(8, dtype=torch.float64) if with_bias else None
+    tensors = [t.requires_grad_() for t in (x, w, b) if t is not None]
+    ours = F.conv2d(x, w, b, groups=groups, **case)
+    theirs = torch.nn.functional.conv2d(x, w, b, groups=groups, **case)
+    torch.testing.assert_close(ours, theirs)
+    upstream = torch.randn_like(theirs)
+    for got, want in zip(torch.autograd.grad(ours, tensors, upstream), torch.autograd.grad(theirs, tensors, upstream)):
+        torch.testing.assert_close(got, want)
+
+
+def test_functional_conv2d_without_bias_leaves_the_grads_of_input_and_weight_right_in_float32():
+    x, w = torch.randn(2, 3, 8, 8, requires_grad=True), torch.randn(5, 3, 3, 3, requires_grad=True)
+    ours = F.conv2d(x, w, padding=1)
+    ours.square().sum().backward()
+    got = (x.grad, w.grad)
+    x.grad = w.grad = None
+    torch.nn.functional.conv2d(x, w, padding=1).square().sum().backward()
+    torch.testing.assert_close(got, (x.grad, w.grad), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(padding="same", stride=2), "not supported for strided convolutions"),
+    (dict(padding="full"), "Invalid padding string"),
+    (dict(stride=(1, 2, 3)), "stride must be an int or a pair"),
+])
+def test_functional_conv2d_rejects_what_torch_rejects(kwargs, message):
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    with pytest.raises(ValueError, match=message):
+        F.conv2d(x, w, **kwargs)
+
+
+def test_functional_conv2d_shape_errors_name_the_input():
+    with pytest.raises(graphconv.SpecError, match="weight"):
+        F.conv2d(torch.randn(1, 4, 5, 5), torch.randn(3, 3, 3, 3))
