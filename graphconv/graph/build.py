@@ -129,13 +129,17 @@ class _Builder:
     # --- ops ------------------------------------------------------------------------------------------------
 
     def add_ops(self, links: list[_Link], known: set[str]) -> None:
+        incoming: dict[str, list[_Link]] = {}
+        outgoing: dict[str, list[_Link]] = {}
+        for link in links:
+            incoming.setdefault(link.target, []).append(self.as_tensor_link(link))
+            outgoing.setdefault(link.source, []).append(link)
         for node in self.diagram.nodes.values():
             if not self.is_op(node):
                 continue
             op, args = self.resolve(node, known)
-            incoming = [self.as_tensor_link(link) for link in links if link.target == node.id]
-            outputs = self.op_outputs(node, op, links)
-            inputs = self.bind_inputs(node, op, incoming)
+            outputs = self.op_outputs(node, op, outgoing.get(node.id, []))
+            inputs = self.bind_inputs(node, op, incoming.get(node.id, []))
             self.graph.add_node(node.id, kind="op",
                                 node=OpNode(node.id, node.label, op, args, inputs, outputs, node.line, node.column))
             for tensor in inputs:
@@ -149,8 +153,7 @@ class _Builder:
             return _Link(f"{link.source}_out", link.target, link.binding, link.line, link.column)
         return link
 
-    def op_outputs(self, node: Node, op: Op, links: list[_Link]) -> tuple[str, ...]:
-        outgoing = [link for link in links if link.source == node.id]
+    def op_outputs(self, node: Node, op: Op, outgoing: list[_Link]) -> tuple[str, ...]:
         to_ops = [link for link in outgoing if self.is_op(self.diagram.nodes[link.target])]
         to_tensors = [link.target for link in outgoing if not self.is_op(self.diagram.nodes[link.target])]
         if to_ops and to_tensors:

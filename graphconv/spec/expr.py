@@ -216,15 +216,21 @@ class ExprTransformer(Transformer):
         return Tuple(*_pos(meta), ())
 
 
+MAX_DEPTH = 100  # deeper expressions are refused: evaluating them would exhaust Python's stack
+
+
 @lru_cache(maxsize=None)
 def _parser(start: str) -> Lark:
     return Lark.open("expr.lark", rel_to=__file__, parser="lalr", start=start, propagate_positions=True)
 
 
+@lru_cache(maxsize=4096)
 def _parse(text: str, start: str) -> Any:
+    """Parse ``text`` from rule ``start``; cached, since labels and dims repeat (the results are immutable)."""
     try:
-        tree = _parser(start).parse(text)
-        return ExprTransformer().transform(tree)
+        result = ExprTransformer().transform(_parser(start).parse(text))
+    except RecursionError:
+        raise SpecError(f"expression nested more than {MAX_DEPTH} levels deep", line=1, column=1) from None
     except UnexpectedInput as error:
         raise SpecError(_describe(error, text), line=error.line, column=error.column, source=text) from None
     except SpecError as error:
@@ -234,6 +240,32 @@ def _parse(text: str, start: str) -> Any:
         if isinstance(inner, SpecError):
             raise inner.located(source=text) from None
         raise
+    if _depth(result) > MAX_DEPTH:
+        raise SpecError(f"expression nested more than {MAX_DEPTH} levels deep", line=1, column=1, source=text)
+    return result
+
+
+def _children(node: Any) -> list:
+    """The sub-expressions of a node (or a call's arguments)."""
+    if isinstance(node, Call):
+        return list(node.args) + [v for _, v in node.kwargs]
+    found = []
+    for value in (getattr(node, f) for f in node.__dataclass_fields__):
+        if isinstance(value, Expr):
+            found.append(value)
+        elif isinstance(value, tuple):
+            found.extend(v for v in value if isinstance(v, Expr))
+    return found
+
+
+def _depth(root: Any) -> int:
+    """How deeply ``root`` nests (iteratively, so a hostile expression cannot overflow the stack here)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in _children(node))
+    return deepest
 
 
 def _describe(error: UnexpectedInput, text: str) -> str:
@@ -290,15 +322,9 @@ def names(expr: Expr | Call) -> set[str]:
     """The free names an expression (or a call's arguments) reads."""
     if isinstance(expr, Name):
         return {expr.id}
-    if isinstance(expr, Call):
-        parts = list(expr.args) + [v for _, v in expr.kwargs]
-    else:
-        fields = ("left", "right", "operand", "test", "then", "otherwise", "target", "index")
-        parts = [getattr(expr, f) for f in fields if hasattr(expr, f)]
-        parts += list(getattr(expr, "items", ())) + list(getattr(expr, "args", ()))
     found: set[str] = set()
-    for part in parts:
-        found |= names(part)
+    for child in _children(expr):
+        found |= names(child)
     return found
 
 
