@@ -15,7 +15,7 @@ import torch
 
 from graphconv.compiler import executor
 from graphconv.compiler.binding import Binder, ShapeError, is_wildcard, shape_mismatch, show_pattern
-from graphconv.compiler.program import Program
+from graphconv.compiler.program import Program, Step
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
 from graphconv.spec.expr import evaluate, names, suggest, to_source
@@ -62,6 +62,7 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
     Bad dims, attrs or shapes raise SpecError; an input that does not fit its pattern raises ShapeError. Shapes
     that do not fit further on are reported in the returned Trace (``ok``, ``problems()``), not raised.
     """
+    device = check_device(device)
     binder = Binder(spec)
     attr_values = binder.attrs({**{k: v for k, v in spec.meta.example.items() if k in spec.meta.attrs},
                                 **(attrs or {})})
@@ -71,7 +72,6 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
     env = binder.bind(concrete, attr_values)
     program = Program(spec)
     args = program.arguments(env)
-    device = check_device(device)
     inputs = [_tensor(shape, dtype, device) for shape in concrete]
     result = Trace([_row(spec, name) for name in program.names],
                    {k: v for k, v in env.items() if k not in attr_values}, attr_values, device)
@@ -184,7 +184,7 @@ def _forward(program: Program, args: list[dict[str, Any]], inputs: Sequence[torc
     return values
 
 
-def _with_input_shapes(error: SpecError, program: Program, step, inputs: list) -> SpecError:
+def _with_input_shapes(error: SpecError, program: Program, step: Step, inputs: list) -> SpecError:
     """The op's error, with the shapes it was given (torch's own message often leaves them out)."""
     given = ", ".join(f"{program.names[slot]} {tuple(value.shape)}" for slot, value in zip(step.inputs, inputs)
                       if slot is not None)
