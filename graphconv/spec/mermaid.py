@@ -3,11 +3,11 @@
 Mermaid 11 is the reference: what it accepts in a flowchart parses here with the same nodes, edges and subgraphs,
 and what it rejects is a ``SpecError`` pointing at the spot. Three steps:
 
-1. ``_prepare``: take the Markdown block, read the YAML front matter, blank out ``%%{init}%%`` directives and
-   whole-line ``%%`` comments (Mermaid removes them with regexes before lexing too). Line breaks are kept, so every
-   position stays the one in the file.
-2. ``mermaid.lark`` (LALR, contextual lexer) gives the parse tree; ``MermaidTransformer`` turns each rule into a
-   small record (``_Vertex``, ``_Link``, ``_Chain``, ``_Block`` ...).
+1. The text lark sees: the Markdown block (preceded by empty lines, so line numbers stay the file's), without the
+   YAML front matter, ``%%{init}%%`` directives and whole-line ``%%`` comments (Mermaid removes them with regexes
+   before lexing too; here they are blanked, keeping their line breaks).
+2. ``mermaid.lark`` (LALR, contextual lexer) with ``MermaidTransformer`` running inside the parser: each rule
+   becomes a small record (``_Vertex``, ``_Link``, ``_Chain``, ``_Block`` ...).
 3. ``_Builder`` replays those records in source order, with the rules of Mermaid's FlowDB: the last declared shape
    wins, an edge id is not a node, a node belongs to the first subgraph that closes around it.
 """
@@ -25,7 +25,6 @@ from lark.exceptions import UnexpectedInput, UnexpectedToken
 from graphconv.errors import SpecError
 from graphconv.spec.diagram import Diagram, Edge, Node, Subgraph
 from graphconv.spec.markdown import find_mermaid_block, is_markdown
-
 
 _LINE_BREAK = re.compile(r"\r\n?")
 # Mermaid's own front matter regex (diagram-api/regexes.ts), anchored where the diagram starts.
@@ -45,7 +44,8 @@ _SHAPES = {
     ("{{", "}}"): "hexagon", (">", "]"): "odd", ("[/", "/]"): "lean_right", ("[\\", "\\]"): "lean_left",
     ("[/", "\\]"): "trapezoid", ("[\\", "/]"): "inv_trapezoid",
 }
-_CLOSERS = {"[/": "/]` or `\\]", "[\\": "\\]` or `/]", "(-": "-)"} | {opener: closer for opener, closer in _SHAPES}
+_CLOSERS = {opener: closer for opener, closer in _SHAPES}
+_CLOSERS |= {"[/": "/]` or `\\]", "[\\": "\\]` or `/]", "(-": "-)", "|": "|"}
 _DIRECTION_ALIASES = {"<": "RL", ">": "LR", "^": "BT", "v": "TB"}
 _STROKE_PREFIX = {"normal": "", "dotted": "dotted_", "thick": "thick_"}
 _START_HEADS = {"<": "point", "x": "cross", "o": "circle"}
@@ -110,7 +110,8 @@ def _front_matter(code: str, first_line: int) -> tuple[dict[str, Any], int | Non
     match = _FRONT_MATTER.match(code, start)
     if match is None:
         if code.startswith("---", start):
-            raise SpecError("the front matter opened by `---` is never closed by a `---` line", line=first_line, column=1)
+            raise SpecError("the front matter opened by `---` is never closed by a `---` line",
+                            line=first_line, column=1)
         return {}, None, code
     yaml_line = first_line + code.count("\n", start, match.start(1))
     data = _load_yaml(match.group(1), yaml_line)
@@ -145,7 +146,7 @@ def _blank_comments(code: str) -> str:
     return _COMMENT.sub("", code)
 
 
-# ---------------------------------------------------------------- step 2: parse tree -> records
+# ---------------------------------------------------------------- step 2: grammar rules -> records
 
 
 @dataclass
@@ -271,7 +272,7 @@ class MermaidTransformer(Transformer):
     def direction(self, token: Token) -> _Direction:
         return _Direction(token.split()[1][:2])
 
-    def linkstyle_stmt(self, keyword: Token, indexes: Token, styles: Token) -> _LinkStyle:
+    def linkstyle_stmt(self, indexes: Token) -> _LinkStyle:
         numbers = [] if indexes == "default" else [int(index) for index in indexes.split(",")]
         return _LinkStyle(token=indexes, indexes=numbers)
 
@@ -343,7 +344,8 @@ def _link_kind(start: str, end: str, token: Token) -> tuple[str, int]:
         start_head = _START_HEADS.get(start[0], "open")
         start_stroke = "dotted" if "." in start else "thick" if "=" in start else "normal"
         if start_stroke != stroke or (start_head != "open" and (double or start_head != head)):
-            raise SpecError(f"the arrow `{start} … {end}` mixes heads or strokes", line=token.line, column=token.column)
+            raise SpecError(f"the arrow `{start} … {end}` mixes heads or strokes",
+                            line=token.line, column=token.column)
         double = double or start_head != "open"
     if stroke == "invisible":
         return "invisible", length
@@ -481,9 +483,10 @@ _WORDS = {
     "DOTTED_END": "an arrow such as `.->`", "VBAR": "`|`", "LSQB": "`[`", "_SUBGRAPH_TITLE_END": "`]`",
     "SUBGRAPH_TEXT": "a subgraph id or title", "END": "`end`",
     "SUBGRAPH": "a statement", "STYLE": "a statement", "CLASSDEF": "a statement", "CLASS": "a statement",
-    "LINKSTYLE": "a statement", "CLICK": "a statement", "DIRECTION": "a statement",
-    "STYLE_REST": "style properties", "LINK_INDEXES": "link numbers or `default`",
-    "CLICK_REST": "a callback or a link", "_SEP": "the end of the line", "_NL": "the end of the line",
+    "LINKSTYLE": "a statement", "CLICK": "a statement", "DIRECTION": "a statement", "ACC_TITLE": "a statement",
+    "ACC_DESCR": "a statement", "ACC_DESCR_BLOCK": "a statement",
+    "_STYLE_REST": "style properties", "LINK_INDEXES": "link numbers or `default`",
+    "_CLICK_REST": "a callback or a link", "_SEP": "the end of the line", "_NL": "the end of the line",
     "$END": "the end of the line",
 }
 _OPENERS = {"SHAPE_OPEN", "TRAP_OPEN", "ELLIPSE_OPEN", "LSQB", "START_NORMAL", "START_THICK", "START_DOTTED"}
@@ -517,12 +520,15 @@ def _misplaced(code: str, position: int, expected: set[str], stack: list[Any]) -
     """The messages for mistakes that have a better name than 'unexpected X: expected Y'."""
     char = code[position:position + 1]
     opener = _open_bracket(stack)
-    if "%%" in code[code.rfind("\n", 0, position) + 1:position + 2]:
+    before = code[code.rfind("\n", 0, position) + 1:position].rstrip()
+    if code.startswith("%%", position) or before.endswith("%%"):
         return "a `%%` comment must be on a line of its own (Mermaid rejects comments after a statement)"
     if "SUBGRAPH_TEXT" in expected:
         return "`subgraph` needs an id or a title"
     if char == '"':
         return _quote_problem(code, position, opener)
+    if code.startswith("@{", position) and "}" not in code[position:]:
+        return "this `@{` is never closed by `}`"
     if char in "([{>@:" and position and code[position - 1] in " \t" and {"SHAPE_OPEN", "_AMP"} & expected:
         return "no space is allowed between a node id and its shape, `:::class` or `@{…}`"
     if opener is not None:
@@ -544,7 +550,7 @@ def _quote_problem(code: str, position: int, opener: Token | None) -> str:
 def _bracket_problem(code: str, position: int, expected: set[str], opener: Token) -> str | None:
     char = code[position:position + 1]
     where = f"`{opener.strip()}` at line {opener.line}, column {opener.column}"
-    if expected & _LABEL_TERMINALS and char in ")]}|":
+    if expected & _LABEL_TERMINALS and char and char in ")]}|":
         return f"empty label `{opener.strip()}{char}`: write some text between them"
     if opener.type == "LSQB" and char == "]":
         return "Mermaid allows nothing after a subgraph's `[title]`, not even a space"
