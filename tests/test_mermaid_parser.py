@@ -707,4 +707,5 @@ def test_ten_thousand_lines_parse_quickly():
     diagram = parse_diagram(text)
     elapsed = time.process_time() - start
     assert len(diagram.subgraphs) == 200 and len(diagram.edges) > 9_000
-    assert elapsed < 5, f"10,000 lines took {elapsed:.2f} s of CPU"  # about 0.4 s on an idle core
+    # ~1 s of CPU measured on a busy shared 2-vCPU box: the bound only catches a gross slowdown (e.g. Earley)
+    assert elapsed < 5, f"10,000 lines took {elapsed:.2f} s of CPU"
