@@ -2,8 +2,10 @@
 
 Keys: ``inputs`` (name → shape pattern, in call order), ``outputs``, ``attrs`` (name → default), ``dims``
 (derived dims: name → expression), ``shapes`` (declared shapes of any tensor), ``ops`` (spec-local ops:
-name → op call), ``example`` (dims for ``graphconv run``), ``reference`` and ``params``, ``uses`` (spec files
-next to this one, each callable as an op; read by graphconv.ops.spec_ops).
+name → op call), ``example`` (dims for ``graphconv run``), ``reference``, ``params`` (the inputs that are a
+module's parameters: a list of names, or name → initialiser call such as ``uniform_fan_in(weight)``; used by
+graphconv.nn.from_spec), ``uses`` (spec files next to this one, each callable as an op; read by
+graphconv.ops.spec_ops).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class Metadata:
     example: dict[str, int] = field(default_factory=dict)
     reference: Any = None
     params: list[str] = field(default_factory=list)
+    param_init: dict[str, Call] = field(default_factory=dict)  # param → initialiser, where params gives one
     uses: Any = None
     positions: dict[tuple, tuple[int, int]] = field(default_factory=dict)
 
@@ -111,14 +114,23 @@ class _Reader:
             if isinstance(size, bool) or not isinstance(size, (int, list)):
                 raise self.error(f"example.{name}: expected an integer, got {size!r}", "example", name)
         meta.reference = block.get("reference")
-        meta.params = self.names(block.get("params"), "params")
+        meta.params, meta.param_init = self.params(block.get("params"))
         meta.uses = block.get("uses")
         return meta
 
-    def call(self, value: Any, name: str) -> Call:
+    def params(self, value: Any) -> tuple[list[str], dict[str, Call]]:
+        """``params: [weight, bias]``, or with initialisers: ``params: {weight: uniform_fan_in, bias: zeros}``
+        (a param without one gets graphconv.nn.init's default)."""
+        if not isinstance(value, dict):
+            return self.names(value, "params"), {}
+        init = {name: self.call(call, name, "params", "an initialiser such as zeros or \"normal(std=0.02)\"")
+                for name, call in self.mapping(value, "params").items() if call is not None}
+        return list(value), init
+
+    def call(self, value: Any, name: str, key: str = "ops", example: str = "an op call such as \"permute(0, 2, 1)\"") -> Call:
         if not isinstance(value, str):
-            raise self.error(f"ops.{name}: expected an op call such as \"permute(0, 2, 1)\", got {value!r}", "ops", name)
-        line, column = self.doc.where(*self.at, "ops", name, "<value>")
+            raise self.error(f"{key}.{name}: expected {example}, got {value!r}", key, name)
+        line, column = self.doc.where(*self.at, key, name, "<value>")
         try:
             call = parse_call(value)
         except SpecError as error:
