@@ -6,13 +6,14 @@ from types import ModuleType
 from typing import Any, Sequence
 
 from graphconv.errors import SpecError
-from graphconv.spec.expr import evaluate, parse_call
+from graphconv.spec.expr import Name, evaluate, parse_call
 
 EXIT_OK, EXIT_SHAPE, EXIT_SPEC = 0, 1, 2
 
 
 def parse_assignments(text: str | None, what: str) -> dict[str, Any]:
-    """``b=4,i_h=8`` → ``{"b": 4, "i_h": 8}``; values are ints, floats, tuples ``(1,2)`` or quoted words."""
+    """``b=4,i_h=8`` → ``{"b": 4, "i_h": 8}``; values are ints, floats, tuples ``(1,2)`` or words
+    (``padding=same`` and ``padding='same'`` alike)."""
     if not text:
         return {}
     try:
@@ -21,7 +22,7 @@ def parse_assignments(text: str | None, what: str) -> dict[str, Any]:
         raise SpecError(f"{what}: cannot read {text!r}: {error.message}") from None
     if call.args:
         raise SpecError(f"{what}: expected name=value pairs, got {text!r}")
-    return {key: evaluate(expr, {}) for key, expr in call.kwargs}
+    return {key: expr.id if isinstance(expr, Name) else evaluate(expr, {}) for key, expr in call.kwargs}
 
 
 def import_modules(names: Sequence[str] | None) -> list[ModuleType]:

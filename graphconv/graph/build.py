@@ -58,7 +58,7 @@ class _Builder:
         order = list(nx.lexicographical_topological_sort(self.graph, key=self.position_key))
         op_order = [n for n in order if self.graph.nodes[n]["kind"] == "op"]
         inputs, outputs = self.graph_inputs(), self.graph_outputs()
-        self.check_shapes(known)
+        self.check_patterns(known)
         self.check_example(known)
         return Spec(self.name, self.diagram.path, self.diagram.source, self.graph, inputs, outputs, op_order,
                     self.meta, dim_order)
@@ -352,15 +352,19 @@ class _Builder:
             raise self.error_at_meta(f"dims depend on each other in a cycle: {' → '.join(cycle + [cycle[0]])}",
                                      "dims", cycle[0]) from None
 
-    def check_shapes(self, known: set[str]) -> None:
+    def check_patterns(self, known: set[str]) -> None:
         tensors = {t.name for t in self.tensor_nodes()}
         for name, pattern in self.meta.shapes.items():
             if name not in tensors:
                 raise self.error_at_meta(f"shapes: no tensor is named {name!r}{suggest(name, tensors)}", "shapes", name)
-            for expr in pattern or ():
-                for used in names(expr) - known - {WILDCARD}:
-                    raise self.error(f"shapes.{name}: unknown name {used!r}{suggest(used, known)}", expr.line,
-                                     expr.column)
+            self.check_pattern_names(f"shapes.{name}", pattern, known)
+        for name, pattern in (self.meta.inputs or {}).items():
+            self.check_pattern_names(f"inputs.{name}", pattern, known)
+
+    def check_pattern_names(self, where: str, pattern: list[Expr] | None, known: set[str]) -> None:
+        for expr in pattern or ():
+            for used in sorted(names(expr) - known - {WILDCARD}):
+                raise self.error(f"{where}: unknown name {used!r}{suggest(used, known)}", expr.line, expr.column)
 
     def check_example(self, known: set[str]) -> None:
         settable = set(self.meta.symbols()) | set(self.meta.attrs)
