@@ -59,6 +59,6 @@ def _print_table(rows: list) -> None:
     cells = [HEADER] + [("ok" if r.ok else "FAIL", r.what, r.subject, r.case, r.detail) for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(HEADER) - 1)]
     for index, row in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+        print(("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]).rstrip())
         if index == 0:
             print("  ".join("-" * w for w in widths) + "  " + "-" * len(HEADER[-1]))
