@@ -1,10 +1,13 @@
 """Specs as ops: a spec ``uses:`` other spec files next to it and calls each by name; the called spec's compiled
 forward and backward run inside — checked against torch in value and gradient, and the ways it can go wrong."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
 import graphconv
-from conftest import SPECS, write_spec
+from conftest import ROOT, SPECS, write_spec
 from graphconv.cli import main
 from graphconv.ops import OpClashError
 from graphconv.ops.verify import check_op
@@ -169,3 +172,11 @@ def test_an_error_in_a_used_spec_points_into_that_spec(tmp_path):
     write_spec(tmp_path, SCALE_BY.replace("((mul))", "((mull))"), "scale_by.mmd")
     error = uses_error(tmp_path, "[scale_by]")
     assert error.path.endswith("scale_by.mmd") and "unknown op 'mull'" in error.message
+
+
+def test_loading_a_spec_that_uses_another_imports_no_torch():
+    code = ("import sys, graphconv; s = graphconv.load('specs/conv1d.mmd'); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(s.op('C').op.signature())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("conv2d_full(input, weight, bias, *")

@@ -1,5 +1,5 @@
 """Every shipped spec against its torch reference — value and the gradient of every input, on the example and each
-case the spec lists — plus graphconv.nn.functional.conv2d against torch.nn.functional.conv2d."""
+case the spec lists — plus graphconv.nn.functional (conv2d, conv1d, conv_transpose2d, linear) against torch's."""
 import pytest
 import torch
 
@@ -63,13 +63,48 @@ def test_functional_conv2d_matches_torch_in_value_and_gradients(case):
     x = torch.randn(*(() if unbatched else (2,)), 4, *size, dtype=torch.float64)
     w = torch.randn(8, 4 // groups, *kernel, dtype=torch.float64)
     b = torch.randn(8, dtype=torch.float64) if with_bias else None
-    tensors = [t.requires_grad_() for t in (x, w, b) if t is not None]
-    ours = F.conv2d(x, w, b, groups=groups, **case)
-    theirs = torch.nn.functional.conv2d(x, w, b, groups=groups, **case)
+    assert_matches_torch("conv2d", x, w, b, groups=groups, **case)
+
+
+def assert_matches_torch(name, *tensors, **kwargs):
+    """graphconv.nn.functional.<name> and torch's agree in value and in the gradient of every tensor given."""
+    wanted = [t.requires_grad_() for t in tensors if t is not None]
+    ours = getattr(F, name)(*tensors, **kwargs)
+    theirs = getattr(torch.nn.functional, name)(*tensors, **kwargs)
     torch.testing.assert_close(ours, theirs)
     upstream = torch.randn_like(theirs)
-    for got, want in zip(torch.autograd.grad(ours, tensors, upstream), torch.autograd.grad(theirs, tensors, upstream)):
+    for got, want in zip(torch.autograd.grad(ours, wanted, upstream), torch.autograd.grad(theirs, wanted, upstream)):
         torch.testing.assert_close(got, want)
+
+
+def randn(*shape):
+    return torch.randn(*shape, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("shape, bias, kwargs", [
+    ((2, 4, 9), True, dict(stride=2, padding=1)),
+    ((2, 4, 9), False, dict(padding="same", dilation=2, groups=2)),
+    ((4, 10), True, dict(stride=(3,), padding=(2,), dilation=(2,))),
+])
+def test_functional_conv1d_matches_torch(shape, bias, kwargs):
+    groups = kwargs.get("groups", 1)
+    assert_matches_torch("conv1d", randn(*shape), randn(6, 4 // groups, 3), randn(6) if bias else None, **kwargs)
+
+
+@pytest.mark.parametrize("shape, bias, kwargs", [
+    ((2, 4, 5, 6), True, dict(stride=2, padding=1, output_padding=1)),
+    ((2, 4, 5, 6), False, dict(stride=(2, 1), padding=(0, 1), output_padding=(1, 0), dilation=(1, 2))),
+    ((4, 5, 6), True, dict(groups=2, stride=2, dilation=2)),
+])
+def test_functional_conv_transpose2d_matches_torch(shape, bias, kwargs):
+    groups = kwargs.get("groups", 1)
+    assert_matches_torch("conv_transpose2d", randn(*shape), randn(4, 3, 3, 2), randn(3 * groups) if bias else None,
+                         **kwargs)
+
+
+@pytest.mark.parametrize("shape, bias", [((6, 5), True), ((2, 3, 5), True), ((5,), False), ((2, 1, 3, 5), False)])
+def test_functional_linear_matches_torch(shape, bias):
+    assert_matches_torch("linear", randn(*shape), randn(4, 5), randn(4) if bias else None)
 
 
 def test_functional_conv2d_without_bias_leaves_the_grads_of_input_and_weight_right_in_float32():
@@ -85,7 +120,7 @@ def test_functional_conv2d_without_bias_leaves_the_grads_of_input_and_weight_rig
 @pytest.mark.parametrize("kwargs, message", [
     (dict(padding="same", stride=2), "not supported for strided convolutions"),
     (dict(padding="full"), "Invalid padding string"),
-    (dict(stride=(1, 2, 3)), "stride must be an int or a pair"),
+    (dict(stride=(1, 2, 3)), "stride must be an int or a tuple of 2 ints"),
 ])
 def test_functional_conv2d_rejects_what_torch_rejects(kwargs, message):
     x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)

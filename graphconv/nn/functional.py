@@ -4,7 +4,8 @@
     y = F.conv2d(x, w, b, stride=2, padding="same")    # as torch.nn.functional.conv2d
 
 Arguments are checked and normalized the way torch does it (an int or a tuple, ``padding`` also ``'same'`` or
-``'valid'``, an unbatched input), then passed to the compiled spec, which is loaded and compiled once.
+``'valid'``, an unbatched input, a missing bias), then passed to the compiled spec, loaded and compiled once.
+A missing bias is a zero bias that wants no gradient: the specs always add one, at the cost of a broadcast add.
 """
 from __future__ import annotations
 
@@ -26,37 +27,73 @@ def compiled(name: str) -> Any:
     return graphconv.compile(str(SPECS / f"{name}.mmd"))
 
 
+def conv1d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: Any = 1,
+           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> torch.Tensor:
+    """1D convolution, as ``torch.nn.functional.conv1d``: input (b, c, length) or (c, length); the spec
+    ``conv1d`` (which calls ``conv2d_full`` on a one-row image)."""
+    stride, dilation = _ntuple("conv1d", "stride", stride, 1), _ntuple("conv1d", "dilation", dilation, 1)
+    padding = _padding("conv1d", padding, stride, 1)
+    return _batched(input, 2, lambda x: compiled("conv1d")(
+        x, weight, _bias(bias, weight.shape[0], weight), stride=stride, padding=padding, dilation=dilation,
+        groups=groups))
+
+
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: Any = 1,
            padding: Any = 0, dilation: Any = 1, groups: int = 1) -> torch.Tensor:
     """2D convolution, as ``torch.nn.functional.conv2d``: input (b, c, h, w) or (c, h, w), weight
     (out_channels, c // groups, kh, kw), optional bias (out_channels,); the im2col spec ``conv2d_full``."""
-    stride, dilation = _pair("stride", stride), _pair("dilation", dilation)
-    padding = _padding(padding, stride)
-    unbatched = input.dim() == 3
-    if unbatched:
-        input = input.unsqueeze(0)
-    if bias is None:  # the spec always adds a bias; a zero one that wants no gradient costs one broadcast add
-        bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
-    output = compiled("conv2d_full")(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                                     groups=groups)
-    return output.squeeze(0) if unbatched else output
+    stride, dilation = _ntuple("conv2d", "stride", stride, 2), _ntuple("conv2d", "dilation", dilation, 2)
+    padding = _padding("conv2d", padding, stride, 2)
+    return _batched(input, 3, lambda x: compiled("conv2d_full")(
+        x, weight, _bias(bias, weight.shape[0], weight), stride=stride, padding=padding, dilation=dilation,
+        groups=groups))
 
 
-def _pair(name: str, value: Any) -> tuple[int, int]:
-    """An int or a 1- or 2-tuple of ints as a pair, as torch's conv2d reads it."""
+def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: Any = 1,
+                     padding: Any = 0, output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> torch.Tensor:
+    """Transposed 2D convolution, as ``torch.nn.functional.conv_transpose2d``: weight
+    (c, out_channels // groups, kh, kw); the spec ``conv_transpose2d`` (a grouped matmul, then fold)."""
+    name = "conv_transpose2d"
+    pairs = {key: _ntuple(name, key, value, 2) for key, value in
+             (("stride", stride), ("padding", padding), ("output_padding", output_padding), ("dilation", dilation))}
+    return _batched(input, 3, lambda x: compiled(name)(
+        x, weight, _bias(bias, weight.shape[1] * groups, weight), groups=groups, **pairs))
+
+
+def linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``input @ weight.T + bias``, as ``torch.nn.functional.linear``: input (..., in_features); the spec
+    ``linear`` on the leading dims flattened into one."""
+    lead = input.shape[:-1]
+    output = compiled("linear")(input.reshape(-1, input.shape[-1]), weight, _bias(bias, weight.shape[0], weight))
+    return output.reshape(*lead, weight.shape[0])
+
+
+def _batched(input: torch.Tensor, unbatched_rank: int, run: Any) -> torch.Tensor:
+    """``run`` on a batch: an unbatched input (rank ``unbatched_rank``) becomes a batch of one and back."""
+    if input.dim() == unbatched_rank:
+        return run(input.unsqueeze(0)).squeeze(0)
+    return run(input)
+
+
+def _bias(bias: torch.Tensor | None, size: int, like: torch.Tensor) -> torch.Tensor:
+    return bias if bias is not None else torch.zeros(size, dtype=like.dtype, device=like.device)
+
+
+def _ntuple(function: str, name: str, value: Any, n: int) -> tuple[int, ...]:
+    """An int, or a tuple of 1 or ``n`` ints, as ``n`` ints — as torch's convolutions read them."""
     values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
     if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
+        values = values * n
+    if len(values) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{function}: {name} must be an int or a tuple of {n} ints, got {value!r}")
     return values
 
 
-def _padding(padding: Any, stride: tuple[int, int]) -> Any:
+def _padding(function: str, padding: Any, stride: tuple[int, ...], n: int) -> Any:
     if isinstance(padding, str):
         if padding not in PADDING_STRINGS:
             raise ValueError(f"Invalid padding string {padding!r}, should be one of {set(PADDING_STRINGS)}")
-        if padding == "same" and stride != (1, 1):
+        if padding == "same" and any(s != 1 for s in stride):
             raise ValueError("padding='same' is not supported for strided convolutions")
         return padding
-    return _pair("padding", padding)
+    return _ntuple(function, "padding", padding, n)
