@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, SPECS, write_spec
+from conftest import SPECS, write_spec
 from graphconv.cli import main
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from graphconv.ops import REGISTRY, Op
-from graphconv.ops.verify import check_op, samples
+from graphconv.ops.verify import check_op, gradcheck_op, samples
 
 
 @pytest.mark.parametrize("name", REGISTRY.names())
@@ -54,3 +54,12 @@ def test_the_library_covers_the_primitives_the_specs_are_built_from():
               "log_softmax", "relu", "sigmoid", "tanh", "pad", "unfold", "fold", "slice", "select", "index_select",
               "cat", "split", "stack", "where", "add_scalar", "mul_scalar", "full_like"}
     assert wanted <= set(REGISTRY.names())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", REGISTRY.names())
+def test_vjp_matches_autograd_on_cuda(name):
+    op = REGISTRY.get(name)
+    for tensors, attrs in samples(op):
+        on_device = [t.cuda() if t is not None else None for t in tensors]
+        assert gradcheck_op(op, on_device, attrs) is None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 from graphconv.ops.helpers import kept_shape, randn
-from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import op
 
 
