@@ -1,9 +1,11 @@
 """``CompiledOp``: a loaded spec as a differentiable callable, ``op(x, w, stride=2)``.
 
-Per call: check the inputs, bind the spec's names from their shapes and the attrs (cached per shapes and
-attrs, so derived dims and op arguments are computed once per new shape), then run through
-:class:`~graphconv.compiler.function.GraphFunction` — or straight through the program when no gradient is
-wanted. The first call with a new binding also checks every declared intermediate shape.
+Compiling runs the optimization passes on the op graph (unless ``optimize=False``), plans what backward keeps
+(``save="all"`` or ``"minimal"``) and generates the forward and backward source once. Per call: check the
+inputs, bind the spec's names from their shapes and the attrs (cached per shapes and attrs, so derived dims and
+op arguments are computed once per new shape), then run the generated code through an autograd.Function — or
+straight, when no gradient is wanted. The first call with a new binding also checks every declared intermediate
+shape, on the meta device, with the spec as written (before any pass).
 """
 from __future__ import annotations
 
@@ -12,9 +14,8 @@ from typing import Any
 
 import torch
 
-from graphconv.compiler import executor
-from graphconv.compiler.binding import Binder, CallError, shape_mismatch
-from graphconv.compiler.function import Call, GraphFunction
+from graphconv.compiler import codegen, executor, function, memory, passes
+from graphconv.compiler.binding import Binder, shape_mismatch
 from graphconv.compiler.program import Program
 from graphconv.graph.opgraph import Spec
 from graphconv.loader import load
@@ -23,11 +24,14 @@ CACHE_LIMIT = 256
 
 
 class CompiledOp:
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, *, optimize: bool = True, save: str = "all") -> None:
         self.spec = spec
-        self.program = Program(spec)
+        self.optimized, self.reports = passes.optimize(spec) if optimize else (spec, [])
+        self.program = Program(self.optimized)
+        self.plan = memory.plan(self.program, save)
+        self.code = codegen.generate(self.program, self.plan)
         self.binder = Binder(spec)
-        self._plans: dict[Any, list[dict[str, Any]]] = {}
+        self._bindings: dict[Any, tuple] = {}
         self.__signature__ = self._signature()
         self.__name__ = self.__qualname__ = spec.name
         self.__doc__ = f"{spec.name}{self.__signature__} — compiled from {spec.path or 'a spec'}"
@@ -38,39 +42,45 @@ class CompiledOp:
     def __call__(self, *inputs: torch.Tensor, **attrs: Any) -> Any:
         args = self.arguments(inputs, attrs)
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            return GraphFunction.apply(Call(self.program, args), *inputs)
-        outputs, _, _ = executor.forward(self.program, args, inputs, save=False)
-        return tuple(outputs) if len(outputs) > 1 else outputs[0]
-
-    def arguments(self, inputs: tuple, attrs: dict[str, Any]) -> list[dict[str, Any]]:
-        """Every op's attribute values for this call (checked and cached per input shapes and attrs)."""
-        self.binder.check_arity(len(inputs))
-        for name, value in zip(self.binder.names, inputs):
-            if not isinstance(value, torch.Tensor):
-                raise CallError(f"{self.spec.name}: input {name!r} must be a torch.Tensor, got "
-                                f"{type(value).__name__}", path=self.spec.path)
-        values = self.binder.attrs(attrs)
-        key = (tuple(t.shape for t in inputs), tuple(values.items()))
+            return function.apply(self.code, args, inputs)
         try:
-            args = self._plans.get(key)
+            return self.code.forward_nograd(args, *inputs)
+        except Exception as error:
+            raise self.code.errors.wrap(error) from error
+
+    @property
+    def source(self) -> str:
+        """The generated Python source of forward and backward."""
+        return self.code.source
+
+    def arguments(self, inputs: tuple, attrs: dict[str, Any]) -> tuple:
+        """This call's op argument values (checked and cached per input shapes and attrs)."""
+        self.binder.check_inputs(inputs)
+        key = (tuple([t.shape for t in inputs]), tuple(attrs.items()))
+        try:
+            args = self._bindings.get(key)
         except TypeError:  # an unhashable attr value: bind without caching
-            return self.program.arguments(self.binder.bind([t.shape for t in inputs], values))
+            return self.bind(inputs, attrs)
         if args is None:
-            env = self.binder.bind([t.shape for t in inputs], values)
-            args = self.program.arguments(env)
-            self.check_declared_shapes(inputs, args, env)
-            if len(self._plans) >= CACHE_LIMIT:
-                self._plans.clear()
-            self._plans[key] = args
+            args = self.bind(inputs, attrs)
+            if len(self._bindings) >= CACHE_LIMIT:
+                self._bindings.clear()
+            self._bindings[key] = args
         return args
 
-    def check_declared_shapes(self, inputs: tuple, args: list[dict[str, Any]], env: dict[str, Any]) -> None:
-        """Run the program once on the meta device and compare every declared shape with the real one."""
+    def bind(self, inputs: tuple, attrs: dict[str, Any]) -> tuple:
+        env = self.binder.bind([t.shape for t in inputs], self.binder.attrs(attrs))
+        self.check_declared_shapes(inputs, env)
+        return self.code.arguments(env)
+
+    def check_declared_shapes(self, inputs: tuple, env: dict[str, Any]) -> None:
+        """Run the spec as written once on the meta device and compare every declared shape with the real one."""
         if not self.spec.meta.shapes:
             return
+        program = Program(self.spec)
         meta_inputs = [torch.empty(t.shape, dtype=t.dtype, device="meta") for t in inputs]
-        _, _, values = executor.forward(self.program, args, meta_inputs, save=False, keep=True)
-        for name, value in zip(self.program.names, values):
+        _, _, values = executor.forward(program, program.arguments(env), meta_inputs, save=False, keep=True)
+        for name, value in zip(program.names, values):
             mismatch = shape_mismatch(self.spec, name, tuple(value.shape), env)
             if mismatch:
                 raise mismatch
@@ -82,8 +92,12 @@ class CompiledOp:
         return inspect.Signature(params)
 
 
-def compile(spec: Spec | str, *, ops: Any = ()) -> CompiledOp:
-    """A differentiable callable from a spec (a loaded :class:`Spec` or a path to load)."""
+def compile(spec: Spec | str, *, ops: Any = (), optimize: bool = True, save: str = "all") -> CompiledOp:
+    """A differentiable callable from a spec (a loaded :class:`Spec` or a path to load).
+
+    ``optimize=False`` skips the graph passes; ``save`` is the memory policy: ``"all"`` keeps every value a VJP
+    reads, ``"minimal"`` keeps the inputs and recomputes cheap values in backward.
+    """
     if not isinstance(spec, Spec):
         spec = load(spec, ops=ops)
-    return CompiledOp(spec)
+    return CompiledOp(spec, optimize=optimize, save=save)

@@ -27,6 +27,16 @@ class Step:
     release: tuple[int, ...]  # slots no later step reads (freed after this one in forward)
     defaults: dict[str, Any]  # the op's attribute defaults that the graph does not bind
 
+    def op_attr_names(self) -> list[str]:
+        """The attributes this application passes: bound by the graph or defaulted, in the op's order."""
+        return [a.name for a in self.op.attrs if a.name in self.node.args or a.name in self.defaults]
+
+    def input_names(self) -> list[str]:
+        """A name per input position (``tensors[0]``, ``tensors[1]``… for an op taking ``*tensors``)."""
+        if self.op.variadic_inputs:
+            return [f"{self.op.inputs[0]}[{i}]" for i in range(len(self.inputs))]
+        return list(self.op.inputs)
+
 
 class Program:
     def __init__(self, spec: Spec) -> None:
@@ -67,6 +77,11 @@ class Program:
         """Each step's attribute values (the op's defaults where unbound) for one binding of the spec's names."""
         return [step.defaults | {name: _plain(self.evaluate(step, expr, env)) for name, expr in step.node.args.items()}
                 for step in self.steps]
+
+    def argument(self, step: Step, name: str, env: dict[str, Any]) -> Any:
+        """One attribute's value for a binding (the op's default when the graph does not bind it)."""
+        expr = step.node.args.get(name)
+        return step.defaults[name] if expr is None else _plain(self.evaluate(step, expr, env))
 
     def evaluate(self, step: Step, expr, env: dict[str, Any]) -> Any:
         try:

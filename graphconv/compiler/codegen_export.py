@@ -1,0 +1,318 @@
+"""A compiled op as a standalone Python module that imports torch only (``graphconv export``).
+
+The module holds, in order: the ops' forwards and VJPs, copied from their source with the helpers and
+constants they use (``inspect``; decorators dropped, functions renamed ``op_<name>`` / ``vjp_<name>``); the
+binding — input shapes and attrs → the op arguments ``A``, written out from the spec's expressions; the same
+generated ``forward`` / ``forward_nograd`` / ``backward`` a compiled op runs; an ``autograd.Function`` and a
+function wrapper named after the spec.
+"""
+from __future__ import annotations
+
+import builtins
+import dis
+import inspect
+import re
+import textwrap
+import types
+from typing import Any, Callable
+
+from graphconv.compiler.codegen import Unit, comment, functions_source, identifier, literal
+from graphconv.errors import SpecError
+from graphconv.ops.lazy_torch import torch as lazy_torch
+from graphconv.ops.registry import Op
+from graphconv.spec import expr as E
+from graphconv.spec.metadata import WILDCARD
+
+class ExportError(SpecError):
+    """A spec that cannot be written as a standalone module (an op whose code uses something not inlinable)."""
+
+
+# --- the ops' code ------------------------------------------------------------------------------------------
+
+
+class Inliner:
+    """Collects source blocks: each op function (renamed), and every helper, class and constant it reaches."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[str, str] = {}  # name → source, in the order found
+        self.constants: dict[str, str] = {}
+        self.imports: dict[str, str] = {"torch": "import torch"}
+        self.origins: dict[str, Any] = {}
+
+    def add_op_function(self, function: Callable, name: str, op: Op) -> None:
+        self._add(name, _renamed_source(function, name, op), function, op)
+
+    def _add(self, name: str, source: str, value: Any, op: Op) -> None:
+        if name in self.origins:
+            if self.origins[name] is value or self.blocks.get(name) == source:
+                return
+            raise ExportError(f"cannot export op {op.name}: two different helpers are named {name!r}")
+        self.origins[name] = value
+        self.blocks[name] = source
+        for code in _code_objects(value):
+            for global_name in _global_names(code):
+                self._reach(global_name, value, op)
+
+    def _reach(self, name: str, user: Any, op: Op) -> None:
+        """Make a global that ``user``'s code reads available in the module."""
+        scope = getattr(user, "__globals__", None) or vars(inspect.getmodule(user))
+        if name not in scope:
+            if hasattr(builtins, name):
+                return
+            raise ExportError(f"cannot export op {op.name}: its code reads {name!r}, which is not defined")
+        value = scope[name]
+        if value is lazy_torch or (isinstance(value, types.ModuleType) and value.__name__ == "torch"):
+            if name != "torch":
+                self.imports[name] = f"import torch as {name}"
+            return
+        if isinstance(value, types.ModuleType) and value.__name__.startswith("torch."):
+            self.imports[name] = f"import {value.__name__} as {name}"
+            return
+        text = literal(value)
+        if text is not None:
+            if self.constants.get(name, text) != text:
+                raise ExportError(f"cannot export op {op.name}: two different constants are named {name!r}")
+            self.constants[name] = text
+            return
+        if isinstance(value, (types.FunctionType, type)) and not isinstance(value, Op):
+            self._add(name, _helper_source(value, name, op), value, op)
+            return
+        raise ExportError(f"cannot export op {op.name}: its code uses {name!r} ({type(value).__name__}), which "
+                          "is neither torch, a plain constant, nor a function or class graphconv can copy")
+
+
+def _code_objects(value: Any) -> list[types.CodeType]:
+    """Every code object of a function (with its nested ones) or of a class's methods."""
+    roots = [value.__code__] if isinstance(value, types.FunctionType) else [
+        member.__code__ for member in vars(value).values() if isinstance(member, types.FunctionType)]
+    found, pending = [], list(roots)
+    while pending:
+        code = pending.pop()
+        found.append(code)
+        pending.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return found
+
+
+def _global_names(code: types.CodeType) -> list[str]:
+    return [i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")]
+
+
+def _definition(value: Any, op: Op) -> tuple[list[str], int, int]:
+    """The source lines of a function or class, where its ``def``/``class`` line is, and how many decorators."""
+    try:
+        lines = textwrap.dedent(inspect.getsource(value)).splitlines()
+    except (OSError, TypeError) as error:
+        raise ExportError(f"cannot export op {op.name}: no source for {value!r} ({error})") from None
+    start = next(i for i, line in enumerate(lines) if re.match(r"\s*(def|class)\s", line))
+    return lines, start, sum(1 for line in lines[:start] if line.lstrip().startswith("@"))
+
+
+def _renamed_source(function: Callable, name: str, op: Op) -> str:
+    """An op's forward or VJP as ``def <name>(…)``, its registering decorators dropped."""
+    lines, start, _ = _definition(function, op)
+    lines[start] = re.sub(r"def\s+\w+", f"def {name}", lines[start], count=1)
+    return "\n".join(lines[start:])
+
+
+def _helper_source(value: Any, name: str, op: Op) -> str:
+    lines, start, decorators = _definition(value, op)
+    if decorators:
+        raise ExportError(f"cannot export op {op.name}: its helper {name!r} is decorated")
+    if value.__name__ != name:
+        raise ExportError(f"cannot export op {op.name}: it uses {value.__name__!r} under the name {name!r}")
+    return "\n".join(lines[start:])
+
+
+# --- the binding ----------------------------------------------------------------------------------------------
+
+
+class Binding:
+    """``_bind(inputs…, attrs…)``: the spec's input patterns unified with the shapes, the derived dims, ``A``."""
+
+    def __init__(self, unit: Unit) -> None:
+        self.unit, self.spec = unit, unit.program.spec
+        self.taken: set[str] = {"torch", "A"}
+        self.vars: dict[str, str] = {}
+        self.helpers: set[str] = set()
+
+    def var(self, name: str) -> str:
+        if name not in self.vars:
+            self.vars[name] = identifier(name, self.taken)
+        return self.vars[name]
+
+    def source(self, inputs: list[str], attrs: list[str]) -> str:
+        body: list[str] = []
+        for attr, param in zip(self.spec.meta.attrs, attrs):
+            self.vars[attr] = param
+            body.append(f"{param} = tuple({param}) if isinstance({param}, list) else {param}")
+        checks: list[str] = []
+        for name, param in zip(self.spec.input_names, inputs):
+            body += self.unify(name, param, checks)
+        body += checks
+        for dim in self.spec.dim_order:
+            body.append(f"{self.var(dim)} = {self.expression(self.spec.meta.dims[dim])}")
+        values = [self.expression(expr) for _, _, expr in self.unit.arguments.dynamic]
+        body.append("return (" + "".join(f"{v}, " for v in values) + ")")
+        head = f"def _bind({', '.join(inputs + attrs)}):"
+        return "\n".join([head, '    """The op arguments A for these input shapes and attrs."""']
+                         + ["    " + line for line in body])
+
+    def unify(self, name: str, param: str, checks: list[str]) -> list[str]:
+        pattern = (self.spec.meta.inputs or {}).get(name)
+        if pattern is None:
+            return []
+        shown = "[" + ", ".join(E.to_source(e) for e in pattern) + "]"
+        lines = [f"if {param}.dim() != {len(pattern)}:",
+                 f"    raise ValueError({repr(f'{name}: expected {len(pattern)} dims {shown}, got shape ')}"
+                 f" + str(tuple({param}.shape)))"]
+        for axis, entry in enumerate(pattern):
+            size = f"{param}.shape[{axis}]"
+            if isinstance(entry, E.Name) and entry.id == WILDCARD:
+                continue
+            if isinstance(entry, E.Name) and entry.id not in self.vars:
+                lines.append(f"{self.var(entry.id)} = {size}")
+                continue
+            message = repr(f"{name}: dim {axis} must be {E.to_source(entry)}, got ")
+            checks += [f"if {size} != {self.expression(entry)}:",
+                       f"    raise ValueError({message} + str({size}))"]
+        return lines
+
+    def expression(self, expr: E.Expr) -> str:
+        """Python source for one spec expression (its names are the binding's variables)."""
+        if isinstance(expr, E.Const):
+            text = literal(expr.value)
+            if text is None:
+                raise ExportError(f"cannot export the value {expr.value!r}", line=expr.line, column=expr.column)
+            return text
+        if isinstance(expr, E.Name):
+            if expr.id not in self.vars:
+                raise ExportError(f"cannot export: {expr.id!r} has no value when the op arguments are computed",
+                                  line=expr.line, column=expr.column)
+            return self.vars[expr.id]
+        if isinstance(expr, E.Tuple):
+            return "(" + "".join(f"{self.expression(i)}, " for i in expr.items) + ")"
+        if isinstance(expr, E.Neg):
+            return f"(-{self.expression(expr.operand)})"
+        if isinstance(expr, (E.BinOp, E.Compare)):
+            return f"({self.expression(expr.left)} {expr.op} {self.expression(expr.right)})"
+        if isinstance(expr, E.Conditional):
+            return (f"({self.expression(expr.then)} if {self.expression(expr.test)} else "
+                    f"{self.expression(expr.otherwise)})")
+        if isinstance(expr, E.Subscript):
+            return f"{self.expression(expr.target)}[{self.expression(expr.index)}]"
+        if isinstance(expr, E.Function):
+            args = ", ".join(self.expression(a) for a in expr.args)
+            if expr.name in ("min", "max", "abs"):
+                return f"{expr.name}({args})"
+            self.helpers.add(expr.name)
+            return f"_{expr.name}({args})"
+        raise ExportError(f"cannot export the expression {E.to_source(expr)}", line=expr.line, column=expr.column)
+
+
+EXPRESSION_HELPERS = {
+    "ceil_div": "def _ceil_div(a, b):\n    return -(-a // b)",
+    "ntuple": "def _ntuple(value, n):\n    if isinstance(value, tuple):\n        if len(value) != n:\n"
+              "            raise ValueError(f'expected {n} values, got {value!r}')\n        return value\n"
+              "    return (value,) * n",
+    "pair": "def _pair(value):\n    return _ntuple(value, 2)",
+}
+
+
+# --- the module -----------------------------------------------------------------------------------------------
+
+
+def module_source(unit: Unit, *, name: str, origin: str, options: str) -> str:
+    """The standalone module's text."""
+    spec, program = unit.program.spec, unit.program
+    inliner = Inliner()
+    for step in program.steps:
+        inliner.add_op_function(step.op.forward, unit.names.forward[id(step.op)], step.op)
+        inliner.add_op_function(step.op.backward, unit.names.vjp[id(step.op)], step.op)
+    taken = set(inliner.blocks) | set(inliner.constants) | {"torch", "K", "Ctx", "NODES"}
+    inputs = [identifier(n, taken) for n in spec.input_names]
+    attrs = [identifier(n, taken) for n in spec.meta.attrs]
+    function_name = identifier(name, taken)
+    binding = Binding(unit)
+    bind_source = binding.source(inputs, attrs)
+    if "pair" in binding.helpers:
+        binding.helpers.add("ntuple")
+    constants = [literal(v) for v in unit.arguments.constants]
+    if any(c is None for c in constants):
+        raise ExportError(f"cannot export {spec.name}: an op attribute has a value with no literal form")
+    parts = [
+        f'"""{comment(spec.name)}, exported by graphconv from {comment(origin)} ({options}).\n\n'
+        f"Standalone: imports torch only. Call ``{function_name}({', '.join(inputs)}"
+        f"{', *, ' + ', '.join(attrs) if attrs else ''})``;\nthe hand-written VJPs run in backward "
+        '(double backward is refused).\n"""',
+        "from __future__ import annotations\n\n" + "\n".join(sorted(set(inliner.imports.values())))
+        + "\nfrom torch.autograd.function import once_differentiable",
+        "\n".join(f"{k} = {v}" for k, v in inliner.constants.items()),
+        "# --- ops: each forward and its hand-written VJP, with the helpers they use " + "-" * 30,
+        *inliner.blocks.values(),
+        "# --- the compiled program " + "-" * 80,
+        RUNTIME.format(nodes=", ".join(repr(f"{s.node.id} ({s.node.label})") for s in program.steps) + ",",
+                       constants="".join(f"{c}, " for c in constants)),
+        *(EXPRESSION_HELPERS[h] for h in ("ceil_div", "ntuple", "pair") if h in binding.helpers),
+        bind_source,
+        functions_source(unit).text().rstrip(),
+        FUNCTION.format(cls=f"{identifier(name, set()).title().replace('_', '')}Function",
+                        function=function_name, inputs=", ".join(inputs),
+                        params=", ".join(inputs + (["*"] + [f"{a}={literal(_plain(v))}" for a, v in
+                                                             zip(attrs, spec.meta.attrs.values())] if attrs else [])),
+                        bind_args=", ".join(inputs + attrs),
+                        needs=" or ".join(f"{i}.requires_grad" for i in inputs) or "False"),
+    ]
+    return "\n\n\n".join(p for p in parts if p) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    return tuple(_plain(v) for v in value) if isinstance(value, list) else value
+
+
+RUNTIME = '''class Ctx:
+    """What a VJP reads: the op's attributes and saved tensors by name, shapes, dtypes, needs."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+NODES = ({nodes})  # the spec's op nodes, for error messages
+K = ({constants})  # op attribute values with no literal form
+
+
+def _wrong_count(step, grads):
+    count = len(grads) if isinstance(grads, (tuple, list)) else type(grads).__name__
+    return RuntimeError(f"while executing op {{NODES[step]}}: its VJP returned {{count}} gradient(s)")
+
+
+def _wrong_shape(step, position, grad, shape):
+    return RuntimeError(f"while executing op {{NODES[step]}}: its VJP returned a gradient of shape "
+                        f"{{tuple(grad.shape)}} for input {{position}} of shape {{tuple(shape)}}")'''
+
+
+FUNCTION = '''class {cls}(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, A, {inputs}):
+        outputs, saved, ctx.meta = forward(A, {inputs})
+        ctx.save_for_backward(*saved)
+        ctx.A = A
+        return outputs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):
+        return (None, *backward(ctx.A, ctx.saved_tensors, ctx.meta, ctx.needs_input_grad[1:], *grads))
+
+
+def {function}({params}):
+    A = _bind({bind_args})
+    if torch.is_grad_enabled() and ({needs}):
+        return {cls}.apply(A, {inputs})
+    return forward_nograd(A, {inputs})'''
+
+
+def export_source(compiled: Any, *, name: str | None = None) -> str:
+    """A :class:`~graphconv.compiler.compiled.CompiledOp` as a standalone module's text."""
+    passes = f"passes: {', '.join(r.name for r in compiled.reports)}" if compiled.reports else "no passes"
+    return module_source(compiled.code.unit, name=name or compiled.spec.name, origin=compiled.spec.path or "a spec",
+                         options=f"{passes}; save={compiled.plan.policy!r}")
