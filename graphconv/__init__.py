@@ -20,11 +20,11 @@ __all__ = ["SpecError", "load", "loads", "parse_diagram", "compile", "op", "regi
 __version__ = "0.1.0"
 
 
-def compile(spec: Any, *, ops: Any = ()) -> Any:
+def compile(spec: Any, *, ops: Any = (), optimize: bool = True, save: str = "all") -> Any:
     """A differentiable callable from a spec: a loaded Spec or a path. See graphconv.compiler.compiled."""
     from graphconv.compiler.compiled import compile as compile_spec
 
-    return compile_spec(spec, ops=ops)
+    return compile_spec(spec, ops=ops, optimize=optimize, save=save)
 
 
 def __getattr__(name: str) -> Any:
