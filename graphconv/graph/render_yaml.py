@@ -58,7 +58,8 @@ def metadata_data(meta: Metadata) -> dict[str, Any]:
         "ops": {name: to_source(call) for name, call in meta.ops.items()},
         "example": _plain(meta.example),
         "reference": meta.reference,
-        "params": list(meta.params),
+        "params": ({name: to_source(meta.param_init[name]) if name in meta.param_init else None for name in meta.params}
+                   if meta.param_init else list(meta.params)),
         "uses": _plain(meta.uses),
     }
     data.update({key: value for key, value in optional.items() if value not in (None, {}, [])})
