@@ -58,9 +58,8 @@ def emit_needs(source: Source, unit: Unit) -> None:
 
 
 def gradient_slots(unit: Unit) -> list[int]:
-    """Slots that may receive a gradient: every op input, every graph input."""
-    slots = set(unit.program.input_slots) | described_slots(unit)
-    return sorted(slots)
+    """Slots whose gradient variable the backward reads: every value (one no op reads has None)."""
+    return list(range(len(unit.program.names)))
 
 
 def value_deaths(unit: Unit) -> list[list[int]]:

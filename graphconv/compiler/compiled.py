@@ -30,6 +30,7 @@ class CompiledOp:
         self.program = Program(self.optimized)
         self.plan = memory.plan(self.program, save)
         self.code = codegen.generate(self.program, self.plan)
+        self.casts_down = function.casts_down(self.program)
         self.binder = Binder(spec)
         self._bindings: dict[Any, tuple] = {}
         self.__signature__ = self._signature()
@@ -40,6 +41,14 @@ class CompiledOp:
         return f"<graphconv op {self.spec.name}{self.__signature__}>"
 
     def __call__(self, *inputs: torch.Tensor, **attrs: Any) -> Any:
+        device = getattr(inputs[0], "device", None) if inputs else None
+        if device is not None and torch.is_autocast_enabled(device.type):
+            with torch.autocast(device.type, enabled=False):
+                return self.run(function.autocast_inputs(inputs, device.type, self.casts_down), attrs)
+        return self.run(inputs, attrs)
+
+    def run(self, inputs: tuple, attrs: dict[str, Any]) -> Any:
+        """One call, autocast aside."""
         args = self.arguments(inputs, attrs)
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
             return function.apply(self.code, args, inputs)
@@ -86,8 +95,11 @@ class CompiledOp:
                 raise mismatch
 
     def _signature(self) -> inspect.Signature:
-        params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_ONLY) for n in self.spec.input_names]
-        params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+        """Inputs positional, attrs keyword-only (names that are not identifiers shown as the source names them)."""
+        taken: set[str] = set()
+        params = [inspect.Parameter(self.code.unit.var(s), inspect.Parameter.POSITIONAL_ONLY)
+                  for s in self.program.input_slots]
+        params += [inspect.Parameter(codegen.identifier(k, taken), inspect.Parameter.KEYWORD_ONLY, default=v)
                    for k, v in self.spec.meta.attrs.items()]
         return inspect.Signature(params)
 

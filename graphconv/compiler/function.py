@@ -5,8 +5,11 @@
   its arguments), but what functorch transforms (vmap, grad, jacrev) and torch.compile require. Used when one
   of those is active.
 
-Both keep only what the memory plan saved and refuse double backward (``once_differentiable``) rather than
-answer it with silently wrong numbers: the hand-written VJPs read values saved without a graph.
+Both keep what the memory plan saved, plus the inputs. A plain backward runs the generated backward on the saved
+values. A backward that must itself be differentiable (``create_graph=True``: double backward, gradgradcheck,
+Hessians) cannot use them — they were computed without a graph, and VJPs on them give silently wrong (zero)
+second derivatives — so it recomputes the forward from the inputs with autograd recording and runs the VJPs on
+that: every VJP is made of torch ops, so its result is differentiable.
 """
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ import sys
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from graphconv.compiler.codegen import GeneratedCode
 
@@ -24,6 +26,23 @@ def apply(code: GeneratedCode, args: tuple, inputs: tuple) -> Any:
     if _transformed():
         return GraphFunction.apply(Call(code, args), *inputs)
     return EagerFunction.apply(code, args, *inputs)
+
+
+# Ops that torch's autocast runs in lower precision (its conv and matmul family); a compiled op that has one acts
+# like one of them under autocast: floating inputs cast to the autocast dtype, the op's own ops run with autocast
+# off (so its dtypes stay consistent between forward and backward).
+LOWER_PRECISION_OPS = frozenset({"matmul", "bmm", "patch_matmul"})
+
+
+def casts_down(program: Any) -> bool:
+    return any(step.op.name in LOWER_PRECISION_OPS for step in program.steps)
+
+
+def autocast_inputs(inputs: tuple, device_type: str, lower_precision: bool) -> tuple:
+    if not lower_precision:
+        return inputs
+    dtype = torch.get_autocast_dtype(device_type)
+    return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in inputs)
 
 
 def _transformed() -> bool:
@@ -47,19 +66,33 @@ def run_backward(code: GeneratedCode, args: tuple, saved: tuple, meta: tuple, ne
         raise code.errors.wrap(error) from error
 
 
+def save(ctx: Any, saved: tuple, inputs: tuple) -> None:
+    """Keep the memory plan's values and the inputs (for a differentiable backward)."""
+    ctx.save_for_backward(*saved, *inputs)
+    ctx.saved_count = len(saved)
+
+
+def backward(ctx: Any, needs: tuple, grads: tuple) -> tuple:
+    """The input gradients: from the saved values, or differentiably from the inputs when grad mode is on."""
+    stored = ctx.saved_tensors
+    saved, inputs = stored[:ctx.saved_count], stored[ctx.saved_count:]
+    if not torch.is_grad_enabled():
+        return run_backward(ctx.code, ctx.args, saved, ctx.meta, needs, grads)
+    _, saved, meta = run_forward(ctx.code, ctx.args, inputs)
+    return run_backward(ctx.code, ctx.args, saved, meta, needs, grads)
+
+
 class EagerFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, code: GeneratedCode, args: tuple, *inputs: torch.Tensor) -> Any:
         outputs, saved, ctx.meta = run_forward(code, args, inputs)
-        ctx.save_for_backward(*saved)
+        save(ctx, saved, inputs)
         ctx.code, ctx.args = code, args
         return outputs
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple:
-        needs = ctx.needs_input_grad[2:]
-        return (None, None, *run_backward(ctx.code, ctx.args, ctx.saved_tensors, ctx.meta, needs, grads))
+        return (None, None, *backward(ctx, ctx.needs_input_grad[2:], grads))
 
 
 class Call:
@@ -72,6 +105,8 @@ class Call:
 
 
 class GraphFunction(torch.autograd.Function):
+    generate_vmap_rule = True  # forward and backward are plain torch ops: vmap can batch them
+
     @staticmethod
     def forward(call: Call, *inputs: torch.Tensor) -> Any:
         outputs, call.saved, call.meta = run_forward(call.code, call.args, inputs)
@@ -80,12 +115,9 @@ class GraphFunction(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
         call = inputs[0]
-        ctx.save_for_backward(*call.saved)
-        ctx.code, ctx.args, ctx.meta = call.code, call.args, call.meta
-        call.saved = call.meta = ()  # ctx owns them now
+        save(ctx, call.saved, inputs[1:])
+        ctx.code, ctx.args, ctx.meta = call.code, call.args, call.meta  # functorch may call this once per level
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple:
-        needs = ctx.needs_input_grad[1:]
-        return (None, *run_backward(ctx.code, ctx.args, ctx.saved_tensors, ctx.meta, needs, grads))
+        return (None, *backward(ctx, ctx.needs_input_grad[1:], grads))

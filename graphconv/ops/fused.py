@@ -16,6 +16,7 @@ from graphconv.ops.helpers import randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import op
 
+LITERAL_BYTES = 256 * 1024  # patch_matmul runs the literal composition when the patch matrix is this small
 CHUNK_BYTES_MIN = 256 * 1024  # a chunk's patch rows: small enough to stay in cache, big enough for a good GEMM
 CHUNK_BYTES_MAX = 4 * 1024 * 1024
 CHANNELS_FIRST = (0, 3, 1, 2)
@@ -121,7 +122,7 @@ def _fast_plan(input_shape, weight_shape, itemsize, attrs) -> _Plan | None:
         return None
     g = Windows(input_shape, kernel_size, dilation, padding, stride)
     rows, (k, o) = g.b * g.patches, weight_shape
-    if rows * k * itemsize <= CHUNK_BYTES_MIN:
+    if rows * k * itemsize <= LITERAL_BYTES:
         return None
     if k != g.patch_size or _resolve(shape, rows * k) != (rows, k):
         return None

@@ -1,0 +1,181 @@
+"""Memory planning: what backward keeps under each save= policy (counted and in bytes, against the seed's
+hand-written Function), recomputation giving the same numbers, and values released as soon as they are dead."""
+import importlib.util
+import textwrap
+import weakref
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import graphconv
+from graphconv.compiler import memory
+from graphconv.compiler.program import Program
+
+ROOT = __import__("conftest").ROOT
+SPECS = ROOT / "specs"
+
+
+def seed_function():
+    """The seed's Conv2DFunc, as kept for the benchmark (benchmarks/seed_conv2d.py)."""
+    found = importlib.util.spec_from_file_location("seed_conv2d", ROOT / "benchmarks" / "seed_conv2d.py")
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
+    return module.Conv2DFunc
+
+
+def saved(y):
+    """(count, bytes) of what y's autograd node keeps; a storage counts once."""
+    tensors = y.grad_fn.saved_tensors
+    return len(tensors), sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
+
+
+def names(program, slots):
+    return {program.names[s] for s in slots}
+
+
+def test_the_plans_for_the_seed_spec():
+    program = Program(graphconv.load(SPECS / "conv2d.mmd"))
+    every = memory.plan(program, "all")
+    assert names(program, every.saved) == {"U_reshaped", "kernel_permuted"}
+    least = memory.plan(program, "minimal")
+    assert names(program, least.saved) == {"input_batch", "kernel"}
+    assert set(least.recomputed_slots(program)) == {program.slot[t] for t in ("B", "C", "D", "F", "G")}
+    assert least.recompute[5] == (0, 1, 2, 3, 4)  # all before the matmul's VJP, in forward order
+    with pytest.raises(ValueError, match="save='some'"):
+        memory.plan(program, "some")
+
+
+@pytest.mark.parametrize("optimize, save, count", [(False, "all", 2), (False, "minimal", 2), (True, "all", 2),
+                                                   (True, "minimal", 2)])
+def test_what_backward_keeps_against_the_seed(optimize, save, count):
+    x = torch.randn(4, 8, 16, 16, requires_grad=True)
+    w = torch.randn(8, 8, 3, 3, requires_grad=True)
+    op = graphconv.compile(SPECS / "conv2d.mmd", optimize=optimize, save=save)
+    got_count, got_bytes = saved(op(x, w))
+    seed_count, seed_bytes = saved(seed_function().apply(x, w, 1, 1))
+    patches = 4 * 16 * 16 * 8 * 9 * 4  # the patch matrix, float32
+    inputs = (x.numel() + w.numel()) * 4
+    assert (seed_count, seed_bytes) == (4, inputs + patches)
+    assert got_count == count and got_bytes <= seed_bytes
+    assert got_bytes == (patches + w.numel() * 4 if (save, optimize) == ("all", False) else inputs)
+
+
+SAVES_A_COSTLY_VALUE = """\
+    ---
+    graphconv:
+      inputs: {x: [n, k], w: [k, m]}
+    ---
+    graph LR
+      X(x) --> M((matmul)) --> H(h) --> R((relu)) --> A(a) --> P(("permute(1, 0)")) --> PA(pa)
+      W(w) --> M
+      PA --> E((exp)) --> Y(y)
+    """
+
+
+def test_minimal_keeps_costly_outputs_and_recomputes_views():
+    spec = graphconv.loads(textwrap.dedent(SAVES_A_COSTLY_VALUE))
+    program = Program(spec)
+    least = memory.plan(program, "minimal")
+    assert names(program, least.saved) == {"x", "w", "a", "y"}  # relu's and exp's outputs are not recomputed
+    assert names(program, least.recomputed_slots(program)) == set()
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    for save in memory.POLICIES:
+        op = graphconv.compile(spec, save=save)
+        assert torch.autograd.gradcheck(op, (x, w))
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+def test_the_policies_give_the_same_numbers(optimize):
+    x = torch.randn(3, 4, 9, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 4, 3, 2, dtype=torch.float64, requires_grad=True)
+    results = []
+    for save in memory.POLICIES:
+        y = graphconv.compile(SPECS / "conv2d.mmd", save=save, optimize=optimize)(x, w, stride=2)
+        results.append((y, torch.autograd.grad(y, (x, w), torch.ones_like(y))))
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
+
+
+def _probe(saves: tuple, seen: list):
+    """An op that hands out weak references to what it makes, to see when values die."""
+
+    @graphconv.op(registry=None, name=f"probe_{len(saves)}", save=saves)
+    def probe(x):
+        """x + 1, remembered weakly."""
+        out = x + 1
+        seen.append(weakref.ref(out))
+        return out
+
+    @probe.vjp
+    def _(ctx, grad):
+        result = grad * 1
+        seen.append(weakref.ref(result))
+        return (result,)
+
+    return probe
+
+
+CHAIN = """\
+    graph LR
+      X(x) --> P1(({op})) --> A(a) --> P2(({op})) --> B(b) --> P3(({op})) --> C(c) --> P4(({op})) --> Y(y)
+    """
+
+
+@pytest.mark.parametrize("save", memory.POLICIES)
+def test_forward_frees_every_value_backward_does_not_keep(save):
+    seen: list = []
+    probe = _probe((), seen)
+    op = graphconv.compile(graphconv.loads(textwrap.dedent(CHAIN.format(op=probe.name)), ops=[probe]), save=save)
+    y = op(torch.randn(3, requires_grad=True))
+    assert [ref() is None for ref in seen] == [True, True, True, False]  # only the output lives
+    y.sum().backward()
+
+
+def test_values_kept_for_backward_live_until_it_runs():
+    seen: list = []
+    probe = _probe(("x",), seen)
+    op = graphconv.compile(graphconv.loads(textwrap.dedent(CHAIN.format(op=probe.name)), ops=[probe]))
+    y = op(torch.randn(3, requires_grad=True))
+    assert [ref() is None for ref in seen] == [False, False, False, False]  # a, b, c are saved; y is the output
+    y.sum().backward()
+    del y
+    assert all(ref() is None for ref in seen[:3])
+
+
+def test_backward_frees_each_gradient_after_its_last_use():
+    seen: list = []
+    alive_at_each_vjp = []
+
+    @graphconv.op(registry=None, name="watch")
+    def watch(x):
+        """x * 2."""
+        return x * 2
+
+    @watch.vjp
+    def _(ctx, grad):
+        alive_at_each_vjp.append(sum(ref() is not None for ref in seen))
+        result = grad * 2
+        seen.append(weakref.ref(result))
+        return (result,)
+
+    op = graphconv.compile(graphconv.loads(textwrap.dedent(CHAIN.format(op="watch")), ops=[watch]))
+    op(torch.randn(3, requires_grad=True)).sum().backward()
+    assert alive_at_each_vjp == [0, 1, 1, 1]  # only the gradient this VJP was handed; the earlier ones are gone
+
+
+def _live_after_forward(op, x, w):
+    """Bytes allocated during a forward that are still allocated after it."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
+        y = op(x, w)
+    return sum(e.nbytes() for e in recorded.profiler.kineto_results.events() if e.name() == "[memory]"), y
+
+
+def test_minimal_holds_only_the_output_between_the_passes():
+    x = torch.randn(2, 4, 12, 12, requires_grad=True)
+    w = torch.randn(6, 4, 3, 3, requires_grad=True)
+    held = {save: _live_after_forward(graphconv.compile(SPECS / "conv2d.mmd", optimize=False, save=save), x, w)
+            for save in memory.POLICIES}
+    output = held["minimal"][1].numel() * 4
+    assert held["minimal"][0] == output
+    assert held["all"][0] == output + 2 * 12 * 12 * 4 * 9 * 4  # and the patch matrix

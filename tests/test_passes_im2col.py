@@ -1,0 +1,162 @@
+"""The im2col and patch_matmul passes on convolution specs, and the fused ops they produce: same values and
+gradients as the unfused graph over kernel sizes, strides, paddings and dilations — on the literal path (small
+problems), and on the chunked path with chunks of whole images and of bands of rows."""
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import graphconv
+import graphconv.ops.fused as fused
+from graphconv.compiler import passes
+from graphconv.compiler.compiled import CompiledOp
+from graphconv.compiler.passes import dce, fold_views, im2col, patch_matmul
+from graphconv.ops.verify import gradcheck_op
+
+SPECS = __import__("conftest").SPECS
+CONFIGS = [
+    # batch, in, out, (h, w), (kh, kw), stride, padding
+    (2, 3, 4, (8, 8), (3, 3), 1, 1),
+    (3, 2, 5, (7, 9), (3, 3), 2, 1),
+    (1, 6, 8, (10, 7), (2, 4), 2, 2),
+    (2, 1, 3, (4, 11), (1, 3), 3, 1),
+    (2, 7, 6, (5, 8), (4, 1), 1, 0),
+    (5, 16, 12, (12, 10), (3, 3), 1, 1),  # big enough for the chunked path
+]
+BUDGETS = {"literal": (1 << 40, 1), "whole images": (0, 1 << 40), "bands of rows": (0, 1)}  # literal, chunk bytes
+
+
+def take_path(monkeypatch, path: str) -> None:
+    """Make patch_matmul take a path: the literal composition, or chunks of whole images, or of single rows."""
+    literal, chunk = BUDGETS[path]
+    monkeypatch.setattr(fused, "LITERAL_BYTES", literal)
+    monkeypatch.setattr(fused, "CHUNK_BYTES_MIN", chunk)
+    monkeypatch.setattr(fused, "CHUNK_BYTES_MAX", chunk)
+
+
+@pytest.fixture(params=list(BUDGETS))
+def chunking(request, monkeypatch):
+    take_path(monkeypatch, request.param)
+    return request.param
+
+
+def compare_conv(before, after, batch, cin, cout, size, kernel, stride, padding, **extra):
+    torch.manual_seed(batch * 100 + cin * 10 + cout)
+    x = torch.randn(batch, cin, *size, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(cout, cin, *kernel, dtype=torch.float64, requires_grad=True)
+    plain, optimized = CompiledOp(before, optimize=False), CompiledOp(after, optimize=False)
+    expected = plain(x, w, stride=stride, padding=padding, **extra)
+    got = optimized(x, w, stride=stride, padding=padding, **extra)
+    torch.testing.assert_close(got, expected)
+    grad = torch.randn_like(expected)
+    torch.testing.assert_close(torch.autograd.grad(got, (x, w), grad), torch.autograd.grad(expected, (x, w), grad))
+    return x, w, got
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_im2col_pass_keeps_values_and_gradients(config):
+    spec = graphconv.load(SPECS / "conv2d.mmd")
+    optimized, [report] = passes.optimize(spec, (im2col,))
+    assert [n.op.name for n in optimized.ops()][:1] == ["im2col"] and len(report.changes) == 1
+    compare_conv(spec, optimized, *config)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_patch_matmul_pass_keeps_values_and_gradients(config, chunking):
+    spec = graphconv.load(SPECS / "conv2d.mmd")
+    optimized, reports = passes.optimize(spec)
+    assert [n.op.name for n in optimized.ops()] == ["reshape", "permute", "patch_matmul"]
+    x, w, y = compare_conv(spec, optimized, *config)
+    torch.testing.assert_close(y, F.conv2d(x, w, stride=config[5], padding=config[6]))
+
+
+DILATED = """\
+    ---
+    graphconv:
+      inputs:
+        x: [b, c, h, w]
+        kernel: [o, c, kh, kw]
+      attrs: {stride: 1, padding: 0, dilation: 1}
+      dims:
+        oh: (h + 2 * pair(padding)[0] - pair(dilation)[0] * (kh - 1) - 1) // pair(stride)[0] + 1
+        ow: (w + 2 * pair(padding)[1] - pair(dilation)[1] * (kw - 1) - 1) // pair(stride)[1] + 1
+    ---
+    graph LR
+      X(x) --> U(("unfold(kernel_size=(kh, kw), dilation=dilation, padding=padding, stride=stride)"))
+      U --> UO(u) --> P(("permute(0, 2, 1)")) --> PO(rows) --> R(("reshape(b * oh * ow, c * kh * kw)"))
+      R --> RO(cols)
+      K(kernel) --> KR(("reshape(o, c * kh * kw)")) --> KRO(k2) --> KT(("transpose(0, 1)")) --> KTO(kt)
+      RO --> M((matmul)) --> MO(out_rows)
+      KTO --> M
+    """
+
+
+@pytest.mark.parametrize("stride, padding, dilation", [(1, 0, 2), (2, 1, 1), ((2, 1), (0, 2), (1, 2))])
+def test_rows_output_and_dilation(stride, padding, dilation, chunking):
+    """No channels-first tail: patch_matmul returns the (b·patches, o) rows; dilation goes through."""
+    spec = graphconv.loads(textwrap.dedent(DILATED))
+    optimized, _ = passes.optimize(spec)
+    assert [n.op.name for n in optimized.ops()] == ["reshape", "transpose", "patch_matmul"]
+    assert "out_shape" not in optimized.ops()[-1].args
+    compare_conv(spec, optimized, 3, 4, 5, (9, 8), (3, 2), stride, padding, dilation=dilation)
+
+
+def test_unfold_then_permute_alone_becomes_im2col():
+    spec = graphconv.loads(textwrap.dedent("""\
+        ---
+        graphconv:
+          inputs: {x: [b, c, h, w]}
+        ---
+        graph LR
+          X(x) --> U(("unfold(kernel_size=2, stride=2)")) --> P(("permute(0, 2, 1)")) --> Y(y)
+        """))
+    optimized, _ = passes.optimize(spec, (im2col,))
+    assert [n.op.name for n in optimized.ops()] == ["im2col"] and "shape" not in optimized.ops()[0].args
+    x = torch.randn(2, 3, 6, 4, dtype=torch.float64)
+    torch.testing.assert_close(CompiledOp(optimized, optimize=False)(x), F.unfold(x, 2, stride=2).permute(0, 2, 1))
+
+
+def test_no_fusion_when_an_intermediate_is_read_elsewhere_or_the_order_differs():
+    spec = graphconv.loads(textwrap.dedent("""\
+        ---
+        graphconv:
+          inputs: {x: [b, c, h, w]}
+        ---
+        graph LR
+          X(x) --> U(("unfold(kernel_size=2)")) --> UO(u) --> P(("permute(0, 2, 1)")) --> Y(y)
+          UO --> S((exp)) --> Z(z)
+          X --> U2(("unfold(kernel_size=3)")) --> P2(("permute(2, 1, 0)")) --> W(w)
+        """))
+    assert passes.optimize(spec, (dce, fold_views, im2col, patch_matmul))[1][2].changes == []
+
+
+@pytest.mark.parametrize("budget", list(BUDGETS))
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_patch_matmul_vjp_gradchecks_on_every_path(budget, channels_first, monkeypatch):
+    take_path(monkeypatch, budget)
+    b, c, o, h, w = 2, 3, 2, 6, 5
+    attrs = {"kernel_size": (3, 2), "padding": (1, 0), "stride": (2, 1), "dilation": (1, 2)}
+    oh, ow = (h + 2 - 2 - 1) // 2 + 1, (w - 2 - 1) // 1 + 1
+    attrs["shape"] = (b * oh * ow, c * 6)
+    if channels_first:
+        attrs.update(out_shape=(b, oh, ow, o), out_dims=(0, 3, 1, 2))
+    x, weight = torch.randn(b, c, h, w, dtype=torch.float64), torch.randn(c * 6, o, dtype=torch.float64)
+    assert gradcheck_op(fused.patch_matmul, (x, weight), attrs) is None
+    names = ("kernel_size", "dilation", "padding", "stride", "shape", "out_shape", "out_dims")
+    plan = fused._fast_plan(x.shape, weight.shape, 8, tuple(attrs.get(name) for name in names))
+    if budget == "literal":
+        assert plan is None
+    else:
+        assert len(fused._chunks(plan.g, 8)) == {"whole images": 1, "bands of rows": b * oh}[budget]
+
+
+def test_the_weight_gradient_is_laid_out_like_the_weight(monkeypatch):
+    """A (k, o) weight that is the transpose of an (o, k) kernel gets a gradient with the same strides, so the
+    kernel's own gradient (through the permute and reshape VJPs) needs no copy."""
+    take_path(monkeypatch, "bands of rows")
+    op = graphconv.compile(SPECS / "conv2d.mmd")
+    x, w = torch.randn(2, 4, 6, 6, requires_grad=True), torch.randn(5, 4, 3, 3, requires_grad=True)
+    op(x, w).sum().backward()
+    assert w.grad.is_contiguous() and x.grad.is_contiguous()
+    torch.testing.assert_close(w.grad, torch.autograd.grad(F.conv2d(x, w, padding=1).sum(), w)[0])
