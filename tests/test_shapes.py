@@ -95,9 +95,9 @@ def test_expression_entries_are_checked_against_symbols_attrs_and_derived_dims()
 
 def test_an_expression_reading_an_unbound_name_is_a_spec_error_at_its_place():
     with pytest.raises(SpecError) as caught:
-        binder("{x: [n, 2 * q]}")
-    assert "inputs.x: 2 * q reads 'q', which no input dim, attr or derived dim binds" in caught.value.message
-    assert caught.value.line == 1
+        binder("{x: [n, 2 * q]}")  # refused when the spec loads
+    assert "inputs.x: unknown name 'q'" in caught.value.message
+    assert (caught.value.line, caught.value.column) == (1, 17)
 
 
 def test_inputs_without_patterns_take_any_shape():

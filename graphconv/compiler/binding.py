@@ -5,16 +5,26 @@ Unification against the ``inputs`` patterns: a bare name binds a symbol on its f
 later one (``kernel: in_channels is 4 but input_batch says 3``), a literal must match exactly, ``_`` matches
 anything, and an expression entry (``2 * c``) must equal its value once the symbols and derived dims are known.
 Derived dims are then computed once per binding, in dependency order. An input with no pattern binds nothing:
-its dims come only from its actual shape. Imports no torch: it works on shape tuples.
+its dims come only from its actual shape. Imports no torch: it works on shape tuples (``check_inputs``, the
+per-call guards on the tensors themselves, reaches torch through the tensors it is given).
 """
 from __future__ import annotations
 
+import math
+import sys
+from functools import cached_property
 from typing import Any, Sequence
 
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
 from graphconv.spec.expr import Const, Expr, Name, evaluate, names, suggest, to_source
 from graphconv.spec.metadata import WILDCARD
+
+MAX_ELEMENTS = 2 ** 60  # a tensor's size in bytes must fit in 64 bits (torch's limit), at 8 bytes an element
+# The inputs of library ops that take integer or bool tensors: every other library-op input computes in floating
+# point when the op's other inputs do.
+INDEX_INPUTS = frozenset({("index_select", "index"), ("where", "condition")})
+LIBRARY = "graphconv.ops."  # the module prefix of the library's ops (Op.source)
 
 
 class CallError(SpecError, TypeError):
@@ -65,6 +75,94 @@ class Binder:
                                                 f"dim, attr or derived dim binds{suggest(used, known)}",
                                      "inputs", name, axis)
 
+    def check_inputs(self, inputs: Sequence[Any]) -> None:
+        """The guards a call passes before anything runs, each a CallError naming the spec input: the number of
+        inputs, each a tensor, all on one device, the floating-point ones of one dtype, and no integer or bool
+        input that meets a floating-point one in a library op (other than as an index or a condition).
+
+        Runs on every call: when every input has the first one's dtype and device, it costs a few attribute reads
+        per input (well under a microsecond for two inputs).
+        """
+        if len(inputs) != len(self.names):
+            self.check_arity(len(inputs))
+        tensor = _tensor_type()
+        for index, value in enumerate(inputs):
+            if not isinstance(value, tensor):
+                raise self.input_error(index, f"must be a torch.Tensor, got {type(value).__name__}")
+        if inputs:
+            device, dtype = inputs[0].device, inputs[0].dtype
+            for value in inputs:
+                if value.dtype is not dtype or value.device != device:
+                    self.check_mixed_inputs(inputs)
+                    return
+
+    def check_mixed_inputs(self, inputs: Sequence[Any]) -> None:
+        """Inputs of several dtypes or devices: one device, one floating-point dtype, integers only as indices."""
+        device, floating = inputs[0].device, None
+        for index, value in enumerate(inputs):
+            if value.device != device:
+                raise self.input_error(index, f"is on {value.device} but {self.names[0]!r} is on {device}; "
+                                              f"move them to one device")
+            if _computes(value.dtype):
+                if floating is None:
+                    floating = index
+                elif value.dtype is not inputs[floating].dtype:
+                    raise self.input_error(index, f"is {_dtype(value.dtype)} but {self.names[floating]!r} is "
+                                                  f"{_dtype(inputs[floating].dtype)}; convert one, e.g. "
+                                                  f"{self.names[index]}.to({inputs[floating].dtype})")
+        if floating is not None:
+            self.check_integer_inputs(inputs)
+
+    def check_integer_inputs(self, inputs: Sequence[Any]) -> None:
+        """An integer or bool input may not meet a floating-point input in a library op (a matmul, an add ...)."""
+        for index, value in enumerate(inputs):
+            if _computes(value.dtype):
+                continue
+            for other, op_id in self.meetings[index].items():
+                dtype = inputs[other].dtype
+                if _computes(dtype):
+                    op = self.spec.op(op_id)
+                    raise self.input_error(index, f"is {_dtype(value.dtype)}, but op {op.id} ({op.label}) at line "
+                                                  f"{op.line} computes it with {self.names[other]!r}, which is "
+                                                  f"{_dtype(dtype)}; convert it: {self.names[index]}.to({dtype})")
+
+    @cached_property
+    def meetings(self) -> list[dict[int, str]]:
+        """Per input: other input's position → the first library op (in execution order) where their values meet,
+        this input's not arriving as an index or a condition (:data:`INDEX_INPUTS`). Found on first need only."""
+        reached = [self.reached(tensor_id) for tensor_id in self.spec.inputs]
+        library = [op_id for op_id in self.spec.order if self.spec.op(op_id).op.source.startswith(LIBRARY)]
+        meetings: list[dict[int, str]] = []
+        for mine in reached:
+            found: dict[int, str] = {}
+            for other, theirs in enumerate(reached):
+                op_id = next((op_id for op_id in library if op_id in theirs and theirs is not mine and any(
+                    (self.spec.op(op_id).op.name, name) not in INDEX_INPUTS for name in mine.get(op_id, ()))), None)
+                if op_id is not None:
+                    found[other] = op_id
+            meetings.append(found)
+        return meetings
+
+    def reached(self, tensor_id: str) -> dict[str, set[str]]:
+        """Op id → the names of its inputs through which ``tensor_id``'s values arrive (along any path)."""
+        reached: dict[str, set[str]] = {}
+        stack, seen = [tensor_id], {tensor_id}
+        while stack:
+            tensor = stack.pop()
+            for op_id in self.spec.graph.successors(tensor):
+                node = self.spec.op(op_id)
+                names = [node.op.inputs[0]] * len(node.inputs) if node.op.variadic_inputs else node.op.inputs
+                reached.setdefault(op_id, set()).update(n for n, t in zip(names, node.inputs) if t == tensor)
+                stack.extend(t for t in node.outputs if t not in seen)
+                seen.update(node.outputs)
+        return reached
+
+    def input_error(self, index: int, message: str) -> CallError:
+        """``spec: input 'name' <message>``, placed at the input's node."""
+        node = self.spec.tensor(self.spec.inputs[index])
+        return CallError(f"{self.spec.name}: input {self.names[index]!r} {message}", path=self.spec.path,
+                         line=node.line, column=node.column, source=self.spec.source)
+
     def check_arity(self, count: int) -> None:
         if count != len(self.names):
             raise self.error(CallError, f"{self.spec.name} takes {len(self.names)} input(s) "
@@ -83,6 +181,7 @@ class Binder:
     def bind(self, shapes: Sequence[Sequence[int]], attrs: dict[str, Any]) -> dict[str, Any]:
         """Unify ``shapes`` (one per input, in call order) with the patterns, then compute the derived dims."""
         shapes = [tuple(shape) for shape in shapes]
+        self.check_sizes(shapes)
         env = dict(attrs)
         bound_at: dict[str, tuple[str, int]] = {}  # symbol → (input, axis) that bound it
         for name, pattern, shape in zip(self.names, self.patterns, shapes):
@@ -106,6 +205,19 @@ class Binder:
                 if not isinstance(entry, (Name, Const)):
                     self.check_expression(name, axis, entry, shapes, env)
         return env
+
+    def check_sizes(self, shapes: list[tuple]) -> None:
+        """Every size an integer ≥ 0, and no tensor of more than :data:`MAX_ELEMENTS` elements (torch would raise
+        an overflow deep inside an op, or try to allocate it)."""
+        for name, shape in zip(self.names, shapes):
+            for axis, size in enumerate(shape):
+                if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                    raise self.error(ShapeError, f"{name}: dim {axis} of shape {show_shape(shape)} is {size!r}, not "
+                                                 f"a size (an integer ≥ 0)", "inputs", name)
+            count = math.prod(shape)
+            if count > MAX_ELEMENTS:
+                raise self.error(ShapeError, f"{name}: shape {show_shape(shape)} has {count} elements, more than a "
+                                             f"tensor can hold (2**60)", "inputs", name)
 
     def check_symbol(self, name: str, axis: int, symbol: str, shapes: list[tuple], env: dict,
                      bound_at: dict[str, tuple[str, int]]) -> None:
@@ -154,6 +266,22 @@ class Binder:
             values = ", ".join(f"{n}={env[n]!r}" for n in sorted(names(expr)) if n in env)
             raise self.error(ShapeError, f"{where}: {error.message}{f' ({values})' if values else ''}",
                              *key) from None
+
+
+def _tensor_type() -> type | tuple:
+    """``torch.Tensor`` — or, while torch is not imported (no tensor can exist then), no type at all. A lookup,
+    not an import: this module imports no torch, and ``graphconv.ops.lazy_torch`` costs microseconds per use."""
+    torch = sys.modules.get("torch")
+    return torch.Tensor if torch is not None else ()
+
+
+def _computes(dtype: Any) -> bool:
+    """A floating-point (or complex) dtype: what ops compute in; integer and bool tensors index and select."""
+    return dtype.is_floating_point or dtype.is_complex
+
+
+def _dtype(dtype: Any) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 def shape_mismatch(spec: Spec, name: str, actual: Sequence[int], env: dict[str, Any]) -> ShapeError | None:
