@@ -56,6 +56,7 @@ class Binder:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.names = spec.input_names
+        self.position = {name: index for index, name in enumerate(self.names)}
         patterns = spec.meta.inputs or {}
         self.patterns = [patterns.get(name) for name in self.names]
         self.attr_names = list(spec.meta.attrs)
@@ -212,16 +213,16 @@ class Binder:
         for name, shape in zip(self.names, shapes):
             for axis, size in enumerate(shape):
                 if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                    raise self.error(ShapeError, f"{name}: dim {axis} of shape {show_shape(shape)} is {size!r}, not "
+                    raise self.error(SpecError, f"{name}: dim {axis} of shape {show_shape(shape)} is {size!r}, not "
                                                  f"a size (an integer ≥ 0)", "inputs", name)
             count = math.prod(shape)
             if count > MAX_ELEMENTS:
-                raise self.error(ShapeError, f"{name}: shape {show_shape(shape)} has {count} elements, more than a "
+                raise self.error(SpecError, f"{name}: shape {show_shape(shape)} has {count} elements, more than a "
                                              f"tensor can hold (2**60)", "inputs", name)
 
     def check_symbol(self, name: str, axis: int, symbol: str, shapes: list[tuple], env: dict,
                      bound_at: dict[str, tuple[str, int]]) -> None:
-        size, expected = shapes[self.names.index(name)][axis], env[symbol]
+        size, expected = shapes[self.position[name]][axis], env[symbol]
         if size == expected:
             return
         if symbol not in bound_at:
@@ -234,7 +235,7 @@ class Binder:
         raise self.mismatch(name, axis, shapes, f"{symbol} is {size} but {other} says {expected}", other)
 
     def check_expression(self, name: str, axis: int, entry: Expr, shapes: list[tuple], env: dict) -> None:
-        size = shapes[self.names.index(name)][axis]
+        size = shapes[self.position[name]][axis]
         expected = self.evaluate(entry, env, "inputs", name, axis)
         if size != expected:
             values = ", ".join(f"{n}={env[n]}" for n in sorted(names(entry)))
@@ -244,8 +245,8 @@ class Binder:
     def mismatch(self, name: str, axis: int, shapes: list[tuple], message: str, other: str | None = None) -> ShapeError:
         """``name: <message>``, then the shapes involved against their patterns; the caret under the entry."""
         involved = [name] + ([other] if other else [])
-        context = "; ".join(f"{n} has shape {show_shape(shapes[self.names.index(n)])} for "
-                            f"{show_pattern(self.patterns[self.names.index(n)])}" for n in involved)
+        context = "; ".join(f"{n} has shape {show_shape(shapes[self.position[n]])} for "
+                            f"{show_pattern(self.patterns[self.position[n]])}" for n in involved)
         return self.error(ShapeError, f"{name}: {message} ({context})", "inputs", name, axis)
 
     def derive(self, env: dict[str, Any]) -> None:

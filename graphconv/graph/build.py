@@ -58,6 +58,7 @@ class _Builder:
         order = list(nx.lexicographical_topological_sort(self.graph, key=self.position_key))
         op_order = [n for n in order if self.graph.nodes[n]["kind"] == "op"]
         inputs, outputs = self.graph_inputs(), self.graph_outputs()
+        self.check_input_names(inputs)
         self.check_patterns(known)
         self.check_example(known)
         return Spec(self.name, self.diagram.path, self.diagram.source, self.graph, inputs, outputs, op_order,
@@ -283,6 +284,8 @@ class _Builder:
     # --- whole-graph checks ---------------------------------------------------------------------------------
 
     def check_cycles(self) -> None:
+        if nx.is_directed_acyclic_graph(self.graph):  # the common case, several times faster than find_cycle
+            return
         try:
             cycle = nx.find_cycle(self.graph)
         except nx.NetworkXNoCycle:
@@ -315,6 +318,15 @@ class _Builder:
             raise self.error(f"tensor {t.name!r} has no producer but is not listed under graphconv.inputs",
                              t.line, t.column)
         return [by_name[name].id for name in self.meta.inputs]
+
+    def check_input_names(self, inputs: list[str]) -> None:
+        """The inputs are the compiled op's positional parameters and the attrs its keywords: no attr may have an
+        input's name."""
+        for tensor_id in inputs:
+            tensor = self.graph.nodes[tensor_id]["node"]
+            if tensor.name in self.meta.attrs:
+                raise self.error_at_meta(f"attrs: {tensor.name!r} is also the name of an input tensor; rename one "
+                                         "(both are parameters of the compiled op)", "attrs", tensor.name)
 
     def graph_outputs(self) -> list[str]:
         if self.meta.outputs is None:

@@ -55,6 +55,7 @@ class Spec:
     order: list[str]
     meta: Metadata
     dim_order: list[str]
+    _tensor_ids: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def tensor(self, id: str) -> TensorNode:
         return self.graph.nodes[id]["node"]
@@ -71,7 +72,12 @@ class Spec:
         return [self.tensor(i) for i in ids]
 
     def tensor_id(self, name: str) -> str | None:
-        return next((n for n, d in self.graph.nodes(data=True) if d["kind"] == "tensor" and d["node"].name == name), None)
+        if self._tensor_ids is None:  # indexed once: run and show look up every tensor by name
+            self._tensor_ids = {}
+            for node_id, data in self.graph.nodes(data=True):
+                if data["kind"] == "tensor":
+                    self._tensor_ids.setdefault(data["node"].name, node_id)
+        return self._tensor_ids.get(name)
 
     @property
     def input_names(self) -> list[str]:

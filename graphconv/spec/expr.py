@@ -19,7 +19,9 @@ from graphconv.errors import SpecError
 
 # Bounds that keep a hostile spec from hanging the tool on arithmetic (exponentially large numbers).
 MAX_INT_BITS = 256
+MAX_INT_DIGITS = len(str(2 ** MAX_INT_BITS))  # a literal with more digits is over MAX_INT_BITS for sure
 MAX_POWER_EXPONENT = 64
+MAX_LENGTH = 10_000  # characters in one expression or label: longer text is refused before parsing
 
 CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None, "true": True, "false": False,
                              "inf": math.inf}
@@ -125,6 +127,8 @@ def _pair(value: Any) -> tuple:
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs, "ceil_div": _ceil_div,
                                             "pair": _pair, "ntuple": _ntuple}
+ARITY: dict[str, tuple[int, float]] = {"min": (2, math.inf), "max": (2, math.inf), "abs": (1, 1),
+                                       "ceil_div": (2, 2), "pair": (1, 1), "ntuple": (2, 2)}
 TUPLE_FUNCTIONS = ("pair", "ntuple")  # these take any value (a number, a tuple, a string), not only numbers
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
@@ -185,7 +189,11 @@ class ExprTransformer(Transformer):
         return Neg(*_pos(meta), children[0])
 
     def integer(self, meta, children):
-        return Const(*_pos(children[0]), int(children[0]))
+        token = children[0]
+        if len(token.lstrip("0")) > MAX_INT_DIGITS or int(token).bit_length() > MAX_INT_BITS:
+            raise SpecError(f"the integer {token[:20]}… is too large (more than {MAX_INT_BITS} bits)",
+                            line=token.line, column=token.column)
+        return Const(*_pos(token), int(token))
 
     def real(self, meta, children):
         return Const(*_pos(children[0]), float(children[0]))
@@ -207,6 +215,11 @@ class ExprTransformer(Transformer):
                 line=name.line,
                 column=name.column,
             )
+        least, most = ARITY[str(name)]
+        if not least <= len(args) <= most:
+            count = str(least) if least == most else f"at least {least}"
+            raise SpecError(f"{name}() takes {count} argument(s), got {len(args)}", line=name.line,
+                            column=name.column)
         return Function(*_pos(name), str(name), args)
 
     def tuple(self, meta, children):
@@ -227,6 +240,8 @@ def _parser(start: str) -> Lark:
 @lru_cache(maxsize=4096)
 def _parse(text: str, start: str) -> Any:
     """Parse ``text`` from rule ``start``; cached, since labels and dims repeat (the results are immutable)."""
+    if len(text) > MAX_LENGTH:
+        raise SpecError(f"expression longer than {MAX_LENGTH} characters ({len(text)})", line=1, column=1)
     try:
         result = ExprTransformer().transform(_parser(start).parse(text))
     except RecursionError:
@@ -346,7 +361,7 @@ def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
         except (TypeError, ValueError) as error:
             raise SpecError(f"{to_source(expr)}: {error}", line=expr.line, column=expr.column) from None
     if isinstance(expr, Function):
-        return _check_number(expr, FUNCTIONS[expr.name](*(_number(a, env) for a in expr.args)))
+        return _arithmetic(expr, FUNCTIONS[expr.name], *(_number(a, env) for a in expr.args))
     if isinstance(expr, Conditional):
         test = evaluate(expr.test, env)
         if not isinstance(test, bool):
@@ -363,7 +378,7 @@ def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
             raise SpecError(f"division by zero in {to_source(expr)}", line=expr.line, column=expr.column)
         if expr.op == "**" and (abs(right) > MAX_POWER_EXPONENT or (isinstance(right, int) and right < 0)):
             raise SpecError(f"exponent {right} out of range in {to_source(expr)}", line=expr.line, column=expr.column)
-        return _check_number(expr, BINARY[expr.op](left, right))
+        return _arithmetic(expr, BINARY[expr.op], left, right)
     raise TypeError(f"not an expression: {expr!r}")
 
 
@@ -392,7 +407,21 @@ def _number(expr: Expr, env: Mapping[str, Any]) -> int | float:
     return value
 
 
+def _arithmetic(expr: Expr, function: Callable[..., Any], *operands: int | float) -> int | float:
+    """``function(*operands)``, with what Python's arithmetic raises (``0.0 ** -1.5``, ``ceil_div(a, 0)``,
+    ``1e300 ** 2``) as a SpecError at ``expr``."""
+    try:
+        value = function(*operands)
+    except ZeroDivisionError:
+        raise SpecError(f"division by zero in {to_source(expr)}", line=expr.line, column=expr.column) from None
+    except OverflowError:
+        raise SpecError(f"{to_source(expr)} is too large", line=expr.line, column=expr.column) from None
+    return _check_number(expr, value)
+
+
 def _check_number(expr: Expr, value: int | float) -> int | float:
+    if isinstance(value, complex):  # (-8) ** 0.5
+        raise SpecError(f"{to_source(expr)} is not a real number", line=expr.line, column=expr.column)
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise SpecError(f"{to_source(expr)} is too large ({value.bit_length()} bits)", line=expr.line, column=expr.column)
     return value
@@ -422,10 +451,11 @@ def to_source(expr: Expr | Call, parent: float = 0) -> str:
     if isinstance(expr, Function):
         return f"{expr.name}({', '.join(to_source(a) for a in expr.args)})"
     if isinstance(expr, Neg):
-        return f"-{to_source(expr.operand, 3)}"
+        text = f"-{to_source(expr.operand, 3)}"
+        return f"({text})" if parent > 4 else text  # the base of a power: -a ** 2 is -(a ** 2)
     if isinstance(expr, Subscript):
         target = to_source(expr.target, 5)
-        return f"{'(' + target + ')' if isinstance(expr.target, Neg) else target}[{to_source(expr.index)}]"
+        return f"{target}[{to_source(expr.index)}]"
     if isinstance(expr, Conditional):
         text = f"{to_source(expr.then, 0.5)} if {to_source(expr.test, 0.5)} else {to_source(expr.otherwise)}"
         return f"({text})" if parent > 0 else text

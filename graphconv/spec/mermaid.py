@@ -25,6 +25,7 @@ from lark.exceptions import UnexpectedInput, UnexpectedToken
 from graphconv.errors import SpecError
 from graphconv.spec.diagram import Diagram, Edge, Node, Subgraph
 from graphconv.spec.markdown import find_mermaid_block, is_markdown
+from graphconv.spec.yaml_source import safe_load
 
 _LINE_BREAK = re.compile(r"\r\n?")
 # Mermaid's own front matter regex (diagram-api/regexes.ts), anchored where the diagram starts.
@@ -52,6 +53,7 @@ _START_HEADS = {"<": "point", "x": "cross", "o": "circle"}
 _END_HEADS = {">": "point", "x": "cross", "o": "circle"}
 _HEAD_CHAR_AT_START = {head: char for char, head in _START_HEADS.items()}
 _MAX_LINK_LENGTH = 10  # Mermaid clips longer links
+_MAX_SUBGRAPH_DEPTH = 100  # deeper nesting is refused: the builder recurses once per level
 
 # Shape names Mermaid 11 accepts in `A@{ shape: ... }` (lowercase, no `_`: its flowDb rejects the others).
 _DATA_SHAPES = frozenset("""
@@ -120,7 +122,7 @@ def _front_matter(code: str, first_line: int) -> tuple[dict[str, Any], int | Non
 
 def _load_yaml(text: str, line: int) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         raise SpecError(
@@ -317,7 +319,7 @@ def _shape_data(token: Token) -> dict[str, Any]:
     body = token[2:-1]
     text = body + "\n" if "\n" in body else "{\n" + body + "\n}"
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as error:
         raise SpecError(f"invalid node data `@{{…}}`: {getattr(error, 'problem', error)}",
                         line=token.line, column=token.column) from None
@@ -395,13 +397,13 @@ class _Builder:
         self.diagram.subgraphs.sort(key=lambda subgraph: (subgraph.line, subgraph.column))
         return self.diagram
 
-    def _run(self, statements: Any, scope: _Scope) -> None:
+    def _run(self, statements: Any, scope: _Scope, depth: int = 0) -> None:
         for statement in statements:
             match statement:
                 case _Chain():
                     scope.members += self._chain(statement)
                 case _Block():
-                    subgraph = self._subgraph(statement)
+                    subgraph = self._subgraph(statement, depth + 1)
                     scope.members.append(subgraph.id)
                     scope.children.append(subgraph)
                 case _Direction():
@@ -446,9 +448,12 @@ class _Builder:
             Edge(source, target, link.label, link.kind, link.token.line, link.token.column, edge_id, link.length)
         )
 
-    def _subgraph(self, block: _Block) -> Subgraph:
+    def _subgraph(self, block: _Block, depth: int) -> Subgraph:
+        if depth > _MAX_SUBGRAPH_DEPTH:
+            raise SpecError(f"subgraphs nested more than {_MAX_SUBGRAPH_DEPTH} levels deep",
+                            line=block.token.line, column=block.token.column)
         scope = _Scope()
-        self._run(block.body, scope)
+        self._run(block.body, scope, depth)
         subgraph_id = block.id or f"subGraph{len(self.diagram.subgraphs)}"
         members = [member for member in dict.fromkeys(scope.members) if member not in self._claimed]
         self._claimed.update(members)

@@ -9,6 +9,7 @@ graphconv.ops.spec_ops).
 """
 from __future__ import annotations
 
+import keyword
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,9 @@ class _Reader:
             meta.inputs = {n: self.pattern(p, "inputs", n) for n, p in self.mapping(inputs, "inputs").items()}
         meta.outputs = self.names(block.get("outputs"), "outputs") or None
         meta.attrs = self.mapping(block.get("attrs"), "attrs")
+        for name in meta.attrs:
+            if keyword.iskeyword(name):  # an attr is a keyword argument of the compiled op
+                raise self.error(f"attrs: {name!r} is a Python keyword, which cannot name an argument", "attrs", name)
         meta.dims = {n: self.expr(v, "dims", n) for n, v in self.mapping(block.get("dims"), "dims").items()}
         meta.shapes = {n: self.pattern(p, "shapes", n) for n, p in self.mapping(block.get("shapes"), "shapes").items()}
         meta.ops = {n: self.call(v, n) for n, v in self.mapping(block.get("ops"), "ops").items()}

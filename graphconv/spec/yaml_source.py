@@ -1,6 +1,7 @@
 """Safe YAML with source positions: ``load_yaml`` returns the data and where each key and item stands.
 
 Only YAML's safe schema is read (``yaml.SafeLoader``): a tag that would build a Python object is a SpecError.
+So are the YAML a hostile file could make expensive (:class:`SpecLoader`): aliases, deep nesting, huge integers.
 """
 from __future__ import annotations
 
@@ -12,6 +13,54 @@ import yaml
 from graphconv.errors import SpecError
 
 Path = tuple  # a key path into the data: ("graphconv", "dims", "o_h")
+
+MAX_DEPTH = 100  # deeper nesting is refused: composing and reading it back recurses once per level
+MAX_INT_BITS = 256  # as for integers computed in expressions (graphconv.spec.expr)
+
+
+class SpecLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also refuses aliases (``*name``: a few lines of them can expand to billions of
+    items, or to a list that contains itself), nesting deeper than :data:`MAX_DEPTH`, and integers over
+    :data:`MAX_INT_BITS` bits. Each is a ``MarkedYAMLError`` at the spot."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a spec: write the "
+                                                          "value out", self.peek_event().start_mark)
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                              self.peek_event().start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            value = super().construct_yaml_int(node)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            value = None
+        if value is None or value.bit_length() > MAX_INT_BITS:
+            raise yaml.constructor.ConstructorError(None, None, f"the integer {node.value[:20]}… is too large (more "
+                                                                f"than {MAX_INT_BITS} bits)", node.start_mark)
+        return value
+
+
+SpecLoader.add_constructor("tag:yaml.org,2002:int", SpecLoader.construct_yaml_int)
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with :class:`SpecLoader`'s limits; raises ``yaml.YAMLError``."""
+    loader = SpecLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 @dataclass
@@ -29,24 +78,41 @@ class YamlDoc:
 
 def load_yaml(text: str, *, path: str | None = None, source: str | None = None, first_line: int = 1) -> YamlDoc:
     """Parse ``text`` (which starts at ``first_line`` of ``source``) with the safe loader, keeping positions."""
-    loader = yaml.SafeLoader(text)
+    node, loader = None, None
     try:
+        loader = SpecLoader(text)
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        line = (mark.line if mark else 0) + first_line
-        column = (mark.column + 1) if mark else 1
+        line, column = _clamp(text, mark.line if mark else 0, (mark.column + 1) if mark else 1)
         problem = error.problem or str(error)
-        raise SpecError(f"YAML: {problem}", path=path, line=line, column=column, source=source or text) from None
+        raise SpecError(f"YAML: {problem}", path=path, line=line + first_line, column=column,
+                        source=source or text) from None
+    except yaml.reader.ReaderError as error:  # a character YAML does not allow, such as NUL
+        line, column = _clamp(text, text.count("\n", 0, error.position),
+                              error.position - text.rfind("\n", 0, error.position))
+        raise SpecError(f"YAML: character U+{error.character:04X} is not allowed: {error.reason}", path=path,
+                        line=line + first_line, column=column, source=source or text) from None
     except yaml.YAMLError as error:
         raise SpecError(f"YAML: {error}", path=path, line=first_line, column=1, source=source or text) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     doc = YamlDoc(data, first_line=first_line)
     if node is not None:
         _record(node, (), doc.positions, first_line)
     return doc
+
+
+def _clamp(text: str, line: int, column: int) -> tuple[int, int]:
+    """A 0-based line and 1-based column in ``text``, moved from past its end (where YAML marks the end of the
+    stream, after a final line break) to the end of its last line."""
+    lines = text.splitlines()
+    if line < len(lines):
+        return line, column
+    last = max(len(lines) - 1, 0)
+    return last, len(lines[last]) + 1 if lines else 1
 
 
 def _record(node: yaml.Node, at: Path, positions: dict, first_line: int) -> None:

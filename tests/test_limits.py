@@ -1,0 +1,267 @@
+"""Limits that keep a hostile spec from hanging the tool or exhausting its stack: each gets a clear SpecError at the
+spot, or finishes in time that grows linearly with the spec.
+
+- numbers: integer literals over 256 bits (in an expression or in YAML), arithmetic that grows past it, exponents
+  over 64, expressions longer than 10 000 characters or nested more than 100 levels;
+- YAML: aliases (``*a``: a few lines can expand to billions of items, or to a list that holds itself), nesting
+  deeper than 100 levels;
+- diagrams: subgraphs nested more than 100 levels;
+- shapes: a size that is not an integer ≥ 0, or a tensor of more than 2**60 elements (its bytes would overflow
+  int64) — while a dim of 2**58 on the meta device is fine;
+- size: loading and tracing do work linear in the graph's size, measured by counting the operations graphconv's own
+  code executes at sizes n, 2n and 4n (no clocks: the counts are the same on every machine). A slow-marked test
+  loads a 100 000-node graph under a generous time bound.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import graphconv
+from conftest import SPECS
+from graphconv import SpecError
+from graphconv.cli import main
+from graphconv.compiler.trace import trace
+
+PACKAGE = str(Path(graphconv.__file__).parent)
+RELU = "graph LR\n  x --> R((relu)) --> y\n"
+
+
+def load_error(text: str, path: str = "spec.mmd") -> SpecError:
+    with pytest.raises(SpecError) as caught:
+        graphconv.loads(text, path=path)
+    return caught.value
+
+
+def with_dims(dims: str, example: str = "") -> str:
+    """A one-op spec whose front matter declares the dims ``dims`` (a YAML mapping) for an input ``x: [n]``."""
+    return (f"---\ngraphconv:\n  inputs: {{x: [n]}}\n  attrs: {{k: 1}}\n  dims: {dims}\n{example}---\n"
+            "graph LR\n  x --> R((relu)) --> y\n")
+
+
+def trace_error(text: str) -> SpecError:
+    spec = graphconv.loads(text)
+    with pytest.raises(SpecError) as caught:
+        trace(spec)
+    return caught.value
+
+
+# --- numbers ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("digits", [78, 400, 5000, 9990])
+def test_an_integer_literal_over_256_bits_in_a_dim_is_refused(digits):
+    error = load_error(with_dims(f"{{d: '{'9' * digits} + n'}}"))
+    assert error.line == 5 and "is too large (more than 256 bits)" in error.message
+
+
+def test_an_integer_literal_over_256_bits_in_an_op_label_is_refused():
+    error = load_error(f'graph LR\n  x --> R(("reshape({"9" * 5000})")) --> y\n')
+    assert error.line == 2 and "is too large (more than 256 bits)" in error.message
+
+
+@pytest.mark.parametrize("value", ["9" * 78, "9" * 5000, "0b" + "1" * 257, "0x" + "f" * 65])
+def test_a_yaml_integer_over_256_bits_is_refused_where_it_stands(value):
+    error = load_error(f"---\ngraphconv:\n  attrs:\n    k: {value}\n---\n{RELU}")
+    assert (error.line, error.column) == (4, 8) and "is too large (more than 256 bits)" in error.message
+    error = load_error(f"title: t\nexample: {{n: {value}}}\ngraph: [{{op: relu, inputs: x, output: y}}]\n", "s.yaml")
+    assert (error.line, error.column) == (2, 14)
+
+
+def test_a_256_bit_integer_is_still_a_number():
+    spec = graphconv.loads(with_dims(f"{{d: '{2 ** 256 - 1} - {2 ** 256 - 3}'}}", "  example: {n: 2}\n"))
+    assert trace(spec).dims["d"] == 2
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("2 ** 64 * 2 ** 64 * 2 ** 64 * 2 ** 64 * 2 ** 64", "2 ** 64 * 2 ** 64 * 2 ** 64 * 2 ** 64 is too large (257 bits)"),
+    ("n ** 65", "exponent 65 out of range"),
+    ("(n + 1) ** 64 ** 2", "exponent 4096 out of range"),
+])
+def test_arithmetic_that_grows_past_the_bounds_is_refused_at_the_dim(expression, message):
+    error = trace_error(with_dims(f"{{d: '{expression}'}}", "  example: {n: 7}\n"))
+    assert error.line == 5 and message in error.message
+
+
+def test_deep_and_long_expressions_are_refused_before_they_cost_anything():
+    nested = "-" * 101 + "n"
+    assert "nested more than 100 levels deep" in load_error(with_dims(f"{{d: '{nested}'}}")).message
+    chained = " + ".join(["n"] * 102)
+    assert "nested more than 100 levels deep" in load_error(with_dims(f"{{d: '{chained}'}}")).message
+    long = "(" * 6000 + "n" + ")" * 6000
+    assert "expression longer than 10000 characters (12001)" in load_error(with_dims(f"{{d: '{long}'}}")).message
+    fine = "-" * 99 + "n"
+    assert graphconv.loads(with_dims(f"{{d: '{fine}'}}")).meta.dims["d"] is not None
+
+
+# --- YAML ---------------------------------------------------------------------------------------------------------
+
+BILLION_LAUGHS = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+
+
+@pytest.mark.parametrize("yaml_text, line", [
+    ("l0: &l0 [lol]\n" + BILLION_LAUGHS + "graph: *l9\n", 2),  # 9**9 items if expanded
+    ("graph: &g [*g]\n", 1),  # a list that contains itself
+    ("base: &b {op: relu}\ngraph: [{<<: *b, inputs: x, output: y}]\n", 2),  # a merge key reads an alias too
+])
+def test_yaml_aliases_are_refused(yaml_text, line):
+    error = load_error(yaml_text, "spec.yaml")
+    assert error.line == line and "aliases (*name) are not allowed in a spec" in error.message
+
+
+def test_yaml_aliases_are_refused_in_the_front_matter_and_in_node_data():
+    error = load_error("---\ntitle: &t conv\ngraphconv:\n  attrs: {k: *t}\n---\n" + RELU)
+    assert error.line == 4 and "aliases" in error.message
+    error = load_error("graph LR\n  x --> R@{ shape: circle, label: &l relu } --> y\n  S@{ label: *l }\n")
+    assert error.line == 3 and "aliases" in error.message
+
+
+@pytest.mark.parametrize("depth", [101, 10_000])
+def test_deeply_nested_yaml_is_refused(depth):
+    error = load_error("graph: " + "[" * depth + "]" * depth + "\n", "spec.yaml")
+    assert error.line == 1 and "nested more than 100 levels deep" in error.message
+    error = load_error("---\ngraphconv:\n  attrs: {k: " + "[" * depth + "]" * depth + "}\n---\n" + RELU)
+    assert error.line == 3 and "nested more than 100 levels deep" in error.message
+
+
+def test_yaml_nested_50_levels_is_read():
+    spec = graphconv.loads("---\ngraphconv:\n  attrs: {k: " + "[" * 50 + "1" + "]" * 50 + "}\n---\n" + RELU)
+    value = spec.meta.attrs["k"]
+    for _ in range(50):
+        value = value[0]
+    assert value == 1
+
+
+# --- diagrams -----------------------------------------------------------------------------------------------------
+
+
+def nested_subgraphs(depth: int) -> str:
+    return ("graph LR\n" + "".join(f"subgraph s{i}\n" for i in range(depth)) + "x --> R((relu)) --> y\n"
+            + "end\n" * depth)
+
+
+def test_subgraphs_nested_100_levels_are_read_and_101_refused_at_the_101st():
+    diagram = graphconv.parse_diagram(nested_subgraphs(100))
+    assert len(diagram.subgraphs) == 100 and diagram.subgraphs[-1].parent == "s98"
+    for depth in (101, 20_000):
+        error = load_error(nested_subgraphs(depth))
+        assert (error.line, error.message) == (102, "subgraphs nested more than 100 levels deep")
+
+
+# --- shapes -------------------------------------------------------------------------------------------------------
+
+
+def test_a_dim_of_2_to_the_58_runs_on_the_meta_device():
+    result = trace(graphconv.load(SPECS / "linear.mmd"), {"b": 2 ** 58, "in_features": 4})
+    assert result.ok and result.rows[-1].shape == (2 ** 58, 3)
+
+
+@pytest.mark.parametrize("dims, elements", [
+    ({"b": 2 ** 60}, 2 ** 60 * 3 * 8 * 8),
+    ({"b": 2 ** 31, "i_h": 2 ** 31, "i_w": 2 ** 31}, 2 ** 93 * 3),
+    ({"b": 10 ** 70}, 10 ** 70 * 3 * 8 * 8),
+])
+def test_a_tensor_of_more_than_2_to_the_60_elements_is_a_spec_error_not_an_overflow(dims, elements):
+    with pytest.raises(SpecError) as caught:
+        trace(graphconv.load(SPECS / "conv2d.mmd"), dims)
+    assert caught.value.line == 5  # the input's pattern
+    assert f"has {elements} elements, more than a tensor can hold (2**60)" in caught.value.message
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("[n - 10]", "dim 0 of shape (-8,) is -8, not a size (an integer ≥ 0)"),
+    ("[n / 4]", "dim 0 of shape (0.5,) is 0.5, not a size"),
+    ("[\"'a'\"]", "dim 0 of shape (a,) is 'a', not a size"),
+    ("['(n, n)']", "dim 0 of shape ((2, 2),) is (2, 2), not a size"),
+])
+def test_a_pattern_that_evaluates_to_no_size_is_a_spec_error(pattern, message):
+    spec = graphconv.loads(f"---\ngraphconv:\n  inputs: {{x: {pattern}, z: [n]}}\n  example: {{n: 2}}\n---\n"
+                           "graph LR\n  x --> A((add))\n  z --> A --> y\n")
+    with pytest.raises(SpecError, match="x: ") as caught:
+        trace(spec)
+    assert message in caught.value.message and caught.value.line == 3
+
+
+def test_the_cli_reports_an_overflowing_shape_in_one_paragraph_with_exit_2(capsys):
+    assert main(["run", str(SPECS / "conv2d.mmd"), "--dims", "b=2**62"]) == 2
+    err = capsys.readouterr().err
+    assert "more than a tensor can hold" in err and "Traceback" not in err and "\n\n" not in err.strip()
+
+
+# --- size: work linear in the graph ------------------------------------------------------------------------------
+
+
+def chain(n: int) -> str:
+    """n relu ops in a row: 2n + 1 nodes."""
+    lines = ["---", "graphconv:", "  inputs: {t0: [b, c]}", "  example: {b: 2, c: 3}", "---", "graph LR"]
+    lines += [f"  T{i}(t{i}) --> R{i}((relu)) --> T{i + 1}(t{i + 1})" for i in range(n)]
+    return "\n".join(lines) + "\n"
+
+
+def fan(n: int) -> str:
+    """One input read by n ops, each making an output of its own."""
+    lines = ["---", "graphconv:", "  inputs: {x: [b, c]}", "  example: {b: 2, c: 3}", "---", "graph LR"]
+    lines += [f"  X(x) --> R{i}((relu)) --> T{i}(t{i})" for i in range(n)]
+    return "\n".join(lines) + "\n"
+
+
+def fan_in(n: int) -> str:
+    """n inputs, each with a pattern sharing dims, into one cat."""
+    lines = ["---", "graphconv:", "  inputs:"] + [f"    x{i}: [b, c]" for i in range(n)]
+    lines += ["  example: {b: 2, c: 3}", "---", "graph LR"] + [f"  X{i}(x{i}) --> C((cat))" for i in range(n)]
+    return "\n".join(lines + ["  C --> Y(y)"]) + "\n"
+
+
+def operations(function) -> int:
+    """How many bytecode operations graphconv's own code executes while ``function()`` runs (torch, networkx and
+    lark are not counted: their cost per node is fixed). The count is the same on every run and machine."""
+    count = 0
+
+    def count_operations(frame, event, arg):
+        nonlocal count
+        count += event == "opcode"
+        return count_operations
+
+    def on_call(frame, event, arg):
+        if frame.f_code.co_filename.startswith(PACKAGE):
+            frame.f_trace_opcodes = True
+            return count_operations
+        return None
+
+    sys.settrace(on_call)
+    try:
+        function()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def growth(cost) -> float:
+    """(cost(4n) - cost(2n)) / (cost(2n) - cost(n)) at n = 100: 2 for linear work, towards 4 for quadratic."""
+    small, medium, large = cost(100), cost(200), cost(400)
+    return (large - medium) / (medium - small)
+
+
+@pytest.mark.parametrize("shape", [chain, fan, fan_in])
+def test_loading_does_work_linear_in_the_graph(shape):
+    assert growth(lambda n: operations(lambda: graphconv.loads(shape(n)))) < 2.2
+
+
+@pytest.mark.parametrize("shape", [chain, fan_in])
+def test_tracing_does_work_linear_in_the_graph(shape):
+    # was 3.3 for the chain: every row looked its tensor up by name through all the graph's nodes (Spec.tensor_id)
+    trace(graphconv.loads(shape(2)))  # the first meta run imports torch's meta kernels
+    assert growth(lambda n: operations(lambda spec=graphconv.loads(shape(n)): trace(spec))) < 2.2
+
+
+@pytest.mark.slow
+def test_a_100k_node_graph_loads_in_bounded_time():
+    text = chain(50_000)  # 100 001 nodes
+    start = time.perf_counter()
+    spec = graphconv.loads(text)
+    elapsed = time.perf_counter() - start
+    assert len(spec.graph) == 100_001 and len(spec.order) == 50_000
+    assert elapsed < 600, f"{elapsed:.0f} s"  # about 30 s on a loaded 2-core machine
