@@ -105,7 +105,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     for size, named in by_size.items():
         conv, seed = named["F.conv2d"], named["seed Conv2DFunc"]
         for name, row in named.items():
-            saved = f"{row['saved'][0]} tensors, {row['saved'][1] / MIB:.2f} MiB" if row["saved"] else "-"
+            saved = f"{row['saved'][1] / MIB:.2f} MiB ({row['saved'][0]} storages)" if row["saved"] else "-"
             lines.append(
                 f"| {'×'.join(map(str, size))} | {name} | {row['fwd'] * 1e3:.3f} | {row['fwd'] / conv['fwd']:.2f} "
                 f"| {row['fwd'] / seed['fwd']:.2f} | {row['fwd_bwd'] * 1e3:.3f} | {row['fwd_bwd'] / conv['fwd_bwd']:.2f} "

@@ -49,7 +49,6 @@ def peak_bytes(run: Callable[[], Any]) -> int:
 
 
 def saved_for_backward(output: torch.Tensor) -> tuple[int, int]:
-    """(tensors, bytes) an autograd.Function's node keeps for backward; bytes count each storage once."""
-    saved = output.grad_fn.saved_tensors
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in saved}
-    return len(saved), sum(storages.values())
+    """(storages, bytes) an autograd.Function's node keeps for backward: a tensor and its views count once."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in output.grad_fn.saved_tensors}
+    return len(storages), sum(storages.values())

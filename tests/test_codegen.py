@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import graphconv
+import graphconv.ops.fused as fused
 from graphconv import SpecError
 from graphconv.compiler import executor, function
 
@@ -37,9 +38,15 @@ def test_the_source_is_readable_straight_line_code():
     assert "for " not in source and "while " not in source  # no interpreter loop
 
 
-def test_the_source_is_registered_with_linecache():
+def test_the_source_is_registered_with_linecache_and_backward_is_made_on_first_use():
     op = graphconv.compile(SPECS / "conv2d.mmd")
-    assert linecache.getline(op.code.filename, 1) == op.source.splitlines(keepends=True)[0]
+    assert linecache.getline(op.code.filename("forward"), 1) == "def forward(A, input_batch, kernel):\n"
+    x, w = rand(1, 2, 4, 4), rand(2, 2, 3, 3)
+    with torch.no_grad():
+        op(x, w)
+    assert op.code._backward is None and linecache.getline(op.code.filename("backward"), 1) == ""
+    op(x, w).sum().backward()
+    assert linecache.getline(op.code.filename("backward"), 1).startswith("def backward(A, saved, meta, needs,")
 
 
 def test_calls_run_the_generated_code_not_the_interpreter(monkeypatch):
@@ -88,7 +95,7 @@ def test_errors_name_the_op_node_and_its_line_and_the_traceback_shows_generated_
     assert error.line == 3 and "Y --> B((fails_in" in str(error)  # the spec line, with a caret
     shown = "".join(traceback.format_exception(error.__cause__))
     call = "op_fails_in_forward(y)" if where == "forward" else "vjp_fails_in_vjp(Ctx("
-    assert f'File "{op.code.filename}"' in shown and call in shown
+    assert f'File "{op.code.filename("forward" if where == "forward" else "backward")}"' in shown and call in shown
 
 
 def test_tensor_names_that_are_not_identifiers_are_renamed():
@@ -126,13 +133,19 @@ def test_functorch_grad_uses_the_new_style_function():
 
 @pytest.mark.parametrize("transformed", [False, True])
 @pytest.mark.parametrize("save", ["all", "minimal"])
-def test_double_backward_is_refused_on_every_path(monkeypatch, transformed, save):
+@pytest.mark.parametrize("optimize", [False, True])
+def test_double_backward_is_right_on_every_path(monkeypatch, transformed, save, optimize):
+    """Never silently wrong: second derivatives equal torch's, whichever Function, policy and program run."""
     monkeypatch.setattr(function, "_transformed", lambda: transformed)
-    op = graphconv.compile(SPECS / "conv2d.mmd", save=save, optimize=False)
-    x, w = rand(1, 2, 4, 4), rand(2, 2, 3, 3)
-    (gx,) = torch.autograd.grad(op(x, w).sum(), (x,), create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
-        gx.sum().backward()
+    monkeypatch.setattr(fused, "LITERAL_BYTES", 0)  # the fused op would take its chunked path if it could
+    op = graphconv.compile(SPECS / "conv2d.mmd", save=save, optimize=optimize)
+    x, w = rand(2, 3, 6, 5), rand(4, 3, 3, 3)
+
+    def second(conv):
+        gx, gw = torch.autograd.grad((conv(x, w) ** 2).sum(), (x, w), create_graph=True)
+        return torch.autograd.grad((gx ** 2).sum() + (gw ** 3).sum(), (x, w))
+
+    torch.testing.assert_close(second(op), second(lambda a, b: F.conv2d(a, b, padding=1)))
 
 
 def test_bindings_are_cached_per_shapes_and_attrs():

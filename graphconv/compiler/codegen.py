@@ -1,4 +1,4 @@
-"""Program → straight-line Python source, compiled once per spec (like torch.fx's GraphModule).
+"""Program → straight-line Python source, compiled once per spec (like torch.fx's GraphModule; backward on first use).
 
 Three functions come out: ``forward(A, *inputs)`` → (outputs, what backward keeps, the shapes and dtypes the
 VJPs read); ``forward_nograd(A, *inputs)`` → outputs; ``backward(A, saved, meta, needs, *grads)`` → input grads.
@@ -202,8 +202,7 @@ def functions_source(unit: Unit) -> Source:
 def runtime_globals(unit: Unit, errors: "Errors") -> dict[str, Any]:
     """What the generated functions call: each op's forward and VJP, the attribute constants, the VJP context."""
     scope: dict[str, Any] = {"__builtins__": __builtins__, "K": tuple(unit.arguments.constants),
-                             "Ctx": types.SimpleNamespace, "_wrong_count": errors.wrong_count,
-                             "_wrong_shape": errors.wrong_shape}
+                             "Ctx": types.SimpleNamespace, "_grads": errors.grads}
     for step in unit.program.steps:
         scope[unit.names.forward[id(step.op)]] = step.op.forward
         scope[unit.names.vjp[id(step.op)]] = step.op.backward
@@ -216,15 +215,17 @@ def runtime_globals(unit: Unit, errors: "Errors") -> dict[str, Any]:
 class Errors:
     """Turns an exception raised in generated code into a SpecError naming the op node and its spec line."""
 
-    def __init__(self, program: Program, filename: str, origins: dict[int, tuple[int, str]]) -> None:
-        self.program, self.filename, self.origins = program, filename, origins
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.origins: dict[str, dict[int, tuple[int, str]]] = {}  # generated file → its lines' (step, phase)
 
     def locate(self, error: BaseException) -> tuple[int, str] | None:
         """(step, phase) of the innermost generated line in the traceback."""
         found, tb = None, error.__traceback__
         while tb is not None:
-            if tb.tb_frame.f_code.co_filename == self.filename:
-                found = self.origins.get(tb.tb_lineno, found)
+            origins = self.origins.get(tb.tb_frame.f_code.co_filename)
+            if origins is not None:
+                found = origins.get(tb.tb_lineno, found)
             tb = tb.tb_next
         return found
 
@@ -243,6 +244,16 @@ class Errors:
         return SpecError(f"while executing op {node.id} ({node.label}): {message}", path=spec.path, line=node.line,
                          column=node.column, source=spec.source)
 
+    def grads(self, index: int, grads: Any, shapes: tuple, needs: tuple) -> tuple:
+        """A VJP's result checked — one gradient per input, each of its input's shape — with None for the inputs
+        that want none."""
+        if type(grads) not in (tuple, list) or len(grads) != len(shapes):
+            raise self.wrong_count(index, grads)
+        for position, (grad, shape, need) in enumerate(zip(grads, shapes, needs)):
+            if need and grad is not None and grad.shape != shape:
+                raise self.wrong_shape(index, position, grad, shape)
+        return tuple(grad if need else None for grad, need in zip(grads, needs))
+
     def wrong_count(self, index: int, grads: Any) -> SpecError:
         step = self.program.steps[index]
         names_ = step.input_names()
@@ -259,31 +270,57 @@ class Errors:
 # --- compiling ----------------------------------------------------------------------------------------------
 
 
-@dataclass
 class GeneratedCode:
-    """A program's generated functions, their source, and the binding → ``A`` evaluation."""
+    """A program's generated functions and the binding → ``A`` evaluation. ``forward`` and ``forward_nograd`` are
+    compiled at once; ``backward`` on first use (an op only ever called without gradients never pays for it)."""
 
-    unit: Unit
-    source: str
-    filename: str
-    forward: Callable
-    forward_nograd: Callable
-    backward: Callable
-    errors: Errors
+    def __init__(self, unit: Unit) -> None:
+        from graphconv.compiler import codegen_forward
+
+        self.unit = unit
+        self.errors = Errors(unit.program)
+        self.name = f"<graphconv {unit.program.spec.name} #{next(_counter)}"
+        source = Source()
+        codegen_forward.emit(source, unit, saving=True)
+        source.add("", 0)
+        codegen_forward.emit(source, unit, saving=False)
+        self.forward_source = source.text()
+        scope = self._compile(source, "forward")
+        self.forward, self.forward_nograd = scope["forward"], scope["forward_nograd"]
+        self._backward: tuple[str, Callable] | None = None
+
+    @property
+    def backward(self) -> Callable:
+        if self._backward is None:
+            from graphconv.compiler import codegen_backward
+
+            source = Source()
+            codegen_backward.emit(source, self.unit)
+            self._backward = (source.text(), self._compile(source, "backward")["backward"])
+        return self._backward[1]
+
+    @property
+    def source(self) -> str:
+        """The generated source of all three functions."""
+        self.backward  # noqa: B018  (generates it)
+        return self.forward_source + "\n" + self._backward[0]
 
     def arguments(self, env: dict[str, Any]) -> tuple:
         return self.unit.arguments.values(self.unit.program, env)
 
+    def filename(self, part: str) -> str:
+        return f"{self.name} {part}>"
+
+    def _compile(self, source: Source, part: str) -> dict[str, Any]:
+        """Compile generated source (ours, never spec text), registered with linecache for tracebacks."""
+        filename, text = self.filename(part), source.text()
+        scope = runtime_globals(self.unit, self.errors)
+        exec(compile(text, filename, "exec"), scope)
+        self.errors.origins[filename] = source.origins
+        linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+        weakref.finalize(self, linecache.cache.pop, filename, None)
+        return scope
+
 
 def generate(program: Program, plan: MemoryPlan) -> GeneratedCode:
-    unit = Unit.of(program, plan)
-    source = functions_source(unit)
-    filename = f"<graphconv {program.spec.name} #{next(_counter)}>"
-    text = source.text()
-    errors = Errors(program, filename, source.origins)
-    scope = runtime_globals(unit, errors)
-    exec(compile(text, filename, "exec"), scope)  # our own generated source, never spec text
-    code = GeneratedCode(unit, text, filename, scope["forward"], scope["forward_nograd"], scope["backward"], errors)
-    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
-    weakref.finalize(code, linecache.cache.pop, filename, None)
-    return code
+    return GeneratedCode(Unit.of(program, plan))

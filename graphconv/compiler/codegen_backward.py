@@ -10,9 +10,8 @@ its last use.
         g_input_batch = g_kernel = ... = None
         # S: 'permute_output' (line 62)
         if q_output_4D and g_output is not None:
-            r = vjp_permute(Ctx(dims=(0, 3, 1, 2), shapes=(sh_output_4D,), dtypes=(dt_output_4D,),
-                                needs=(q_output_4D,)), g_output)
-            ...checked: one gradient per input, each of its input's shape...
+            g_output_4D, = _grads(8, vjp_permute(Ctx(dims=(0, 3, 1, 2), shapes=(sh_output_4D,), …), g_output),
+                                  (sh_output_4D,), (q_output_4D,))
         g_output = None
         ...
         return g_input_batch if q_input_batch else None, g_kernel if q_kernel else None
@@ -33,11 +32,11 @@ def emit(source: Source, unit: Unit) -> None:
     receivers = [s for s in gradient_slots(unit) if s not in program.output_slots]
     if receivers:
         source.add(" = ".join(f"g_{unit.var(s)}" for s in receivers) + " = None")
-    deaths = value_deaths(unit)
+    deaths, shared = value_deaths(unit), shared_slots(unit)
     for index in range(len(program.steps) - 1, -1, -1):
         for producer in unit.plan.recompute[index]:
             emit_step(source, unit, producer, "recompute")
-        emit_vjp(source, unit, index)
+        emit_vjp(source, unit, index, shared)
         emit_free(source, unit, deaths[index])
     results = ", ".join(f"g_{unit.var(s)} if q_{unit.var(s)} else None" for s in program.input_slots)
     source.add(f"return ({results}{',' if len(program.input_slots) == 1 else ''})")
@@ -55,6 +54,17 @@ def emit_needs(source: Source, unit: Unit) -> None:
     for step in program.steps:
         wanted = " or ".join(dict.fromkeys(f"q_{unit.var(s)}" for s in step.inputs if s is not None)) or "False"
         source.add(" = ".join(f"q_{unit.var(s)}" for s in step.outputs) + f" = {wanted}")
+
+
+def shared_slots(unit: Unit) -> set[int]:
+    """Values read more than once (by two ops, or twice by one) or that are also graph outputs: their gradient is
+    a sum."""
+    reads: dict[int, int] = {}
+    for step in unit.program.steps:
+        for slot in step.inputs:
+            if slot is not None:
+                reads[slot] = reads.get(slot, 0) + 1
+    return {slot for slot, count in reads.items() if count > 1} | set(unit.program.output_slots)
 
 
 def gradient_slots(unit: Unit) -> list[int]:
@@ -82,24 +92,34 @@ def value_deaths(unit: Unit) -> list[list[int]]:
     return deaths
 
 
-def emit_vjp(source: Source, unit: Unit, index: int) -> None:
-    """Run one op's VJP if some input wants a gradient and some output has one; check and sum what it returns."""
+def emit_vjp(source: Source, unit: Unit, index: int, shared: set[int]) -> None:
+    """Run one op's VJP if some input wants a gradient and some output has one; ``_grads`` checks what it returns
+    (one gradient per input, each of its input's shape) and drops those no input wants. A value read more than
+    once sums its gradients."""
     step = unit.program.steps[index]
     source.add(unit.header(index))
     wanted = " or ".join(dict.fromkeys(f"q_{unit.var(s)}" for s in step.inputs if s is not None)) or "False"
     out_grads = [f"g_{unit.var(s)}" for s in step.outputs]
     arrived = " or ".join(f"{g} is not None" for g in out_grads)
-    source.add(f"if ({wanted}) and ({arrived}):" if len(out_grads) > 1 else f"if ({wanted}) and {arrived}:")
+    wanted, arrived = (f"({part})" if " or " in part else part for part in (wanted, arrived))
+    source.add(f"if {wanted} and {arrived}:")
     grad = out_grads[0] if len(out_grads) == 1 else f"({', '.join(out_grads)},)"
-    source.add(f"r = {unit.names.vjp[id(step.op)]}({context(unit, index)}, {grad})", 2, (index, "vjp"))
-    count = len(step.inputs)
-    source.add(f"if type(r) not in (tuple, list) or len(r) != {count}:", 2)
-    source.add(f"raise _wrong_count({index}, r)", 3)
-    source.add(", ".join(f"r{i}" for i in range(count)) + ("," if count == 1 else "") + " = r", 2)
-    for position, slot in enumerate(step.inputs):
-        if slot is not None:
-            emit_accumulate(source, unit, index, position, slot)
-    source.add(" = ".join(f"g_{unit.var(s)}" for s in step.outputs) + " = None")
+    shapes = _tuple(f"sh_{unit.var(s)}" if s is not None else "None" for s in step.inputs)
+    needs = _tuple(f"q_{unit.var(s)}" if s is not None else "False" for s in step.inputs)
+    call = f"_grads({index}, {unit.names.vjp[id(step.op)]}({context(unit, index)}, {grad}), {shapes}, {needs})"
+    targets = [f"g_{unit.var(s)}" if s is not None and s not in shared else f"r{i}"
+               for i, s in enumerate(step.inputs)]
+    source.add(f"{', '.join(targets)}{',' if len(targets) == 1 else ''} = {call}", 2, (index, "vjp"))
+    for i, slot in enumerate(step.inputs):
+        if slot is not None and slot in shared:
+            name = f"g_{unit.var(slot)}"
+            source.add(f"{name} = r{i} if {name} is None else {name} if r{i} is None else {name} + r{i}", 2)
+    source.add(" = ".join(out_grads) + " = None")
+
+
+def _tuple(items) -> str:
+    items = list(items)
+    return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
 
 
 def context(unit: Unit, index: int) -> str:
@@ -110,7 +130,7 @@ def context(unit: Unit, index: int) -> str:
     dtypes = [f"dt_{unit.var(s)}" if s is not None else "None" for s in step.inputs]
     needs = [f"q_{unit.var(s)}" if s is not None else "False" for s in step.inputs]
     for key, items in (("shapes", shapes), ("dtypes", dtypes), ("needs", needs)):
-        fields.append(f"{key}=({', '.join(items)}{',' if len(items) == 1 else ''})")
+        fields.append(f"{key}={_tuple(items)}")
     fields += [f"{name}={value}" for name, value in saved_fields(unit, step)]
     return f"Ctx({', '.join(fields)})"
 
@@ -129,12 +149,3 @@ def saved_fields(unit: Unit, step) -> list[tuple[str, str]]:
         outputs = [unit.var(s) for s in step.outputs]
         fields.append(("out", outputs[0] if len(outputs) == 1 else f"({', '.join(outputs)},)"))
     return fields
-
-
-def emit_accumulate(source: Source, unit: Unit, index: int, position: int, slot: int) -> None:
-    """Check one returned gradient's shape and add it to its input's gradient."""
-    name, grad = unit.var(slot), f"r{position}"
-    source.add(f"if q_{name} and {grad} is not None:", 2)
-    source.add(f"if {grad}.shape != sh_{name}:", 3)
-    source.add(f"raise _wrong_shape({index}, {position}, {grad}, sh_{name})", 4)
-    source.add(f"g_{name} = {grad} if g_{name} is None else g_{name} + {grad}", 3)

@@ -280,14 +280,15 @@ NODES = ({nodes})  # the spec's op nodes, for error messages
 K = ({constants})  # op attribute values with no literal form
 
 
-def _wrong_count(step, grads):
-    count = len(grads) if isinstance(grads, (tuple, list)) else type(grads).__name__
-    return RuntimeError(f"while executing op {{NODES[step]}}: its VJP returned {{count}} gradient(s)")
-
-
-def _wrong_shape(step, position, grad, shape):
-    return RuntimeError(f"while executing op {{NODES[step]}}: its VJP returned a gradient of shape "
-                        f"{{tuple(grad.shape)}} for input {{position}} of shape {{tuple(shape)}}")'''
+def _grads(step, grads, shapes, needs):
+    """A VJP's result checked (one gradient per input, of its shape), None where no gradient is wanted."""
+    if type(grads) not in (tuple, list) or len(grads) != len(shapes):
+        raise RuntimeError(f"while executing op {{NODES[step]}}: its VJP returned a wrong number of gradients")
+    for position, (grad, shape, need) in enumerate(zip(grads, shapes, needs)):
+        if need and grad is not None and grad.shape != shape:
+            raise RuntimeError(f"while executing op {{NODES[step]}}: its VJP returned a gradient of shape "
+                               f"{{tuple(grad.shape)}} for input {{position}} of shape {{tuple(shape)}}")
+    return tuple(grad if need else None for grad, need in zip(grads, needs))'''
 
 
 FUNCTION = '''class {cls}(torch.autograd.Function):

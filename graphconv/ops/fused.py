@@ -118,6 +118,8 @@ def _fast_plan(input_shape, weight_shape, itemsize, attrs) -> _Plan | None:
     """The chunked path's plan when the call is an im2col convolution in the usual layout and its patch matrix
     is bigger than one chunk; None for the literal composition (small problems, other layouts)."""
     kernel_size, dilation, padding, stride, shape, out_shape, out_dims = attrs
+    if torch.is_grad_enabled():  # autograd is recording (a differentiable backward): only the literal path is
+        return None  # made of differentiable ops (the chunked one writes into buffers)
     if len(input_shape) != 4 or len(weight_shape) != 2 or shape is None:
         return None
     g = Windows(input_shape, kernel_size, dilation, padding, stride)

@@ -1,11 +1,12 @@
 """A working copy of a spec's op graph that passes edit, and the small questions passes ask of it.
 
-Passes never touch the loaded spec: :class:`Rewriter` copies every node, passes replace, add and remove op nodes
-on the copy, and ``spec()`` returns a new :class:`~graphconv.graph.opgraph.Spec` in topological order (file
-position breaks ties, so a fused node sits where its chain began). Imports no torch.
+Passes never touch the loaded spec: the first edit makes :class:`Rewriter` copy the graph and every node, passes
+replace, add and remove op nodes on the copy, and ``spec()`` returns a new :class:`~graphconv.graph.opgraph.Spec`
+(or the spec itself when no pass changed anything). Imports no torch.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -22,19 +23,19 @@ RESHAPES = ("reshape", "view")  # ops whose dims come as one ``shape`` tuple: th
 class Rewriter:
     def __init__(self, spec: Spec) -> None:
         self.base = spec
-        self.graph = nx.DiGraph()
-        for tensor in spec.tensors():
-            self.graph.add_node(tensor.id, kind="tensor", node=dataclasses.replace(tensor))
-        for node in spec.ops():
-            self.add_op(dataclasses.replace(node, meta=dict(node.meta)))
+        self.graph = spec.graph  # read-only until the first edit copies it
         self.inputs, self.outputs = list(spec.inputs), list(spec.outputs)
+        self.order: list[str] | None = list(spec.order)  # op ids in a topological order; None after an edit
+        self.changed = False
 
     # --- reading ----------------------------------------------------------------------------------------------
 
     def ops(self) -> list[OpNode]:
-        """Op nodes in topological order, file position breaking ties."""
-        order = nx.lexicographical_topological_sort(self.graph, key=self._position)
-        return [self.graph.nodes[n]["node"] for n in order if self.graph.nodes[n]["kind"] == "op"]
+        """Op nodes in a topological order (``spec()`` orders them by file position at the end)."""
+        nodes = self.graph.nodes
+        if self.order is None:
+            self.order = [n for n in nx.topological_sort(self.graph) if nodes[n]["kind"] == "op"]
+        return [nodes[n]["node"] for n in self.order]
 
     def _position(self, node_id: str) -> str:
         node = self.graph.nodes[node_id]["node"]
@@ -79,7 +80,18 @@ class Rewriter:
 
     # --- editing ----------------------------------------------------------------------------------------------
 
+    def edited(self) -> None:
+        """Called before every edit: the first one copies the graph and its nodes (the spec stays as it was)."""
+        if not self.changed:
+            self.graph = self.graph.copy()
+            for _, data in self.graph.nodes(data=True):
+                data["node"] = copy.copy(data["node"])
+                if data["kind"] == "op":
+                    data["node"].meta = dict(data["node"].meta)
+        self.order, self.changed = None, True
+
     def add_op(self, node: OpNode) -> OpNode:
+        self.edited()
         self.graph.add_node(node.id, kind="op", node=node)
         for tensor in node.inputs:
             if tensor is not None:
@@ -91,12 +103,14 @@ class Rewriter:
 
     def replace_op(self, node_id: str, **changes: Any) -> OpNode:
         """Swap an op node for a changed copy (new inputs, op, args…), keeping its id and place."""
+        self.edited()
         old = self.graph.nodes[node_id]["node"]
         self.graph.remove_node(node_id)
         return self.add_op(dataclasses.replace(old, **changes))
 
     def remove_op(self, node_id: str) -> None:
         """Remove an op and the tensors it produced (which nothing may read any more)."""
+        self.edited()
         node = self.graph.nodes[node_id]["node"]
         self.graph.remove_node(node_id)
         for tensor in node.outputs:
@@ -130,6 +144,7 @@ class Rewriter:
     def fuse(self, chain: list[OpNode], op: Any, inputs: tuple[str | None, ...], args: dict[str, Expr],
              outputs: tuple[str, ...]) -> OpNode:
         """Replace the ops of ``chain`` with one ``op`` node that reads ``inputs`` and makes ``outputs``."""
+        self.edited()
         first = chain[0]
         for node in reversed(chain):
             self.graph.remove_node(node.id)
@@ -142,10 +157,15 @@ class Rewriter:
         return self.add_op(fused)
 
     def spec(self) -> Spec:
-        ops = self.ops()
-        graph = self.graph.copy()
-        return dataclasses.replace(self.base, graph=graph, inputs=list(self.inputs), outputs=list(self.outputs),
-                                   order=[n.id for n in ops])
+        """The rewritten spec (it takes over this rewriter's graph), its ops in topological order with file position
+        breaking ties, so that a fused node sits where its chain began; the spec itself when nothing changed."""
+        if not self.changed:
+            return self.base
+        nodes = self.graph.nodes
+        order = [n for n in nx.lexicographical_topological_sort(self.graph, key=self._position)
+                 if nodes[n]["kind"] == "op"]
+        return dataclasses.replace(self.base, graph=self.graph, inputs=list(self.inputs), outputs=list(self.outputs),
+                                   order=order)
 
     # --- what passes ask --------------------------------------------------------------------------------------
 
