@@ -129,15 +129,14 @@ class Binder:
 
     @cached_property
     def meetings(self) -> list[dict[int, str]]:
-        """Per input: other input's position → the first library op (in execution order) where their values meet,
-        this input's not arriving as an index or a condition (:data:`INDEX_INPUTS`). Found on first need only."""
+        """Per input: another input's position → the first op (in execution order) where their values meet, this
+        input's not arriving as an index or a condition (:data:`INDEX_INPUTS`). Found on first need only."""
         reached = [self.reached(tensor_id) for tensor_id in self.spec.inputs]
-        library = [op_id for op_id in self.spec.order if self.spec.op(op_id).op.source.startswith(LIBRARY)]
         meetings: list[dict[int, str]] = []
         for mine in reached:
             found: dict[int, str] = {}
             for other, theirs in enumerate(reached):
-                op_id = next((op_id for op_id in library if op_id in theirs and theirs is not mine and any(
+                op_id = next((op_id for op_id in self.spec.order if theirs is not mine and op_id in theirs and any(
                     (self.spec.op(op_id).op.name, name) not in INDEX_INPUTS for name in mine.get(op_id, ()))), None)
                 if op_id is not None:
                     found[other] = op_id
@@ -145,17 +144,26 @@ class Binder:
         return meetings
 
     def reached(self, tensor_id: str) -> dict[str, set[str]]:
-        """Op id → the names of its inputs through which ``tensor_id``'s values arrive (along any path)."""
+        """Library op id → the names of its inputs through which ``tensor_id``'s values arrive, along any path.
+
+        Values flow on through a library op's outputs unless they arrive only as an index or a condition (an index
+        picks values, it does not become one); an op from outside the library (a plugin, an ``--ops`` module, a
+        used spec) is not looked into: what it makes of an integer input is its own business.
+        """
         reached: dict[str, set[str]] = {}
         stack, seen = [tensor_id], {tensor_id}
         while stack:
             tensor = stack.pop()
             for op_id in self.spec.graph.successors(tensor):
                 node = self.spec.op(op_id)
+                if not node.op.source.startswith(LIBRARY):
+                    continue
                 names = [node.op.inputs[0]] * len(node.inputs) if node.op.variadic_inputs else node.op.inputs
-                reached.setdefault(op_id, set()).update(n for n, t in zip(names, node.inputs) if t == tensor)
-                stack.extend(t for t in node.outputs if t not in seen)
-                seen.update(node.outputs)
+                arriving = {name for name, t in zip(names, node.inputs) if t == tensor}
+                reached.setdefault(op_id, set()).update(arriving)
+                if any((node.op.name, name) not in INDEX_INPUTS for name in arriving):
+                    stack.extend(t for t in node.outputs if t not in seen)
+                    seen.update(node.outputs)
         return reached
 
     def input_error(self, index: int, message: str) -> CallError:
