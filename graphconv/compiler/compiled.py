@@ -41,10 +41,10 @@ class CompiledOp:
         return f"<graphconv op {self.spec.name}{self.__signature__}>"
 
     def __call__(self, *inputs: torch.Tensor, **attrs: Any) -> Any:
-        device = getattr(inputs[0], "device", None) if inputs else None
-        if device is not None and torch.is_autocast_enabled(device.type):
-            with torch.autocast(device.type, enabled=False):
-                return self.run(function.autocast_inputs(inputs, device.type, self.casts_down), attrs)
+        device = inputs[0].device.type if inputs and isinstance(inputs[0], torch.Tensor) else None
+        if device is not None and torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return self.run(function.autocast_inputs(inputs, device, self.casts_down), attrs)
         return self.run(inputs, attrs)
 
     def run(self, inputs: tuple, attrs: dict[str, Any]) -> Any:
