@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import graphconv
 from conftest import SPECS
 from graphconv import SpecError
-from test_fuzz_specs import FUZZ, SCALE, SPEC_FILES, check_consistent, check_load
+from test_fuzz_specs import FUZZ, SCALE, SPEC_FILES, check_consistent, check_load, long_label, mutated
 
 FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
 
@@ -94,11 +94,25 @@ def edited_spec(draw, path):
     return "---\n" + dump(draw(edited(yaml.safe_load(match.group(1))))) + "---\n" + text[match.end():]
 
 
-@settings(FUZZ, max_examples=25 * SCALE)
+@settings(FUZZ, max_examples=40 * SCALE)
 @pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.name)
 @given(data=st.data())
 def test_edited_metadata_loads_or_raises_spec_error_and_what_loads_runs(path, data):
     spec = check_load(data.draw(edited_spec(path)), path)
+    if spec is not None:
+        check_consistent(spec, backward=data.draw(st.booleans()))
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=500 * SCALE)
+@given(data=st.data())
+def test_a_longer_run_over_all_specs_and_mutations(data):
+    """More examples, each spec mutated by any strategy of test_fuzz_specs and this module."""
+    path = data.draw(st.sampled_from(SPEC_FILES))
+    text = path.read_text(encoding="utf-8")
+    text = data.draw(st.one_of(mutated(text), long_label(text), edited_spec(path),
+                               edited_spec(path).flatmap(mutated)))
+    spec = check_load(text, path)
     if spec is not None:
         check_consistent(spec, backward=data.draw(st.booleans()))
 

@@ -35,8 +35,8 @@ SNIPPETS = [
     "@{", "@{ shape: circle }", "subgraph s", "subgraph", "end", "graph LR", "flowchart", "%%", "%%{init: {}}%%",
     "\n", "\r", "\r\n", "\t", "\x00", "\ufeff", "\u2028", "\x85", "'", '"', "#quot;", ":", ": ", "- ", "? ",
     "!!python/object/apply:os.system ['true']", "!!python/name:os.system", "&a [1]", "*a", "<<: *a", "!!binary x",
-    "9" * 400, "2 ** 64", "10 ** 100", "**", "//", "% 0", "// 0", "-", "1e308 * 1e308", "inf", "nan", "pair(", "ntuple(",
-    "min()", "if", "else", "==", "_", "None", "__import__('os')", "lambda: 0", "x" * 5000, "é", "∑", "😀", "\u202e",
+    "9" * 400, "2 ** 64", "10 ** 100", "**", "//", "% 0", "// 0", "-", "1e308 * 1e308", "inf", "nan", "pair(",
+    "ntuple(", "min()", "if", "else", "==", "_", "None", "__import__('os')", "lambda: 0", "x" * 5000, "é", "∑", "😀", "\u202e",
 ]
 
 
@@ -151,7 +151,7 @@ def check_consistent(spec: graphconv.graph.opgraph.Spec, backward: bool) -> None
 
 
 SMALL = 2 ** 16
-FUZZ = settings(max_examples=40 * SCALE, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=60 * SCALE, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -215,7 +215,8 @@ def test_an_expression_function_with_the_wrong_number_of_arguments_is_a_spec_err
     # was: TypeError from min() at trace time (graphconv/spec/expr.py now checks the count when parsing)
     error = load_error("---\ngraphconv:\n  attrs: {k: 1}\n  dims: {d: min()}\n---\ngraph LR\n  x --> R((relu)) --> y\n")
     assert (error.line, error.message) == (4, "min() takes at least 2 argument(s), got 0")
-    error = load_error("---\ngraphconv:\n  attrs: {k: 1}\n  dims: {d: 'abs(k, k)'}\n---\ngraph LR\n  x --> R((relu)) --> y\n")
+    error = load_error("---\ngraphconv:\n  attrs: {k: 1}\n  dims: {d: 'abs(k, k)'}\n---\n"
+                       "graph LR\n  x --> R((relu)) --> y\n")
     assert error.message == "abs() takes 1 argument(s), got 2"
 
 

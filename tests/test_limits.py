@@ -77,7 +77,8 @@ def test_a_256_bit_integer_is_still_a_number():
 
 
 @pytest.mark.parametrize("expression, message", [
-    ("2 ** 64 * 2 ** 64 * 2 ** 64 * 2 ** 64 * 2 ** 64", "2 ** 64 * 2 ** 64 * 2 ** 64 * 2 ** 64 is too large (257 bits)"),
+    ("2 ** 64 * 2 ** 64 * 2 ** 64 * 2 ** 64 * 2 ** 64",
+     "2 ** 64 * 2 ** 64 * 2 ** 64 * 2 ** 64 is too large (257 bits)"),
     ("n ** 65", "exponent 65 out of range"),
     ("(n + 1) ** 64 ** 2", "exponent 4096 out of range"),
 ])
@@ -265,3 +266,22 @@ def test_a_100k_node_graph_loads_in_bounded_time():
     elapsed = time.perf_counter() - start
     assert len(spec.graph) == 100_001 and len(spec.order) == 50_000
     assert elapsed < 600, f"{elapsed:.0f} s"  # about 30 s on a loaded 2-core machine
+
+
+def test_a_text_link_label_ends_before_the_whitespace_of_its_arrow():
+    # the label terminals of mermaid.lark now take whitespace a run at a time (they were quadratic in a long run)
+    diagram = graphconv.parse_diagram("graph LR\n  a -- x  y \t --> b\n  c == p q  ==> d\n  e -. r s  .-> f\n")
+    assert [edge.label for edge in diagram.edges] == ["x  y", "p q", "r s"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", [
+    "graph LR\n  x --> R((relu)) --> y\n  " + "\u2028" * 100_000 + "\n",  # was 2 minutes: NORMAL_TEXT's lookahead
+    "graph LR\n  subgraph " + "\n" * 100_000 + "x --> R((relu)) --> y\n end\n",  # the same
+    "graph LR\n" + "%%{" * 100_000 + "\n  x --> R((relu)) --> y\n",  # was minutes: the regex %%\{.*?\}%%
+])
+def test_text_that_once_took_quadratic_time_is_refused_in_bounded_time(text):
+    start = time.perf_counter()
+    with pytest.raises(SpecError):
+        graphconv.loads(text)
+    assert time.perf_counter() - start < 20  # about 0.3 s now
