@@ -1,4 +1,4 @@
-"""Fuzzing the spec reader: every shipped spec, mutated as text (characters, tokens and lines deleted, duplicated,
+"""Fuzzing the spec reader: every shipped spec (also inside a Markdown file), mutated as text (characters, tokens and lines deleted, duplicated,
 swapped; truncation; random unicode; hostile snippets; very long labels; deep subgraph nesting), goes through
 ``graphconv.loads``. The only exception allowed is ``SpecError``, with a line inside the text. A spec that still
 loads must be internally consistent: it traces on the meta device (forward and backward) and its compiled op runs
@@ -10,7 +10,6 @@ end hold the smallest inputs that once crashed the reader, one per fix.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -98,7 +97,7 @@ def nested(draw, text: str) -> tuple[str, int, bool]:
     """The diagram's statements wrapped in ``depth`` nested subgraphs; the innermost is sometimes left unclosed."""
     lines = text.split("\n")
     header = next(i for i, line in enumerate(lines) if line.split()[:1] in (["graph"], ["flowchart"]))
-    depth = draw(st.sampled_from([1, 2, 50, 99, 100, 101, 150, 1000]))
+    depth = draw(st.sampled_from([1, 2, 50, 99, 101, 150, 1000]))  # the specs' own subgraphs nest one level
     closed = draw(st.booleans())
     lines = lines[:header + 1] + [f"subgraph s{i}" for i in range(depth)] + lines[header + 1:]
     return "\n".join(lines + ["end"] * (depth if closed else depth - 1)) + "\n", depth, closed
@@ -118,12 +117,8 @@ def check_load(text: str, path: Path) -> graphconv.graph.opgraph.Spec | None:
 
 
 def check_consistent(spec: graphconv.graph.opgraph.Spec, backward: bool) -> None:
-    """A spec that loads runs: traced on the meta device (with a backward pass when asked), and compiled and called
-    on random tensors of the traced input shapes — raising nothing but SpecError.
-
-    The compiled op runs on the CPU, at sizes up to :data:`SMALL` elements an input: it cannot run on meta tensors
-    yet (``torch.is_autocast_enabled('meta')`` raises in ``CompiledOp.__call__``; see test_guards).
-    """
+    """A spec that loads runs: traced on the meta device, then compiled and called on meta tensors of the traced
+    input shapes (forward and, when asked, backward) — raising nothing but SpecError."""
     if not spec.meta.example:
         return
     try:
@@ -136,11 +131,9 @@ def check_consistent(spec: graphconv.graph.opgraph.Spec, backward: bool) -> None
         return
     event("trace: ok")
     shapes = [row.shape for row in result.rows[:len(spec.inputs)]]
-    if any(math.prod(shape) > SMALL for shape in shapes):
-        return
     try:
         op = graphconv.compile(spec)
-        inputs = [torch.randn(shape, dtype=torch.float64, requires_grad=backward) for shape in shapes]
+        inputs = [torch.empty(shape, device="meta", requires_grad=backward) for shape in shapes]
         outputs = op(*inputs)
         if backward:
             outputs = outputs if isinstance(outputs, tuple) else (outputs,)
@@ -150,7 +143,6 @@ def check_consistent(spec: graphconv.graph.opgraph.Spec, backward: bool) -> None
         event("compiled: SpecError")
 
 
-SMALL = 2 ** 16
 FUZZ = settings(max_examples=60 * SCALE, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -165,6 +157,15 @@ def test_mutated_specs_load_or_raise_spec_error_inside_the_text(path, data):
         check_consistent(spec, backward=data.draw(st.booleans()))
 
 
+@settings(FUZZ, max_examples=40 * SCALE)
+@given(data=st.data())
+def test_mutated_markdown_specs_load_or_raise_spec_error_inside_the_text(data):
+    path = data.draw(st.sampled_from([p for p in SPEC_FILES if p.suffix == ".mmd"]))
+    text = f"# {path.stem}\n\nProse.\n\n```mermaid\n{path.read_text(encoding='utf-8')}```\n\nMore prose.\n"
+    spec = check_load(data.draw(mutated(text)), path.with_suffix(".md"))
+    if spec is not None:
+        check_consistent(spec, backward=data.draw(st.booleans()))
+
 @settings(FUZZ, max_examples=30 * SCALE)
 @given(data=st.data())
 def test_very_long_labels_load_or_raise_spec_error(data):
@@ -178,7 +179,7 @@ def test_deep_subgraph_nesting_loads_or_raises_spec_error(data):
     path = data.draw(st.sampled_from([p for p in SPEC_FILES if p.suffix == ".mmd"]))
     text, depth, closed = data.draw(nested(path.read_text(encoding="utf-8")))
     spec = check_load(text, path)
-    if closed and depth <= 100:
+    if closed and depth < 100:
         assert spec is not None  # nesting up to the limit is fine
     elif closed:
         with pytest.raises(SpecError, match="subgraphs nested more than 100 levels deep"):
