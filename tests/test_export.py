@@ -61,7 +61,7 @@ def test_the_exported_conv2d_matches_the_compiled_op(tmp_path, options, monkeypa
         assert_matches(module.conv2d, compiled, x, w, stride=stride, padding=padding)
         torch.testing.assert_close(module.conv2d(x, w, stride=stride, padding=padding),
                                    F.conv2d(x, w, stride=stride, padding=padding))
-    monkeypatch.setattr(module, "LITERAL_BYTES", 0, raising=False)  # its own copy of the fused op's constants
+    monkeypatch.setattr(module, "WHOLE_BYTES", 0, raising=False)  # its own copy of the fused op's constants
     monkeypatch.setattr(module, "CHUNK_BYTES_MAX", 1, raising=False)
     x, w = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True), torch.randn(2, 3, 3, 3,
                                                                                        dtype=torch.float64)
@@ -74,8 +74,8 @@ def test_the_module_is_readable_and_checks_its_inputs(tmp_path):
     module = import_path(path)
     assert "class MyConvFunction(torch.autograd.Function):" in text
     assert "def my_conv(input_batch, kernel, *, stride=1, padding=1):" in text
-    assert "def op_patch_matmul(input, weight, *, kernel_size" in text and "def vjp_permute(ctx, grad):" in text
-    assert "# L+M+N+P+R+S: patch_matmul (line " in text
+    assert "def op_patch_matmul(input, weight, *, kernel_size" in text and "def vjp_patch_matmul(ctx, grad):" in text
+    assert "# L+M+N+O+T+P+R+S: patch_matmul (line " in text
     with pytest.raises(ValueError, match=r"kernel: dim 1 must be in_channels, got 2"):
         module.my_conv(torch.randn(1, 3, 5, 5), torch.randn(4, 2, 3, 3))
     with pytest.raises(ValueError, match=r"input_batch: expected 4 dims \[b, in_channels, i_h, i_w\]"):

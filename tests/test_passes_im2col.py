@@ -1,6 +1,6 @@
 """The im2col and patch_matmul passes on convolution specs, and the fused ops they produce: same values and
-gradients as the unfused graph over kernel sizes, strides, paddings and dilations — on the literal path (small
-problems), and on the chunked path with chunks of whole images and of bands of rows."""
+gradients as the unfused graph over kernel sizes, strides, paddings and dilations — whole (small problems: unfold's
+layout or the literal composition), and in chunks of whole images and of bands of rows."""
 import textwrap
 
 import pytest
@@ -24,13 +24,13 @@ CONFIGS = [
     (2, 7, 6, (5, 8), (4, 1), 1, 0),
     (5, 16, 12, (12, 10), (3, 3), 1, 1),  # big enough for the chunked path
 ]
-BUDGETS = {"literal": (1 << 40, 1), "whole images": (0, 1 << 40), "bands of rows": (0, 1)}  # literal, chunk bytes
+BUDGETS = {"whole": (1 << 40, 1), "whole images": (0, 1 << 40), "bands of rows": (0, 1)}  # whole, chunk bytes
 
 
 def take_path(monkeypatch, path: str) -> None:
-    """Make patch_matmul take a path: the literal composition, or chunks of whole images, or of single rows."""
-    literal, chunk = BUDGETS[path]
-    monkeypatch.setattr(fused, "LITERAL_BYTES", literal)
+    """Make patch_matmul take a path: whole, or chunks of whole images, or of single rows."""
+    whole, chunk = BUDGETS[path]
+    monkeypatch.setattr(fused, "WHOLE_BYTES", whole)
     monkeypatch.setattr(fused, "CHUNK_BYTES_MIN", chunk)
     monkeypatch.setattr(fused, "CHUNK_BYTES_MAX", chunk)
 
@@ -66,7 +66,7 @@ def test_im2col_pass_keeps_values_and_gradients(config):
 def test_patch_matmul_pass_keeps_values_and_gradients(config, chunking):
     spec = graphconv.load(SPECS / "conv2d.mmd")
     optimized, reports = passes.optimize(spec)
-    assert [n.op.name for n in optimized.ops()] == ["reshape", "permute", "patch_matmul"]
+    assert [n.op.name for n in optimized.ops()] == ["patch_matmul"]
     x, w, y = compare_conv(spec, optimized, *config)
     torch.testing.assert_close(y, F.conv2d(x, w, stride=config[5], padding=config[6]))
 
@@ -97,8 +97,9 @@ def test_rows_output_and_dilation(stride, padding, dilation, chunking):
     """No channels-first tail: patch_matmul returns the (b·patches, o) rows; dilation goes through."""
     spec = graphconv.loads(textwrap.dedent(DILATED))
     optimized, _ = passes.optimize(spec)
-    assert [n.op.name for n in optimized.ops()] == ["reshape", "transpose", "patch_matmul"]
-    assert "out_shape" not in optimized.ops()[-1].args
+    [fused_node] = optimized.ops()  # the kernel's reshape → transpose folded in too
+    assert fused_node.op.name == "patch_matmul" and "out_shape" not in fused_node.args
+    assert "weight_shape" in fused_node.args
     compare_conv(spec, optimized, 3, 4, 5, (9, 8), (3, 2), stride, padding, dilation=dilation)
 
 
@@ -143,18 +144,17 @@ def test_patch_matmul_vjp_gradchecks_on_every_path(budget, channels_first, monke
         attrs.update(out_shape=(b, oh, ow, o), out_dims=(0, 3, 1, 2))
     x, weight = torch.randn(b, c, h, w, dtype=torch.float64), torch.randn(c * 6, o, dtype=torch.float64)
     assert gradcheck_op(fused.patch_matmul, (x, weight), attrs) is None
-    names = ("kernel_size", "dilation", "padding", "stride", "shape", "out_shape", "out_dims")
+    names = ("kernel_size", "dilation", "padding", "stride", "shape", "weight_shape", "out_shape", "out_dims")
     with torch.no_grad():  # as in a compiled op's forward and backward
-        plan = fused._fast_plan(x.shape, weight.shape, 8, tuple(attrs.get(name) for name in names))
-    if budget == "literal":
-        assert plan is None
+        plan = fused._plan(x.shape, weight.shape, 8, tuple(attrs.get(name) for name in names))
+    if budget == "whole":
+        assert (plan is None) if not channels_first else not plan.chunked  # the literal composition, or unfold's
     else:
-        assert len(fused._chunks(plan.g, 8)) == {"whole images": 1, "bands of rows": b * oh}[budget]
+        assert plan.chunked and len(fused._chunks(plan.g, 8)) == {"whole images": 1, "bands of rows": b * oh}[budget]
 
 
-def test_the_weight_gradient_is_laid_out_like_the_weight(monkeypatch):
-    """A (k, o) weight that is the transpose of an (o, k) kernel gets a gradient with the same strides, so the
-    kernel's own gradient (through the permute and reshape VJPs) needs no copy."""
+def test_the_kernel_gradient_comes_out_in_the_kernel_layout(monkeypatch):
+    """With the kernel branch fused in, the kernel's gradient is made in its own (o, c, kh, kw) layout."""
     take_path(monkeypatch, "bands of rows")
     op = graphconv.compile(SPECS / "conv2d.mmd")
     x, w = torch.randn(2, 4, 6, 6, requires_grad=True), torch.randn(5, 4, 3, 3, requires_grad=True)

@@ -1,14 +1,15 @@
 """Fused ops that the optimizer (graphconv.compiler.passes) rewrites op chains into; specs may use them directly.
 
 - ``im2col``: ``unfold → permute(0, 2, 1) → reshape`` as one strided copy of the padded input.
-- ``patch_matmul``: ``im2col → matmul [→ reshape → permute]``, the im2col convolution. It runs in chunks of output
-  rows, so the patch matrix never exists whole (no 9×-the-input buffer, no page faults on fresh memory), with the
-  patches in channels-last order (i, j, c) — the copy reads whole channel vectors — and the weight reordered to
-  match. Its VJP recomputes each chunk's patches from the saved input instead of saving them.
+- ``patch_matmul``: ``im2col → matmul [→ reshape → permute]``, the im2col convolution. A big one runs in chunks of
+  output rows, so the patch matrix never exists whole (no 9×-the-input buffer, no page faults on fresh memory),
+  with the patches in channels-last order (i, j, c) — the copy reads whole channel vectors — and the weight
+  reordered to match; its VJP recomputes each chunk's patches from the saved input instead of saving them. A small
+  one that returns the (b, o, o_h, o_w) image runs whole in unfold's own layout, where a batched matmul gives the
+  image without a transposing copy.
 
-Both fall back to the literal composition when the call's shapes are not the ones the fast path assumes (say, a
-reshape that does not merge batch and patches), so the rewrite never changes a result; patch_matmul also takes
-it when the patch matrix is small (one chunk), where a few big torch calls beat the chunk bookkeeping.
+Both take the literal composition when the call's shapes are not the ones those paths assume (say, a reshape that
+does not merge batch and patches), so the rewrite never changes a result.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from graphconv.ops.helpers import randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import op
 
-LITERAL_BYTES = 256 * 1024  # patch_matmul runs the literal composition when the patch matrix is this small
-CHUNK_BYTES_MIN = 256 * 1024  # a chunk's patch rows: small enough to stay in cache, big enough for a good GEMM
-CHUNK_BYTES_MAX = 4 * 1024 * 1024
+WHOLE_BYTES = 256 * 1024  # patch_matmul goes in chunks when the patch matrix is bigger than this
+CHUNK_BYTES_MIN = 1024 * 1024  # a chunk's patch columns: several small images together (a good GEMM) …
+CHUNK_BYTES_MAX = 8 * 1024 * 1024  # … but a band of rows of a big one (memory)
 CHANNELS_FIRST = (0, 3, 1, 2)
 
 
@@ -94,11 +95,11 @@ def _():
 
 
 class _Plan:
-    """How one patch_matmul call runs the chunked path: its windows, and rows (b·patches, o) or (b, o, o_h, o_w)
-    out."""
+    """How one patch_matmul call runs: its windows and output channels, whether it returns the (b, o, o_h, o_w)
+    image (else the (b·patches, o) rows), and whether it goes in chunks (else through unfold and fold, whole)."""
 
-    def __init__(self, g: Windows, out_channels: int, channels_first: bool) -> None:
-        self.g, self.out_channels, self.channels_first = g, out_channels, channels_first
+    def __init__(self, g: Windows, out_channels: int, channels_first: bool, chunked: bool) -> None:
+        self.g, self.out_channels, self.channels_first, self.chunked = g, out_channels, channels_first, chunked
 
 
 def _resolve(shape, numel):
@@ -114,189 +115,116 @@ def _resolve(shape, numel):
     return shape
 
 
-def _fast_plan(input_shape, weight_shape, itemsize, attrs) -> _Plan | None:
-    """The chunked path's plan when the call is an im2col convolution in the usual layout and its patch matrix
-    is bigger than one chunk; None for the literal composition (small problems, other layouts)."""
-    kernel_size, dilation, padding, stride, shape, out_shape, out_dims = attrs
-    if torch.is_grad_enabled():  # autograd is recording (a differentiable backward): only the literal path is
-        return None  # made of differentiable ops (the chunked one writes into buffers)
-    if len(input_shape) != 4 or len(weight_shape) != 2 or shape is None:
+def _plan(input_shape, weight_shape, itemsize, attrs) -> _Plan | None:
+    """How to run the call, when it is an im2col convolution in the usual layout: in chunks when its patch matrix
+    is big, else (for an image output) through unfold and a batched matmul. None: the literal composition — other
+    layouts, and small calls that return rows. While autograd records (a differentiable backward) only the whole
+    paths will do: they are made of differentiable ops."""
+    kernel_size, dilation, padding, stride, shape, weight_shape_attr, out_shape, out_dims = attrs
+    if len(input_shape) != 4 or shape is None:
         return None
     g = Windows(input_shape, kernel_size, dilation, padding, stride)
-    rows, (k, o) = g.b * g.patches, weight_shape
-    if rows * k * itemsize <= LITERAL_BYTES:
+    o = _out_channels(weight_shape, weight_shape_attr, g)
+    rows = g.b * g.patches
+    if o is None or _resolve(shape, rows * g.patch_size) != (rows, g.patch_size):
         return None
-    if k != g.patch_size or _resolve(shape, rows * k) != (rows, k):
+    channels_first = out_shape is not None
+    if channels_first:
+        dims = tuple(d % 4 for d in out_dims) if out_dims is not None and len(out_dims) == 4 else None
+        if _resolve(out_shape, rows * o) != (g.b, g.oh, g.ow, o) or dims != CHANNELS_FIRST:
+            return None
+    chunked = rows * g.patch_size * itemsize > WHOLE_BYTES and not torch.is_grad_enabled()
+    return _Plan(g, o, channels_first, chunked) if chunked or channels_first else None
+
+
+def _out_channels(weight_shape, weight_shape_attr, g: Windows):
+    """The output channels when the weight is the (c·kh·kw, o) matrix of an (o, c, kh, kw) kernel — given as the
+    matrix, or as the kernel that ``reshape(weight_shape)`` then a transpose makes it; None otherwise."""
+    if weight_shape_attr is None:
+        return weight_shape[1] if len(weight_shape) == 2 and weight_shape[0] == g.patch_size else None
+    if len(weight_shape) != 4 or tuple(weight_shape[1:]) != (g.c, g.kh, g.kw):
         return None
-    if out_shape is None:
-        return _Plan(g, o, False)
-    dims = tuple(d % 4 for d in out_dims) if out_dims is not None and len(out_dims) == 4 else None
-    if _resolve(out_shape, rows * o) != (g.b, g.oh, g.ow, o) or dims != CHANNELS_FIRST:
-        return None
-    return _Plan(g, o, True)
+    o = weight_shape[0]
+    return o if _resolve(weight_shape_attr, o * g.patch_size) == (o, g.patch_size) else None
 
 
-def _chunks(g: Windows, itemsize: int):
-    """(b0, b1, y0, y1) blocks of output rows: whole images when one fits the chunk budget, else bands of rows."""
-    input_bytes = g.b * g.c * g.h * g.w * itemsize
-    budget = min(CHUNK_BYTES_MAX, max(CHUNK_BYTES_MIN, input_bytes // 4))
-    rows = max(g.ow, budget // (g.patch_size * itemsize))
-    if rows >= g.patches:
-        images = rows // g.patches
-        return [(b0, min(g.b, b0 + images), 0, g.oh) for b0 in range(0, g.b, images)]
-    band = rows // g.ow
-    return [(b, b + 1, y0, min(g.oh, y0 + band)) for b in range(g.b) for y0 in range(0, g.oh, band)]
+def _kernel(weight, g: Windows):
+    """The weight as an (o, c, kh, kw) kernel (a view when it is the transpose of a contiguous matrix)."""
+    return weight if weight.dim() == 4 else weight.t().reshape(-1, g.c, g.kh, g.kw)
 
 
-class _Workspace:
-    """Buffers reused by every chunk of one call: the padded input band, the patch rows, the output-row tile."""
-
-    def __init__(self, g: Windows, chunks, like) -> None:
-        rows = max((b1 - b0) * (y1 - y0) * g.ow for b0, b1, y0, y1 in chunks)
-        images = max(b1 - b0 for b0, b1, _, _ in chunks)
-        band = max(self.band_rows(g, y0, y1) for _, _, y0, y1 in chunks)
-        self.g = g
-        self.band = like.new_empty(images, band, g.w + 2 * g.pw, g.c)
-        self.cols = like.new_empty(rows, g.patch_size)
-
-    @staticmethod
-    def band_rows(g: Windows, y0: int, y1: int) -> int:
-        return (y1 - 1 - y0) * g.sh + (g.kh - 1) * g.dh + 1
-
-    def band_for(self, b0: int, b1: int, y0: int, y1: int):
-        """The zeroed channels-last band of padded input rows that output rows y0…y1 read, and the input rows it
-        holds: (band, top, r0, r1) with input row r at band row r - top."""
-        g = self.g
-        band = self.band[: b1 - b0, : self.band_rows(g, y0, y1)].zero_()
-        top = y0 * g.sh - g.ph
-        r0, r1 = max(0, top), min(g.h, top + band.shape[1])
-        return band, top, r0, r1
-
-    def gather(self, input, b0: int, b1: int, y0: int, y1: int):
-        """The chunk's patch rows, (rows, kh·kw·c) in (i, j, c) order: one strided copy out of the band."""
-        g = self.g
-        band, top, r0, r1 = self.band_for(b0, b1, y0, y1)
-        if r1 > r0:
-            band[:, r0 - top: r1 - top, g.pw: g.pw + g.w].copy_(input[b0:b1, :, r0:r1].permute(0, 2, 3, 1))
-        n, sy, sx, sc = band.stride()
-        windows_view = band.as_strided((b1 - b0, y1 - y0, g.ow, g.kh, g.kw, g.c),
-                                       (n, sy * g.sh, sx * g.sw, sy * g.dh, sx * g.dw, sc))
-        cols = self.cols[: (b1 - b0) * (y1 - y0) * g.ow]
-        cols.view(windows_view.shape).copy_(windows_view)
-        return cols
-
-    def scatter_add(self, grad_cols, grad_input, b0: int, b1: int, y0: int, y1: int) -> None:
-        """Add the chunk's patch-row gradients into ``grad_input`` (col2im), through a zeroed band."""
-        g = self.g
-        band, top, r0, r1 = self.band_for(b0, b1, y0, y1)
-        patches = grad_cols.view(b1 - b0, y1 - y0, g.ow, g.kh, g.kw, g.c)
-        for i in range(g.kh):
-            rows = slice(i * g.dh, i * g.dh + (y1 - y0 - 1) * g.sh + 1, g.sh)
-            for j in range(g.kw):
-                columns = slice(j * g.dw, j * g.dw + (g.ow - 1) * g.sw + 1, g.sw)
-                band[:, rows, columns] += patches[:, :, :, i, j]
-        if r1 > r0:
-            grad_input[b0:b1, :, r0:r1] += band[:, r0 - top: r1 - top, g.pw: g.pw + g.w].permute(0, 3, 1, 2)
-
-
-def _channels_last_weight(weight, g: Windows):
-    """The (c·kh·kw, o) weight in the patch rows' (i, j, c) order: (kh·kw·c, o)."""
-    return weight.reshape(g.c, g.kh, g.kw, -1).permute(1, 2, 0, 3).reshape(g.patch_size, -1)
-
-
-def _patch_matmul_fast(input, weight, plan: _Plan):
-    g, o = plan.g, plan.out_channels
-    chunks = _chunks(g, input.element_size())
-    space = _Workspace(g, chunks, input)
-    w = _channels_last_weight(weight, g)
-    if plan.channels_first:
-        out = input.new_empty(g.b, o, g.oh, g.ow)
-        tile = input.new_empty(space.cols.shape[0], o)
-    else:
-        out = input.new_empty(g.b * g.patches, o)
-    for b0, b1, y0, y1 in chunks:
-        cols = space.gather(input, b0, b1, y0, y1)
-        if plan.channels_first:
-            rows = torch.mm(cols, w, out=tile[: cols.shape[0]])
-            out[b0:b1, :, y0:y1].copy_(rows.view(b1 - b0, y1 - y0, g.ow, o).permute(0, 3, 1, 2))
-        else:
-            start = b0 * g.patches + y0 * g.ow
-            torch.mm(cols, w, out=out[start: start + cols.shape[0]])
-    return out
-
-
-def _patch_matmul_reference(input, weight, attrs):
-    """The literal composition: im2col, matmul, then the reshape and permute if any."""
-    kernel_size, dilation, padding, stride, shape, out_shape, out_dims = attrs
-    cols = _im2col(input, kernel_size, dilation, padding, stride, shape)
-    out = torch.matmul(cols, weight)
-    return out if out_shape is None else out.reshape(out_shape).permute(out_dims)
+def _as_weight_grad(grad_kernel, weight):
+    """An (o, c, kh, kw) kernel gradient as the weight's: the kernel's own, or the matrix's, laid out like the
+    weight (often the transpose of a contiguous matrix — whose gradient then needs no copy)."""
+    if weight.dim() == 4:
+        return grad_kernel
+    grad = grad_kernel.reshape(grad_kernel.shape[0], -1).t()
+    return grad if weight.stride(0) == 1 and weight.shape[1] > 1 else grad.contiguous()
 
 
 @op(save=("input", "weight"))
-def patch_matmul(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, out_shape=None,
-                 out_dims=None):
-    """``im2col(input, shape=shape) @ weight``, then ``.reshape(out_shape).permute(out_dims)`` if given — an im2col
-    convolution computed in chunks of output rows, without the whole patch matrix."""
-    attrs = (kernel_size, dilation, padding, stride, shape, out_shape, out_dims)
-    plan = _fast_plan(input.shape, weight.shape, input.element_size(), attrs)
+def patch_matmul(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None,
+                 out_shape=None, out_dims=None):
+    """``im2col(input, shape=shape) @ W``, then ``.reshape(out_shape).permute(out_dims)`` if given — an im2col
+    convolution computed without the whole patch matrix (in chunks of output rows, or in unfold's layout).
+    ``W`` is ``weight``, or ``weight.reshape(weight_shape).t()`` when ``weight_shape`` is given (a kernel)."""
+    attrs = (kernel_size, dilation, padding, stride, shape, weight_shape, out_shape, out_dims)
+    plan = _plan(input.shape, weight.shape, input.element_size(), attrs)
     if plan is None:
-        return _patch_matmul_reference(input, weight, attrs)
-    return _patch_matmul_fast(input, weight, plan)
+        return _patch_matmul_literal(input, weight, attrs)
+    kernel = _kernel(weight, plan.g)
+    if plan.chunked:
+        return _patch_matmul_chunked(input, kernel, plan)
+    return _patch_matmul_unfolded(input, kernel, plan.g)
 
 
 @patch_matmul.vjp
 def _(ctx, grad):
-    attrs = (ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride, ctx.shape, ctx.out_shape, ctx.out_dims)
-    plan = _fast_plan(ctx.shapes[0], ctx.shapes[1], ctx.input.element_size(), attrs)
+    attrs = (ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride, ctx.shape, ctx.weight_shape, ctx.out_shape,
+             ctx.out_dims)
+    plan = _plan(ctx.shapes[0], ctx.shapes[1], ctx.input.element_size(), attrs)
     if plan is None:
-        return _patch_matmul_reference_vjp(ctx, grad, attrs)
-    grad_input, grad_w = _patch_matmul_fast_vjp(ctx.input, ctx.weight, grad, plan, ctx.needs)
-    return grad_input, (_weight_grad(grad_w, ctx.weight, plan.g) if grad_w is not None else None)
+        return _patch_matmul_literal_vjp(ctx, grad, attrs)
+    kernel = _kernel(ctx.weight, plan.g)
+    if plan.chunked:
+        grad_input, grad_kernel = _patch_matmul_chunked_vjp(ctx.input, kernel, grad, plan, ctx.needs)
+    else:
+        grad_input, grad_kernel = _patch_matmul_unfolded_vjp(ctx.input, kernel, grad, plan.g, ctx.needs)
+    return grad_input, (_as_weight_grad(grad_kernel, ctx.weight) if grad_kernel is not None else None)
 
 
-def _patch_matmul_fast_vjp(input, weight, grad, plan: _Plan, needs):
-    """Chunk by chunk: the output-gradient rows, the recomputed patch rows, their products. Returns the input's
-    gradient and the weight's as (o, kh·kw·c); the buffers die on return, before the weight's is reordered."""
-    g, o = plan.g, plan.out_channels
-    chunks = _chunks(g, input.element_size())
-    space = _Workspace(g, chunks, input)
-    w = _channels_last_weight(weight, g) if needs[0] else None
-    grad_input = input.new_zeros(input.shape) if needs[0] else None
-    grad_w = input.new_empty(o, g.patch_size) if needs[1] else None  # (o, kh·kw·c): (i, j, c) order
-    tile = input.new_empty(space.cols.shape[0], o) if plan.channels_first else None
-    grad_cols = input.new_empty(space.cols.shape) if needs[0] else None
-    for index, (b0, b1, y0, y1) in enumerate(chunks):
-        count = (b1 - b0) * (y1 - y0) * g.ow
-        if plan.channels_first:
-            rows = tile[:count]
-            rows.view(b1 - b0, y1 - y0, g.ow, o).copy_(grad[b0:b1, :, y0:y1].permute(0, 2, 3, 1))
-        else:
-            start = b0 * g.patches + y0 * g.ow
-            rows = grad[start: start + count]
-        if grad_w is not None:
-            cols = space.gather(input, b0, b1, y0, y1)
-            if index == 0:
-                torch.mm(rows.t(), cols, out=grad_w)
-            else:
-                grad_w.addmm_(rows.t(), cols)
-        if grad_input is not None:
-            space.scatter_add(torch.mm(rows, w.t(), out=grad_cols[:count]), grad_input, b0, b1, y0, y1)
-    return grad_input, grad_w
+@patch_matmul.samples
+def _():
+    conv = {"kernel_size": 3, "padding": 1, "shape": (2 * 25, 27)}
+    image = {"out_shape": (2, 5, 5, 4), "out_dims": (0, 3, 1, 2)}
+    yield (randn(2, 3, 5, 5), randn(27, 4)), conv
+    yield (randn(2, 3, 5, 5), randn(27, 4)), {**conv, **image}
+    yield (randn(2, 3, 5, 5), randn(4, 3, 3, 3)), {**conv, **image, "weight_shape": (4, 27)}
+    yield (randn(2, 2, 7, 6), randn(2 * 3 * 2, 3)), {"kernel_size": (3, 2), "dilation": (1, 2), "padding": (2, 1),
+                                                     "stride": (2, 3)}
+    yield (randn(1, 2, 4, 4), randn(8, 2)), {"kernel_size": 2, "shape": (-1, 8), "out_shape": (1, 3, 3, 2),
+                                             "out_dims": (0, 3, 1, 2)}
+    yield (randn(1, 2, 4, 4), randn(4, 3)), {"kernel_size": 2, "shape": (18, 4)}  # not the usual layout: literal
+    yield (randn(2, 2, 4, 4), randn(8, 3)), {"kernel_size": 2, "shape": (18, 8), "out_shape": (2, 9, 3),
+                                             "out_dims": (0, 2, 1)}  # literal through the tail
+    yield (randn(2, 2, 4, 4), randn(2, 3, 2, 2)), {"kernel_size": 2, "shape": (18, 8), "weight_shape": (3, 8)}
 
 
-def _weight_grad(grad_w, weight, g: Windows):
-    """The (o, kh·kw·c) gradient as weight's (c·kh·kw, o) gradient, laid out like weight (often a transposed view
-    of an (o, c, kh, kw) kernel, so that the kernel's own gradient needs no copy)."""
-    by_channel = grad_w.view(-1, g.kh, g.kw, g.c).permute(0, 3, 1, 2).reshape(-1, g.patch_size)
-    if weight.dim() == 2 and weight.stride(0) == 1 and weight.shape[1] > 1:
-        return by_channel.t()
-    return by_channel.t().contiguous()
+# the literal composition: any layout
 
 
-def _patch_matmul_reference_vjp(ctx, grad, attrs):
-    kernel_size, dilation, padding, stride, shape, out_shape, out_dims = attrs
+def _patch_matmul_literal(input, weight, attrs):
+    """im2col, matmul (by the weight, or the transpose of its reshape), then the reshape and permute if any."""
+    kernel_size, dilation, padding, stride, shape, weight_shape, out_shape, out_dims = attrs
+    matrix = weight if weight_shape is None else weight.reshape(weight_shape).permute(1, 0)
+    out = _im2col(input, kernel_size, dilation, padding, stride, shape).matmul(matrix)
+    return out if out_shape is None else out.reshape(out_shape).permute(out_dims)
+
+
+def _patch_matmul_literal_vjp(ctx, grad, attrs):
+    kernel_size, dilation, padding, stride, shape, weight_shape, out_shape, out_dims = attrs
     input, weight = ctx.input, ctx.weight
+    matrix = weight if weight_shape is None else weight.reshape(weight_shape).permute(1, 0)
     cols = _im2col(input, kernel_size, dilation, padding, stride, shape)
     cols = cols.reshape(-1, cols.shape[-1])
     if out_shape is not None:
@@ -305,21 +233,185 @@ def _patch_matmul_reference_vjp(ctx, grad, attrs):
     grad_input = grad_weight = None
     if ctx.needs[0]:
         g = Windows(ctx.shapes[0], kernel_size, dilation, padding, stride)
-        grad_input = _col2im(torch.mm(grad, weight.t()), g)
+        grad_input = _col2im(grad.mm(matrix.t()), g)
     if ctx.needs[1]:
-        grad_weight = torch.mm(cols.t(), grad)
+        grad_matrix = cols.t().mm(grad)
+        grad_weight = grad_matrix if weight_shape is None else grad_matrix.permute(1, 0).reshape(weight.shape)
     return grad_input, grad_weight
 
 
-@patch_matmul.samples
-def _():
-    conv = {"kernel_size": 3, "padding": 1, "shape": (2 * 25, 27)}
-    yield (randn(2, 3, 5, 5), randn(27, 4)), conv
-    yield (randn(2, 3, 5, 5), randn(27, 4)), {**conv, "out_shape": (2, 5, 5, 4), "out_dims": (0, 3, 1, 2)}
-    yield (randn(2, 2, 7, 6), randn(2 * 3 * 2, 3)), {"kernel_size": (3, 2), "dilation": (1, 2), "padding": (2, 1),
-                                                     "stride": (2, 3)}
-    yield (randn(1, 2, 4, 4), randn(8, 2)), {"kernel_size": 2, "shape": (-1, 8), "out_shape": (1, 3, 3, 2),
-                                             "out_dims": (0, 3, 1, 2)}
-    yield (randn(1, 2, 4, 4), randn(4, 3)), {"kernel_size": 2, "shape": (18, 4)}  # not the usual layout: fallback
-    yield (randn(2, 2, 4, 4), randn(8, 3)), {"kernel_size": 2, "shape": (18, 8), "out_shape": (2, 9, 3),
-                                             "out_dims": (0, 2, 1)}  # fallback through the tail
+# whole, in unfold's layout: (o, c·kh·kw) @ (b, c·kh·kw, patches) is the (b, o, patches) image, no transposing copy
+# (bmm of the expanded kernel: torch.matmul's broadcasting costs more than these small products)
+
+
+def _unfold(input, g: Windows):
+    return torch.nn.functional.unfold(input, (g.kh, g.kw), (g.dh, g.dw), (g.ph, g.pw), (g.sh, g.sw))
+
+
+def _patch_matmul_unfolded(input, kernel, g: Windows):
+    matrix = kernel.reshape(kernel.shape[0], -1)
+    return matrix.expand(g.b, -1, -1).bmm(_unfold(input, g)).view(g.b, -1, g.oh, g.ow)
+
+
+def _patch_matmul_unfolded_vjp(input, kernel, grad, g: Windows, needs):
+    grad = grad.reshape(g.b, -1, g.patches)
+    grad_input = grad_kernel = None
+    if needs[0]:
+        columns = kernel.reshape(kernel.shape[0], -1).t().expand(g.b, -1, -1).bmm(grad)
+        grad_input = torch.nn.functional.fold(columns, (g.h, g.w), (g.kh, g.kw), (g.dh, g.dw), (g.ph, g.pw),
+                                              (g.sh, g.sw))
+    if needs[1]:
+        grad_kernel = grad.bmm(_unfold(input, g).transpose(1, 2)).sum(0).view(kernel.shape)
+    return grad_input, grad_kernel
+
+
+# in chunks of output rows, in unfold's layout: per chunk, (o, c·kh·kw) @ (c·kh·kw, rows) — the kernel as it is
+
+
+def _patch_matmul_chunked(input, kernel, plan: _Plan):
+    g, o = plan.g, plan.out_channels
+    chunks = _chunks(g, input.element_size())
+    space = _Workspace(g, o, chunks, input)
+    matrix = kernel.reshape(o, g.patch_size)
+    out = input.new_empty(g.b, o, g.oh, g.ow) if plan.channels_first else input.new_empty(g.b * g.patches, o)
+    for chunk in chunks:
+        cols = space.gather(input, chunk)
+        image = space.image(out, chunk) if plan.channels_first else None
+        if image is not None:  # one whole image: straight into the output
+            torch.mm(matrix, cols, out=image)
+        else:
+            space.write(torch.mm(matrix, cols, out=space.tile(chunk)), out, chunk, plan.channels_first)
+    return out
+
+
+def _patch_matmul_chunked_vjp(input, kernel, grad, plan: _Plan, needs):
+    """Chunk by chunk: the output gradient's columns, the recomputed patch columns, their products."""
+    g, o = plan.g, plan.out_channels
+    chunks = _chunks(g, input.element_size())
+    space = _Workspace(g, o, chunks, input)
+    matrix = kernel.reshape(o, g.patch_size)
+    grad_input = input.new_zeros(input.shape) if needs[0] else None
+    grad_matrix = input.new_zeros(o, g.patch_size) if needs[1] else None
+    for chunk in chunks:
+        columns = space.read(grad, chunk, plan.channels_first)
+        if grad_matrix is not None:
+            grad_matrix.addmm_(columns, space.gather(input, chunk).t())
+        if grad_input is not None:
+            space.scatter_add(torch.mm(matrix.t(), columns, out=space.patch_grads(chunk)), grad_input, chunk)
+    return grad_input, (grad_matrix.view(kernel.shape) if grad_matrix is not None else None)
+
+
+def _chunks(g: Windows, itemsize: int):
+    """(b0, b1, y0, y1) blocks of output rows: whole images — as many as fit the chunk budget, at least one when
+    its patch columns are within the largest chunk — else bands of rows. Big chunks make big GEMMs; chunks of one
+    image keep the extra memory near the input's size."""
+    image = g.patch_size * g.patches * itemsize
+    budget = min(CHUNK_BYTES_MAX, max(CHUNK_BYTES_MIN, image))
+    rows = max(g.ow, budget // (g.patch_size * itemsize))
+    if rows >= g.patches:
+        images = rows // g.patches
+        return [(b0, min(g.b, b0 + images), 0, g.oh) for b0 in range(0, g.b, images)]
+    band = rows // g.ow
+    return [(b, b + 1, y0, min(g.oh, y0 + band)) for b in range(g.b) for y0 in range(0, g.oh, band)]
+
+
+def _columns(chunk) -> int:
+    b0, b1, y0, y1 = chunk
+    return (b1 - b0) * (y1 - y0)
+
+
+class _Workspace:
+    """Buffers every chunk of one call reuses: the zero-padded band of input rows it reads, its patch columns and
+    their gradients (c·kh·kw, rows), and a tile of output (or output gradient) columns (o, rows)."""
+
+    def __init__(self, g: Windows, out_channels: int, chunks, like) -> None:
+        self.g, self.out_channels = g, out_channels
+        columns = max(_columns(c) for c in chunks) * g.ow
+        images = max(b1 - b0 for b0, b1, _, _ in chunks)
+        rows = max(self.band_rows(y0, y1) for _, _, y0, y1 in chunks)
+        self.band = like.new_zeros(images, g.c, rows, g.w + 2 * g.pw)  # its padding columns stay zero
+        self.cols = like.new_empty(g.patch_size * columns)
+        self.grads = like.new_empty(g.patch_size * columns)
+        self.tiles = like.new_empty(out_channels * columns)
+
+    def band_rows(self, y0: int, y1: int) -> int:
+        return (y1 - 1 - y0) * self.g.sh + (self.g.kh - 1) * self.g.dh + 1
+
+    def tile(self, chunk):
+        return self.tiles[: self.out_channels * _columns(chunk) * self.g.ow].view(self.out_channels, -1)
+
+    def patch_grads(self, chunk):
+        return self.grads[: self.g.patch_size * _columns(chunk) * self.g.ow].view(self.g.patch_size, -1)
+
+    def gather(self, input, chunk):
+        """The chunk's patch columns, (c·kh·kw, rows): its input rows copied into the padded band, then one strided
+        copy whose inner loop runs along an output row."""
+        g, (b0, b1, y0, y1) = self.g, chunk
+        band = self.band[: b1 - b0, :, : self.band_rows(y0, y1)]
+        top = y0 * g.sh - g.ph  # the input row at band row 0
+        r0, r1 = max(0, top), min(g.h, top + band.shape[2])
+        band[:, :, : max(0, r0 - top)].zero_()  # padding rows above and below the input
+        band[:, :, max(0, r1 - top):].zero_()
+        if r1 > r0:
+            band[:, :, r0 - top: r1 - top, g.pw: g.pw + g.w].copy_(input[b0:b1, :, r0:r1])
+        sn, sc, sy, sx = band.stride()
+        view = band.as_strided((g.c, g.kh, g.kw, b1 - b0, y1 - y0, g.ow),
+                               (sc, sy * g.dh, sx * g.dw, sn, sy * g.sh, sx * g.sw))
+        cols = self.cols[: view.numel()].view(view.shape)
+        cols.copy_(view)
+        return cols.view(g.patch_size, -1)
+
+    def image(self, tensor, chunk):
+        """The (o, patches) view of one image of a (b, o, o_h, o_w) tensor, when the chunk is that whole image."""
+        g, (b0, b1, y0, y1) = self.g, chunk
+        if b1 - b0 == 1 and y0 == 0 and y1 == g.oh and tensor[b0].is_contiguous():
+            return tensor[b0].view(-1, g.patches)
+        return None
+
+    def write(self, tile, out, chunk, channels_first: bool) -> None:
+        """Put a chunk's (o, rows) output tile in place: in the (b, o, o_h, o_w) image, or the (b·patches, o) rows."""
+        g, (b0, b1, y0, y1) = self.g, chunk
+        if channels_first:
+            out[b0:b1, :, y0:y1].copy_(tile.view(-1, b1 - b0, y1 - y0, g.ow).transpose(0, 1))
+        else:
+            start = b0 * g.patches + y0 * g.ow
+            out[start: start + tile.shape[1]].copy_(tile.t())
+
+    def read(self, grad, chunk, channels_first: bool):
+        """A chunk's (o, rows) output-gradient tile (the gradient itself when it can)."""
+        g, (b0, b1, y0, y1) = self.g, chunk
+        image = self.image(grad, chunk) if channels_first else None
+        if image is not None:
+            return image
+        tile = self.tile(chunk)
+        if channels_first:
+            tile.view(-1, b1 - b0, y1 - y0, g.ow).copy_(grad[b0:b1, :, y0:y1].transpose(0, 1))
+        else:
+            start = b0 * g.patches + y0 * g.ow
+            tile.copy_(grad[start: start + tile.shape[1]].t())
+        return tile
+
+    def scatter_add(self, patch_grads, grad_input, chunk) -> None:
+        """Add the chunk's patch-column gradients into ``grad_input`` (col2im): per kernel position, the outputs
+        whose input position is inside the input, in one strided add."""
+        g, (b0, b1, y0, y1) = self.g, chunk
+        patches = patch_grads.view(g.c, g.kh, g.kw, b1 - b0, y1 - y0, g.ow)
+        for i in range(g.kh):
+            first, last = _inside(y0, y1, g.sh, i * g.dh - g.ph, g.h)
+            if first >= last:
+                continue
+            rows = slice(first * g.sh + i * g.dh - g.ph, (last - 1) * g.sh + i * g.dh - g.ph + 1, g.sh)
+            for j in range(g.kw):
+                left, right = _inside(0, g.ow, g.sw, j * g.dw - g.pw, g.w)
+                if left >= right:
+                    continue
+                columns = slice(left * g.sw + j * g.dw - g.pw, (right - 1) * g.sw + j * g.dw - g.pw + 1, g.sw)
+                grad_input[b0:b1, :, rows, columns] += (
+                    patches[:, i, j, :, first - y0: last - y0, left:right].transpose(0, 1))
+
+
+def _inside(start: int, stop: int, stride: int, offset: int, size: int) -> tuple[int, int]:
+    """The outputs ``start <= y < stop`` whose input position ``y * stride + offset`` is in ``[0, size)``."""
+    first = max(start, (-offset + stride - 1) // stride)
+    last = min(stop, (size - 1 - offset) // stride + 1)
+    return first, last
