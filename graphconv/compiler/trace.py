@@ -108,9 +108,9 @@ def check_dims(spec: Spec, dims: dict[str, Any]) -> dict[str, int]:
 
 def check_shapes(spec: Spec, shapes: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Whole input shapes by input name, as tuples of sizes ≥ 0."""
-    checked = {}
+    checked, inputs = {}, set(spec.input_names)
     for name, shape in shapes.items():
-        if name not in spec.input_names:
+        if name not in inputs:
             raise SpecError(f"--shapes {name}: not an input of {spec.name}{suggest(name, spec.input_names)}; its "
                             f"inputs are: {', '.join(spec.input_names)}", path=spec.path)
         shape = shape if isinstance(shape, tuple) else (shape,)
