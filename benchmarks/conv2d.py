@@ -12,13 +12,16 @@ autograd node keeps for backward. Both graphconv policies run on the optimized p
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-import torch.nn.functional as F
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # no compile workers running beside the timings
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -72,6 +75,7 @@ def measure_size(size: tuple[int, ...], impls: dict[str, Callable], repeats: int
     x = torch.randn(b, c, h, w, requires_grad=True)
     kernel = torch.randn(c, c, 3, 3, requires_grad=True)
     grad = torch.randn(b, c, h, w)
+    torch._dynamo.reset()  # torch.compile starts afresh at each size (its recompile limit is per function)
     for name, run in impls.items():  # warm up (torch.compile compiles here) and check the values
         torch.testing.assert_close(run(x, kernel), F.conv2d(x, kernel, padding=1), rtol=1e-3, atol=1e-3,
                                    msg=lambda m: f"{name}: {m}")
@@ -128,17 +132,19 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 repeats instead of 15, no torch.compile")
+    parser.add_argument("--quick", action="store_true", help="5 repeats instead of 21, no torch.compile")
     parser.add_argument("--no-torch-compile", action="store_true")
-    parser.add_argument("--repeats", type=int, help="timing samples per case (default 15, 5 with --quick)")
+    parser.add_argument("--repeats", type=int, help="timing samples per case (default 21, 5 with --quick)")
     args = parser.parse_args()
-    repeats = args.repeats or (5 if args.quick else 15)
+    repeats = args.repeats or (5 if args.quick else 21)
     impls, note = implementations(not (args.quick or args.no_torch_compile))
+    load = os.getloadavg()[0]
     rows = []
     for size in SIZES:
         rows += measure_size(size, impls, repeats)
         print(f"measured {size}", file=sys.stderr, flush=True)
-    print(f"Machine: {machine()}; {repeats} interleaved repeats per figure, medians.\n")
+    print(f"Machine: {machine()}; load average {load:.1f} before and {os.getloadavg()[0]:.1f} after (other work "
+          f"on the machine); {repeats} interleaved repeats per figure, medians.\n")
     print(table(rows))
     if note:
         print(f"\n{note}")

@@ -1,12 +1,13 @@
 """Fused ops that the optimizer (graphconv.compiler.passes) rewrites op chains into; specs may use them directly.
 
 - ``im2col``: ``unfold → permute(0, 2, 1) → reshape`` as one strided copy of the padded input.
-- ``patch_matmul``: ``im2col → matmul [→ reshape → permute]``, the im2col convolution. A big one runs in chunks of
-  output rows, so the patch matrix never exists whole (no 9×-the-input buffer, no page faults on fresh memory),
-  with the patches in channels-last order (i, j, c) — the copy reads whole channel vectors — and the weight
-  reordered to match; its VJP recomputes each chunk's patches from the saved input instead of saving them. A small
-  one that returns the (b, o, o_h, o_w) image runs whole in unfold's own layout, where a batched matmul gives the
-  image without a transposing copy.
+- ``patch_matmul``: ``[kernel → reshape → transpose →] im2col → matmul [→ reshape → permute]``, the im2col
+  convolution, computed without its patch matrix (kh·kw times the input) and in unfold's layout, where
+  (o, c·kh·kw) @ (c·kh·kw, patches) is one batch item's (o, patches) image — no transposing copy, and the kernel
+  read as it is. A big call runs in chunks (whole images, or bands of output rows of a big one), each gathered
+  by one strided copy into a reused buffer (no page faults on fresh memory) and its gradient scattered back by
+  one strided add per kernel position; a small call runs whole through unfold, bmm and fold. The VJP recomputes
+  the patches from the saved input instead of keeping them.
 
 Both take the literal composition when the call's shapes are not the ones those paths assume (say, a reshape that
 does not merge batch and patches), so the rewrite never changes a result.
@@ -321,8 +322,8 @@ def _columns(chunk) -> int:
 
 
 class _Workspace:
-    """Buffers every chunk of one call reuses: the zero-padded band of input rows it reads, its patch columns and
-    their gradients (c·kh·kw, rows), and a tile of output (or output gradient) columns (o, rows)."""
+    """Buffers every chunk of one call reuses: the zero-padded band of input rows it reads, its patch columns (then
+    their gradients) (c·kh·kw, rows), and a tile of output (or output gradient) columns (o, rows)."""
 
     def __init__(self, g: Windows, out_channels: int, chunks, like) -> None:
         self.g, self.out_channels = g, out_channels
@@ -331,7 +332,6 @@ class _Workspace:
         rows = max(self.band_rows(y0, y1) for _, _, y0, y1 in chunks)
         self.band = like.new_zeros(images, g.c, rows, g.w + 2 * g.pw)  # its padding columns stay zero
         self.cols = like.new_empty(g.patch_size * columns)
-        self.grads = like.new_empty(g.patch_size * columns)
         self.tiles = like.new_empty(out_channels * columns)
 
     def band_rows(self, y0: int, y1: int) -> int:
@@ -341,7 +341,9 @@ class _Workspace:
         return self.tiles[: self.out_channels * _columns(chunk) * self.g.ow].view(self.out_channels, -1)
 
     def patch_grads(self, chunk):
-        return self.grads[: self.g.patch_size * _columns(chunk) * self.g.ow].view(self.g.patch_size, -1)
+        """Room for the chunk's patch-column gradients: the patch columns' own buffer, which the weight's gradient
+        has read by then."""
+        return self.cols[: self.g.patch_size * _columns(chunk) * self.g.ow].view(self.g.patch_size, -1)
 
     def gather(self, input, chunk):
         """The chunk's patch columns, (c·kh·kw, rows): its input rows copied into the padded band, then one strided
