@@ -3,14 +3,12 @@ import ast
 import importlib.util
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import graphconv
-import graphconv.ops.fused as fused
 from graphconv.cli import main
 
 ROOT = __import__("conftest").ROOT
@@ -84,7 +82,7 @@ def test_the_module_is_readable_and_checks_its_inputs(tmp_path):
 
 @pytest.mark.slow  # a fresh interpreter that imports torch
 def test_the_module_runs_without_graphconv(tmp_path):
-    path = export(tmp_path, SPEC)
+    export(tmp_path, SPEC)
     code = ("import sys, torch; import exported; "
             "y = exported.conv2d(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)); "
             "assert y.shape == (1, 3, 5, 5); "

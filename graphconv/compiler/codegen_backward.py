@@ -18,7 +18,7 @@ its last use.
 """
 from __future__ import annotations
 
-from graphconv.compiler.codegen import Source, Unit
+from graphconv.compiler.codegen_source import Source, Unit
 from graphconv.compiler.codegen_forward import described_slots, emit_free, emit_step
 
 

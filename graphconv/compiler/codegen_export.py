@@ -16,7 +16,8 @@ import textwrap
 import types
 from typing import Any, Callable
 
-from graphconv.compiler.codegen import Unit, comment, functions_source, identifier, literal
+from graphconv.compiler.codegen import functions_source
+from graphconv.compiler.codegen_source import Unit, comment, identifier, literal
 from graphconv.errors import SpecError
 from graphconv.ops.lazy_torch import torch as lazy_torch
 from graphconv.ops.registry import Op

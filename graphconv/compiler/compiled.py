@@ -16,6 +16,7 @@ import torch
 
 from graphconv.compiler import codegen, executor, function, memory, passes
 from graphconv.compiler.binding import Binder, shape_mismatch
+from graphconv.compiler.codegen_source import identifier
 from graphconv.compiler.program import Program
 from graphconv.graph.opgraph import Spec
 from graphconv.loader import load
@@ -99,7 +100,7 @@ class CompiledOp:
         taken: set[str] = set()
         params = [inspect.Parameter(self.code.unit.var(s), inspect.Parameter.POSITIONAL_ONLY)
                   for s in self.program.input_slots]
-        params += [inspect.Parameter(codegen.identifier(k, taken), inspect.Parameter.KEYWORD_ONLY, default=v)
+        params += [inspect.Parameter(identifier(k, taken), inspect.Parameter.KEYWORD_ONLY, default=v)
                    for k, v in self.spec.meta.attrs.items()]
         return inspect.Signature(params)
 
