@@ -17,13 +17,7 @@ TRANSPOSE_PATCHES = (0, 2, 1)
 
 
 def run(graph: Rewriter) -> list[str]:
-    changes = []
-    for node_id in graph.op_ids():
-        if graph.has(node_id) and graph.op(node_id).op.name == "unfold":
-            change = fuse(graph, graph.op(node_id))
-            if change:
-                changes.append(change)
-    return changes
+    return graph.fuse_each("unfold", fuse)
 
 
 def fuse(graph: Rewriter, unfold: OpNode) -> str | None:

@@ -22,13 +22,7 @@ SUMMARY = "[kernel reshape → transpose →] im2col → matmul [→ reshape →
 
 
 def run(graph: Rewriter) -> list[str]:
-    changes = []
-    for node_id in graph.op_ids():
-        if graph.has(node_id) and graph.op(node_id).op.name == "im2col":
-            change = fuse(graph, graph.op(node_id))
-            if change:
-                changes.append(change)
-    return changes
+    return graph.fuse_each("im2col", fuse)
 
 
 def fuse(graph: Rewriter, cols: OpNode) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import networkx as nx
 
@@ -50,6 +50,16 @@ class Rewriter:
     def op_ids(self) -> list[str]:
         """Op ids in topological order: passes walk these and look each op up again (an edit replaces nodes)."""
         return [node.id for node in self.ops()]
+
+    def fuse_each(self, op_name: str, fuse: Callable[["Rewriter", OpNode], str | None]) -> list[str]:
+        """Offer every op named ``op_name`` still in the graph to ``fuse``; the changes it reports."""
+        changes = []
+        for node_id in self.op_ids():
+            if self.has(node_id) and self.op(node_id).op.name == op_name:
+                change = fuse(self, self.op(node_id))
+                if change:
+                    changes.append(change)
+        return changes
 
     def tensor(self, tensor_id: str) -> TensorNode:
         return self.graph.nodes[tensor_id]["node"]
