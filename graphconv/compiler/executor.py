@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import torch
 
+from graphconv.compiler.codegen import Errors
 from graphconv.compiler.program import Program, Step
 from graphconv.errors import SpecError
 
@@ -75,9 +76,7 @@ def run_op(program: Program, step: Step, inputs: list, args: dict[str, Any]) -> 
 
 
 def op_error(program: Program, step: Step, message: str) -> SpecError:
-    node = step.node
-    return SpecError(f"while executing op {node.id} ({node.label}): {message}", path=program.spec.path,
-                     line=node.line, column=node.column, source=program.spec.source)
+    return Errors(program).op_error(program.steps.index(step), message)
 
 
 def backward(program: Program, args: list[dict[str, Any]], saved: Saved, saved_tensors: Sequence[torch.Tensor],
@@ -87,7 +86,7 @@ def backward(program: Program, args: list[dict[str, Any]], saved: Saved, saved_t
     grads: list[Any] = [None] * len(program.slot)
     for slot, grad in zip(program.output_slots, grad_outputs):
         _accumulate(grads, slot, grad)
-    needs_per_step = program.needs(input_needs)
+    needs_per_step, errors = program.needs(input_needs), Errors(program)
     for index in range(len(program.steps) - 1, -1, -1):
         step, needs = program.steps[index], needs_per_step[index]
         out_grads = [grads[s] for s in step.outputs]
@@ -97,7 +96,7 @@ def backward(program: Program, args: list[dict[str, Any]], saved: Saved, saved_t
         if not any(needs) or all(g is None for g in out_grads):
             continue
         start, count = saved.layout[index]
-        input_grads = run_vjp(program, step, args[index], saved_tensors[start:start + count], saved.meta[index],
+        input_grads = run_vjp(errors, index, args[index], saved_tensors[start:start + count], saved.meta[index],
                               needs, out_grads)
         for slot, grad, need in zip(step.inputs, input_grads, needs):
             if need and grad is not None:
@@ -105,9 +104,10 @@ def backward(program: Program, args: list[dict[str, Any]], saved: Saved, saved_t
     return [grads[s] for s in program.input_slots], grads if keep else None
 
 
-def run_vjp(program: Program, step: Step, args: dict[str, Any], tensors: Sequence[torch.Tensor],
+def run_vjp(errors: Errors, index: int, args: dict[str, Any], tensors: Sequence[torch.Tensor],
             meta: tuple[tuple, tuple], needs: tuple[bool, ...], out_grads: list) -> Sequence[Any]:
-    shapes, dtypes = meta
+    """One op's VJP; its gradients checked (count and shapes) like the generated code's."""
+    step, shapes, dtypes = errors.program.steps[index], *meta
     ctx = OpContext(args, _saved_by_name(step, tensors), shapes, dtypes, needs)
     grad = out_grads[0] if len(step.outputs) == 1 else tuple(out_grads)  # None: an output with no gradient
     try:
@@ -115,35 +115,20 @@ def run_vjp(program: Program, step: Step, args: dict[str, Any], tensors: Sequenc
     except SpecError:
         raise
     except Exception as error:
-        raise op_error(program, step, f"in its VJP: {type(error).__name__}: {error}") from error
-    check_grads(program, step, input_grads, shapes, needs)
-    return input_grads
+        raise errors.op_error(index, f"in its VJP: {type(error).__name__}: {error}") from error
+    return errors.grads(index, input_grads, shapes, needs)
 
 
 def _saved_by_name(step: Step, tensors: Sequence[torch.Tensor]) -> dict[str, Any]:
-    op = step.op
+    op, count = step.op, len(step.saved_inputs)
     if op.variadic_inputs:
-        count = len(step.saved_inputs)
         named = {op.inputs[0]: tuple(tensors[:count])} if count else {}
     else:
-        count = len(step.saved_inputs)
         named = {op.inputs[i]: tensors[k] for k, i in enumerate(step.saved_inputs)}
     if step.saves_output:
         outputs = tuple(tensors[count:])
         named["out"] = outputs if len(outputs) > 1 else outputs[0]
     return named
-
-
-def check_grads(program: Program, step: Step, grads: Any, shapes: tuple, needs: tuple[bool, ...]) -> None:
-    names = step.op.inputs if not step.op.variadic_inputs else [f"{step.op.inputs[0]}[{i}]" for i in range(len(shapes))]
-    if not isinstance(grads, (tuple, list)) or len(grads) != len(shapes):
-        got = len(grads) if isinstance(grads, (tuple, list)) else type(grads).__name__
-        raise op_error(program, step, f"its VJP returned {got} gradient(s) for {len(shapes)} input(s) "
-                                      f"({', '.join(names)})")
-    for name, grad, shape, need in zip(names, grads, shapes, needs):
-        if need and grad is not None and tuple(grad.shape) != tuple(shape):
-            raise op_error(program, step, f"its VJP returned a gradient of shape {tuple(grad.shape)} for input "
-                                          f"{name!r} of shape {tuple(shape)}")
 
 
 def _accumulate(grads: list, slot: int, grad: torch.Tensor | None) -> None:
