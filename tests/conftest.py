@@ -9,6 +9,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 SEED = ROOT.parent / "shared" / "seed" / "000_01b1be2d849a49ab.txt"
 
+# A spec with no front matter: dims come only from the actual shapes (run needs --shapes).
+NO_FRONT_MATTER = """\
+    graph LR
+      x --> P(("permute(0, 2, 1)")) --> R(("reshape(-1, 6)"))
+      R --> flat
+      flat --> M((matmul))
+      w --> M
+      M --> y
+    """
+
 
 @pytest.fixture
 def specs_dir() -> Path:

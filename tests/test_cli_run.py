@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SPECS, write_spec
+from conftest import NO_FRONT_MATTER, ROOT, SPECS, write_spec
 from graphconv.cli import main
 
 BIG = "b=256,i_h=224,i_w=224,in_channels=64,out_channels=128"
@@ -25,14 +25,6 @@ BIG_SHAPES = {
     "output_4D": [256, 224, 224, 128],
     "output": [256, 128, 224, 224],
 }
-NO_FRONT_MATTER = """\
-    graph LR
-      x --> P(("permute(0, 2, 1)")) --> R(("reshape(-1, 6)"))
-      R --> flat
-      flat --> M((matmul))
-      w --> M
-      M --> y
-    """
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

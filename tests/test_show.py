@@ -12,19 +12,11 @@ import torch
 import torch.nn.functional as F
 
 import graphconv
-from conftest import ROOT, SPECS, write_spec
+from conftest import NO_FRONT_MATTER, ROOT, SPECS, write_spec
 from graphconv.cli import main
 from graphconv.graph.render_yaml import metadata_data
 from graphconv.spec.expr import to_source
 
-NO_FRONT_MATTER = """\
-    graph LR
-      x --> P(("permute(0, 2, 1)")) --> R(("reshape(-1, 6)"))
-      R --> flat
-      flat --> M((matmul))
-      w --> M
-      M --> y
-    """
 SPLIT_JOIN = """\
     ---
     title: split_join
