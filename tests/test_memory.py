@@ -179,3 +179,39 @@ def test_minimal_holds_only_the_output_between_the_passes():
     output = held["minimal"][1].numel() * 4
     assert held["minimal"][0] == output
     assert held["all"][0] == output + 2 * 12 * 12 * 4 * 9 * 4  # and the patch matrix
+
+
+def _peak(run) -> int:
+    """The most bytes allocated at once while ``run`` runs, beyond what existed before (allocator events)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
+        run()
+    live = peak = 0
+    for event in sorted((e for e in recorded.profiler.kineto_results.events() if e.name() == "[memory]"),
+                        key=lambda e: e.start_ns()):
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+@pytest.mark.parametrize("b, c, o, h, w", [(4, 3, 3, 8, 8), (2, 16, 16, 16, 16), (3, 8, 5, 20, 12), (1, 1, 1, 5, 5),
+                                           (2, 64, 128, 7, 7)])
+def test_minimal_holds_little_beyond_the_output_and_gradients(b, c, o, h, w):
+    """With save="minimal" the fused conv works in groups of images or bands of rows, so a forward+backward holds,
+    beyond its output and the two gradients, at most about the low-memory budget of patch columns (one output
+    row's at least) — not the patch matrix."""
+    from graphconv.ops import fused
+
+    torch.manual_seed(0)
+    x, kernel = torch.randn(b, c, h, w, requires_grad=True), torch.randn(o, c, 3, 3, requires_grad=True)
+    grad = torch.randn(b, o, h, w)
+    peaks = {}
+    for save in memory.POLICIES:
+        op = graphconv.compile(SPECS / "conv2d.mmd", save=save)
+        op(x, kernel)  # the first call checks the shapes on the meta device
+        peaks[save] = _peak(lambda: torch.autograd.grad(op(x, kernel), (x, kernel), grad))
+    held = 4 * (grad.numel() + x.numel() + kernel.numel())  # the output and the two gradients
+    budget = max(fused.LOW_MEMORY_BYTES, 4 * (x.numel() + grad.numel()) // 8, 4 * c * 9 * w)
+    patch_matrix = 4 * b * h * w * c * 9
+    assert peaks["minimal"] - held <= 2 * budget
+    if patch_matrix > 2 * budget:
+        assert peaks["minimal"] - held < patch_matrix <= peaks["all"] - held

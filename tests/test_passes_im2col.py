@@ -1,6 +1,7 @@
 """The im2col and patch_matmul passes on convolution specs, and the fused ops they produce: same values and
 gradients as the unfused graph over kernel sizes, strides, paddings and dilations — whole (small problems: unfold's
-layout or the literal composition), and in chunks of whole images and of bands of rows."""
+layout or the literal composition), in chunks of whole images and of bands of rows, and (low memory, as a
+save="minimal" compile asks) in groups of images."""
 import textwrap
 
 import pytest
@@ -25,20 +26,34 @@ CONFIGS = [
     (5, 16, 12, (12, 10), (3, 3), 1, 1),  # big enough for the chunked path
 ]
 BUDGETS = {"whole": (1 << 40, 1), "whole images": (0, 1 << 40), "bands of rows": (0, 1)}  # whole, chunk bytes
+LOW_MEMORY_BUDGETS = {  # the low-memory budget, from one image's patch bytes
+    "low memory: one group": lambda image: 1 << 40,
+    "low memory: groups of one image": lambda image: image,
+    "low memory: bands of rows": lambda image: 1,
+}
+PATHS = list(BUDGETS) + list(LOW_MEMORY_BUDGETS)
 
 
-def take_path(monkeypatch, path: str) -> None:
-    """Make patch_matmul take a path: whole, or chunks of whole images, or of single rows."""
+def take_path(monkeypatch, path: str) -> bool:
+    """Make patch_matmul take a path: whole, or chunks of whole images, or of single rows; or with low_memory, one
+    group of the whole batch, groups of one image, or single rows. True for the low-memory paths: the op must
+    then be given low_memory=True."""
+    if path in LOW_MEMORY_BUDGETS:
+        budget = LOW_MEMORY_BUDGETS[path]
+        monkeypatch.setattr(fused, "_low_memory_budget",
+                            lambda g, out_channels, itemsize: budget(g.patches * g.patch_size * itemsize))
+        return True
     whole, chunk = BUDGETS[path]
     monkeypatch.setattr(fused, "WHOLE_BYTES", whole)
     monkeypatch.setattr(fused, "CHUNK_BYTES_MIN", chunk)
     monkeypatch.setattr(fused, "CHUNK_BYTES_MAX", chunk)
+    return False
 
 
-@pytest.fixture(params=list(BUDGETS))
+@pytest.fixture(params=PATHS)
 def chunking(request, monkeypatch):
-    take_path(monkeypatch, request.param)
-    return request.param
+    """Whether the path taken needs low_memory."""
+    return take_path(monkeypatch, request.param)
 
 
 def compare_conv(before, after, batch, cin, cout, size, kernel, stride, padding, **extra):
@@ -65,8 +80,9 @@ def test_im2col_pass_keeps_values_and_gradients(config):
 @pytest.mark.parametrize("config", CONFIGS)
 def test_patch_matmul_pass_keeps_values_and_gradients(config, chunking):
     spec = graphconv.load(SPECS / "conv2d.mmd")
-    optimized, reports = passes.optimize(spec)
+    optimized, reports = passes.optimize(spec, low_memory=chunking)
     assert [n.op.name for n in optimized.ops()] == ["patch_matmul"]
+    assert ("low_memory" in optimized.ops()[0].args) == chunking
     x, w, y = compare_conv(spec, optimized, *config)
     torch.testing.assert_close(y, F.conv2d(x, w, stride=config[5], padding=config[6]))
 
@@ -96,7 +112,7 @@ DILATED = """\
 def test_rows_output_and_dilation(stride, padding, dilation, chunking):
     """No channels-first tail: patch_matmul returns the (b·patches, o) rows; dilation goes through."""
     spec = graphconv.loads(textwrap.dedent(DILATED))
-    optimized, _ = passes.optimize(spec)
+    optimized, _ = passes.optimize(spec, low_memory=chunking)
     [fused_node] = optimized.ops()  # the kernel's reshape → transpose folded in too
     assert fused_node.op.name == "patch_matmul" and "out_shape" not in fused_node.args
     assert "weight_shape" in fused_node.args
@@ -132,12 +148,12 @@ def test_no_fusion_when_an_intermediate_is_read_elsewhere_or_the_order_differs()
     assert passes.optimize(spec, (dce, fold_views, im2col, patch_matmul))[1][2].changes == []
 
 
-@pytest.mark.parametrize("budget", list(BUDGETS))
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("channels_first", [False, True])
-def test_patch_matmul_vjp_gradchecks_on_every_path(budget, channels_first, monkeypatch):
-    take_path(monkeypatch, budget)
+def test_patch_matmul_vjp_gradchecks_on_every_path(path, channels_first, monkeypatch):
+    low_memory = take_path(monkeypatch, path)
     b, c, o, h, w = 2, 3, 2, 6, 5
-    attrs = {"kernel_size": (3, 2), "padding": (1, 0), "stride": (2, 1), "dilation": (1, 2)}
+    attrs = {"kernel_size": (3, 2), "padding": (1, 0), "stride": (2, 1), "dilation": (1, 2), "low_memory": low_memory}
     oh, ow = (h + 2 - 2 - 1) // 2 + 1, (w - 2 - 1) // 1 + 1
     attrs["shape"] = (b * oh * ow, c * 6)
     if channels_first:
@@ -146,11 +162,21 @@ def test_patch_matmul_vjp_gradchecks_on_every_path(budget, channels_first, monke
     assert gradcheck_op(fused.patch_matmul, (x, weight), attrs) is None
     names = ("kernel_size", "dilation", "padding", "stride", "shape", "weight_shape", "out_shape", "out_dims")
     with torch.no_grad():  # as in a compiled op's forward and backward
-        plan = fused._plan(x.shape, weight.shape, 8, tuple(attrs.get(name) for name in names))
-    if budget == "whole":
-        assert (plan is None) if not channels_first else not plan.chunked  # the literal composition, or unfold's
-    else:
-        assert plan.chunked and len(fused._chunks(plan.g, 8)) == {"whole images": 1, "bands of rows": b * oh}[budget]
+        plan = fused._plan(x.shape, weight.shape, 8, tuple(attrs.get(name) for name in names), low_memory)
+    if path == "whole":
+        assert (plan is None) if not channels_first else plan.images is None  # the literal composition, or unfold's
+        return
+    parts = {"whole images": 1, "low memory: one group": 1, "low memory: groups of one image": b}.get(path, b * oh)
+    if channels_first and path in ("low memory: one group", "low memory: groups of one image"):
+        assert not plan.chunked and len(fused._groups(plan)) == parts  # unfold's, a group of images at a time
+    else:  # in chunks (low memory with a rows output too)
+        assert plan.chunked and len(fused._chunks(plan.g, 8, plan.chunk_bytes)) == parts
+
+
+def test_a_minimal_compile_asks_for_low_memory():
+    fused_args = {save: graphconv.compile(SPECS / "conv2d.mmd", save=save).optimized.ops()[0].args
+                  for save in ("all", "minimal")}
+    assert "low_memory" not in fused_args["all"] and fused_args["minimal"]["low_memory"].value is True
 
 
 def test_the_kernel_gradient_comes_out_in_the_kernel_layout(monkeypatch):

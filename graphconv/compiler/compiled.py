@@ -27,7 +27,7 @@ CACHE_LIMIT = 256
 class CompiledOp:
     def __init__(self, spec: Spec, *, optimize: bool = True, save: str = "all") -> None:
         self.spec = spec
-        self.optimized, self.reports = passes.optimize(spec) if optimize else (spec, [])
+        self.optimized, self.reports = passes.optimize(spec, low_memory=save == "minimal") if optimize else (spec, [])
         self.program = Program(self.optimized)
         self.plan = memory.plan(self.program, save)
         self.code = codegen.generate(self.program, self.plan)

@@ -7,20 +7,23 @@
   read as it is. A big call runs in chunks (whole images, or bands of output rows of a big one), each gathered
   by one strided copy into a reused buffer (no page faults on fresh memory) and its gradient scattered back by
   one strided add per kernel position; a small call runs whole through unfold, bmm and fold. The VJP recomputes
-  the patches from the saved input instead of keeping them.
+  the patches from the saved input instead of keeping them. With ``low_memory`` (what ``save="minimal"`` compiles
+  ask for) small calls too keep their patch columns within a budget: a group of images at a time through unfold
+  and fold, or in chunks.
 
 Both take the literal composition when the call's shapes are not the ones those paths assume (say, a reshape that
 does not merge batch and patches), so the rewrite never changes a result.
 """
 from __future__ import annotations
 
-from graphconv.ops.helpers import randn
+from graphconv.ops.helpers import col2im, randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import op
 
 WHOLE_BYTES = 256 * 1024  # patch_matmul goes in chunks when the patch matrix is bigger than this
 CHUNK_BYTES_MIN = 1024 * 1024  # a chunk's patch columns: several small images together (a good GEMM) …
 CHUNK_BYTES_MAX = 8 * 1024 * 1024  # … but a band of rows of a big one (memory)
+LOW_MEMORY_BYTES = 16 * 1024  # low_memory: the smallest budget for patch columns (about a conv kernel's workspace)
 CHANNELS_FIRST = (0, 3, 1, 2)
 
 
@@ -49,6 +52,10 @@ class Windows:
         self.patches = self.oh * self.ow
         self.patch_size = self.c * self.kh * self.kw
 
+    def unfold_args(self) -> tuple[tuple[int, int], ...]:
+        """kernel_size, dilation, padding, stride: as F.unfold takes them (and F.fold after the output size)."""
+        return (self.kh, self.kw), (self.dh, self.dw), (self.ph, self.pw), (self.sh, self.sw)
+
 
 def _patch_view(input, g: Windows):
     """A (b, o_h, o_w, c, kh, kw) strided view of the zero-padded input: unfold's patches, not yet copied."""
@@ -61,7 +68,7 @@ def _patch_view(input, g: Windows):
 def _col2im(grad_cols, g: Windows):
     """The adjoint of im2col: sum (b, patches, c·kh·kw) patch gradients back into a (b, c, h, w) gradient."""
     columns = grad_cols.reshape(g.b, g.patches, g.patch_size).transpose(1, 2)
-    return torch.nn.functional.fold(columns, (g.h, g.w), (g.kh, g.kw), (g.dh, g.dw), (g.ph, g.pw), (g.sh, g.sw))
+    return col2im(columns, (g.h, g.w), *g.unfold_args())
 
 
 # --- im2col ---------------------------------------------------------------------------------------------------
@@ -97,10 +104,18 @@ def _():
 
 class _Plan:
     """How one patch_matmul call runs: its windows and output channels, whether it returns the (b, o, o_h, o_w)
-    image (else the (b·patches, o) rows), and whether it goes in chunks (else through unfold and fold, whole)."""
+    image (else the (b·patches, o) rows), and its path — in chunks of at most ``chunk_bytes`` of patch columns, or
+    (``chunk_bytes`` None) through unfold and a batched matmul: the whole batch at once (``images`` None), or in
+    groups of ``images`` images written in place."""
 
-    def __init__(self, g: Windows, out_channels: int, channels_first: bool, chunked: bool) -> None:
-        self.g, self.out_channels, self.channels_first, self.chunked = g, out_channels, channels_first, chunked
+    def __init__(self, g: Windows, out_channels: int, channels_first: bool, *, chunk_bytes: int | None = None,
+                 images: int | None = None) -> None:
+        self.g, self.out_channels, self.channels_first = g, out_channels, channels_first
+        self.chunk_bytes, self.images = chunk_bytes, images
+
+    @property
+    def chunked(self) -> bool:
+        return self.chunk_bytes is not None
 
 
 def _resolve(shape, numel):
@@ -116,11 +131,12 @@ def _resolve(shape, numel):
     return shape
 
 
-def _plan(input_shape, weight_shape, itemsize, attrs) -> _Plan | None:
-    """How to run the call, when it is an im2col convolution in the usual layout: in chunks when its patch matrix
-    is big, else (for an image output) through unfold and a batched matmul. None: the literal composition — other
-    layouts, and small calls that return rows. While autograd records (a differentiable backward) only the whole
-    paths will do: they are made of differentiable ops."""
+def _plan(input_shape, weight_shape, itemsize, attrs, low_memory=False) -> _Plan | None:
+    """How to run the call, when it is an im2col convolution in the usual layout; None: the literal composition
+    (other layouts, and small calls that return rows). A big call goes in chunks, a small one whole through unfold
+    (for an image output). With ``low_memory``, every call keeps its patch columns within the low-memory budget: in
+    groups of whole images through unfold, or in chunks. While autograd records (a differentiable backward) only
+    the whole path will do: it is made of differentiable ops."""
     kernel_size, dilation, padding, stride, shape, weight_shape_attr, out_shape, out_dims = attrs
     if len(input_shape) != 4 or shape is None:
         return None
@@ -134,8 +150,26 @@ def _plan(input_shape, weight_shape, itemsize, attrs) -> _Plan | None:
         dims = tuple(d % 4 for d in out_dims) if out_dims is not None and len(out_dims) == 4 else None
         if _resolve(out_shape, rows * o) != (g.b, g.oh, g.ow, o) or dims != CHANNELS_FIRST:
             return None
-    chunked = rows * g.patch_size * itemsize > WHOLE_BYTES and not torch.is_grad_enabled()
-    return _Plan(g, o, channels_first, chunked) if chunked or channels_first else None
+    whole = _Plan(g, o, True) if channels_first else None
+    if torch.is_grad_enabled():
+        return whole
+    image = g.patches * g.patch_size * itemsize
+    if low_memory:
+        budget = _low_memory_budget(g, o, itemsize)
+        if channels_first and image <= budget:
+            return _Plan(g, o, True, images=min(g.b, budget // image))
+        return _Plan(g, o, channels_first, chunk_bytes=budget)
+    if g.b * image > WHOLE_BYTES:
+        return _Plan(g, o, channels_first, chunk_bytes=min(CHUNK_BYTES_MAX, max(CHUNK_BYTES_MIN, image)))
+    return whole
+
+
+def _low_memory_budget(g: Windows, out_channels: int, itemsize: int) -> int:
+    """The most bytes of patch columns a low-memory call holds at once: an eighth of its input's and output's
+    bytes — so its buffers stay within a fifth of the input, output and gradients a convolution holds anyway —
+    but at least LOW_MEMORY_BYTES (smaller steps cost more time than they save memory)."""
+    tensors = g.b * (g.c * g.h * g.w + out_channels * g.patches) * itemsize
+    return min(CHUNK_BYTES_MAX, max(LOW_MEMORY_BYTES, tensors // 8))
 
 
 def _out_channels(weight_shape, weight_shape_attr, g: Windows):
@@ -165,32 +199,34 @@ def _as_weight_grad(grad_kernel, weight):
 
 @op(save=("input", "weight"))
 def patch_matmul(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None,
-                 out_shape=None, out_dims=None):
+                 out_shape=None, out_dims=None, low_memory=False):
     """``im2col(input, shape=shape) @ W``, then ``.reshape(out_shape).permute(out_dims)`` if given — an im2col
     convolution computed without the whole patch matrix (in chunks of output rows, or in unfold's layout).
-    ``W`` is ``weight``, or ``weight.reshape(weight_shape).t()`` when ``weight_shape`` is given (a kernel)."""
+    ``W`` is ``weight``, or ``weight.reshape(weight_shape).t()`` when ``weight_shape`` is given (a kernel).
+    ``low_memory``: memory before speed — small calls too go a few images, or rows, at a time (``save="minimal"``
+    compiles set it)."""
     attrs = (kernel_size, dilation, padding, stride, shape, weight_shape, out_shape, out_dims)
-    plan = _plan(input.shape, weight.shape, input.element_size(), attrs)
+    plan = _plan(input.shape, weight.shape, input.element_size(), attrs, low_memory)
     if plan is None:
         return _patch_matmul_literal(input, weight, attrs)
     kernel = _kernel(weight, plan.g)
     if plan.chunked:
         return _patch_matmul_chunked(input, kernel, plan)
-    return _patch_matmul_unfolded(input, kernel, plan.g)
+    return _patch_matmul_unfolded(input, kernel, plan)
 
 
 @patch_matmul.vjp
 def _(ctx, grad):
     attrs = (ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride, ctx.shape, ctx.weight_shape, ctx.out_shape,
              ctx.out_dims)
-    plan = _plan(ctx.shapes[0], ctx.shapes[1], ctx.input.element_size(), attrs)
+    plan = _plan(ctx.shapes[0], ctx.shapes[1], ctx.input.element_size(), attrs, ctx.low_memory)
     if plan is None:
         return _patch_matmul_literal_vjp(ctx, grad, attrs)
     kernel = _kernel(ctx.weight, plan.g)
     if plan.chunked:
         grad_input, grad_kernel = _patch_matmul_chunked_vjp(ctx.input, kernel, grad, plan, ctx.needs)
     else:
-        grad_input, grad_kernel = _patch_matmul_unfolded_vjp(ctx.input, kernel, grad, plan.g, ctx.needs)
+        grad_input, grad_kernel = _patch_matmul_unfolded_vjp(ctx.input, kernel, grad, plan, ctx.needs)
     return grad_input, (_as_weight_grad(grad_kernel, ctx.weight) if grad_kernel is not None else None)
 
 
@@ -241,29 +277,62 @@ def _patch_matmul_literal_vjp(ctx, grad, attrs):
     return grad_input, grad_weight
 
 
-# whole, in unfold's layout: (o, c·kh·kw) @ (b, c·kh·kw, patches) is the (b, o, patches) image, no transposing copy
-# (bmm of the expanded kernel: torch.matmul's broadcasting costs more than these small products)
+# in unfold's layout: (o, c·kh·kw) @ (b, c·kh·kw, patches) is the (b, o, patches) image, no transposing copy
+# (bmm of the expanded kernel: torch.matmul's broadcasting costs more than these small products); whole, or a
+# group of images at a time
 
 
 def _unfold(input, g: Windows):
-    return torch.nn.functional.unfold(input, (g.kh, g.kw), (g.dh, g.dw), (g.ph, g.pw), (g.sh, g.sw))
+    return torch.nn.functional.unfold(input, *g.unfold_args())
 
 
-def _patch_matmul_unfolded(input, kernel, g: Windows):
-    matrix = kernel.reshape(kernel.shape[0], -1)
-    return matrix.expand(g.b, -1, -1).bmm(_unfold(input, g)).view(g.b, -1, g.oh, g.ow)
+def _patch_matmul_unfolded(input, kernel, plan: _Plan):
+    g, matrix = plan.g, kernel.reshape(plan.out_channels, -1)
+    if plan.images is None:
+        return matrix.expand(g.b, -1, -1).bmm(_unfold(input, g)).view(g.b, -1, g.oh, g.ow)
+    out = input.new_empty(g.b, plan.out_channels, g.oh, g.ow)
+    for group in _groups(plan):
+        image = out[group].view(-1, plan.out_channels, g.patches)
+        torch.bmm(matrix.expand(image.shape[0], -1, -1), _unfold(input[group], g), out=image)
+    return out
 
 
-def _patch_matmul_unfolded_vjp(input, kernel, grad, g: Windows, needs):
-    grad = grad.reshape(g.b, -1, g.patches)
-    grad_input = grad_kernel = None
-    if needs[0]:
-        columns = kernel.reshape(kernel.shape[0], -1).t().expand(g.b, -1, -1).bmm(grad)
-        grad_input = torch.nn.functional.fold(columns, (g.h, g.w), (g.kh, g.kw), (g.dh, g.dw), (g.ph, g.pw),
-                                              (g.sh, g.sw))
-    if needs[1]:
-        grad_kernel = grad.bmm(_unfold(input, g).transpose(1, 2)).sum(0).view(kernel.shape)
+def _patch_matmul_unfolded_vjp(input, kernel, grad, plan: _Plan, needs):
+    """Whole, or group by group, each group's gradients put in place as they come."""
+    g = plan.g
+    if plan.images is None:
+        return _unfolded_vjp(input, kernel, grad, g, needs)
+    grad_input = input.new_empty(input.shape) if needs[0] else None
+    grad_kernel = input.new_zeros(kernel.shape) if needs[1] else None
+    for group in _groups(plan):
+        part = grad_input[group] if grad_input is not None else None
+        _, part_kernel = _unfolded_vjp(input[group], kernel, grad[group], g, needs, part)
+        if grad_kernel is not None:
+            grad_kernel += part_kernel
     return grad_input, grad_kernel
+
+
+def _unfolded_vjp(input, kernel, grad, g: Windows, needs, grad_input=None):
+    """The kernel's gradient from the recomputed patches, then (those freed) the input's, by fold — into
+    ``grad_input`` if given. Whole, F.fold rather than col2im: 10 µs less, and the oversized storage of its result
+    is at most WHOLE_BYTES."""
+    n, matrix = input.shape[0], kernel.reshape(kernel.shape[0], -1)
+    columns = grad.reshape(n, -1, g.patches)
+    grad_kernel = None
+    if needs[1]:
+        grad_kernel = columns.bmm(_unfold(input, g).transpose(1, 2)).sum(0).view(kernel.shape)
+    if needs[0]:
+        patch_grads = matrix.t().expand(n, -1, -1).bmm(columns)
+        if grad_input is None:
+            grad_input = torch.nn.functional.fold(patch_grads, (g.h, g.w), *g.unfold_args())
+        else:
+            col2im(patch_grads, (g.h, g.w), *g.unfold_args(), out=grad_input)
+    return grad_input, grad_kernel
+
+
+def _groups(plan: _Plan):
+    """Slices of the batch, ``plan.images`` images each."""
+    return [slice(b0, b0 + plan.images) for b0 in range(0, plan.g.b, plan.images)]
 
 
 # in chunks of output rows, in unfold's layout: per chunk, (o, c·kh·kw) @ (c·kh·kw, rows) — the kernel as it is
@@ -271,7 +340,7 @@ def _patch_matmul_unfolded_vjp(input, kernel, grad, g: Windows, needs):
 
 def _patch_matmul_chunked(input, kernel, plan: _Plan):
     g, o = plan.g, plan.out_channels
-    chunks = _chunks(g, input.element_size())
+    chunks = _chunks(g, input.element_size(), plan.chunk_bytes)
     space = _Workspace(g, o, chunks, input)
     matrix = kernel.reshape(o, g.patch_size)
     out = input.new_empty(g.b, o, g.oh, g.ow) if plan.channels_first else input.new_empty(g.b * g.patches, o)
@@ -288,7 +357,7 @@ def _patch_matmul_chunked(input, kernel, plan: _Plan):
 def _patch_matmul_chunked_vjp(input, kernel, grad, plan: _Plan, needs):
     """Chunk by chunk: the output gradient's columns, the recomputed patch columns, their products."""
     g, o = plan.g, plan.out_channels
-    chunks = _chunks(g, input.element_size())
+    chunks = _chunks(g, input.element_size(), plan.chunk_bytes)
     space = _Workspace(g, o, chunks, input)
     matrix = kernel.reshape(o, g.patch_size)
     grad_input = input.new_zeros(input.shape) if needs[0] else None
@@ -302,12 +371,9 @@ def _patch_matmul_chunked_vjp(input, kernel, grad, plan: _Plan, needs):
     return grad_input, (grad_matrix.view(kernel.shape) if grad_matrix is not None else None)
 
 
-def _chunks(g: Windows, itemsize: int):
-    """(b0, b1, y0, y1) blocks of output rows: whole images — as many as fit the chunk budget, at least one when
-    its patch columns are within the largest chunk — else bands of rows. Big chunks make big GEMMs; chunks of one
-    image keep the extra memory near the input's size."""
-    image = g.patch_size * g.patches * itemsize
-    budget = min(CHUNK_BYTES_MAX, max(CHUNK_BYTES_MIN, image))
+def _chunks(g: Windows, itemsize: int, budget: int):
+    """(b0, b1, y0, y1) blocks of output rows whose patch columns take at most ``budget`` bytes (at least one output
+    row): whole images — as many as fit — else bands of rows of one image."""
     rows = max(g.ow, budget // (g.patch_size * itemsize))
     if rows >= g.patches:
         images = rows // g.patches
@@ -395,7 +461,7 @@ class _Workspace:
 
     def scatter_add(self, patch_grads, grad_input, chunk) -> None:
         """Add the chunk's patch-column gradients into ``grad_input`` (col2im): per kernel position, the outputs
-        whose input position is inside the input, in one strided add."""
+        whose input position is inside the input, in one strided add. (Faster than torch's col2im into a band.)"""
         g, (b0, b1, y0, y1) = self.g, chunk
         patches = patch_grads.view(g.c, g.kh, g.kw, b1 - b0, y1 - y0, g.ow)
         for i in range(g.kh):

@@ -1,4 +1,4 @@
-"""What several op modules share: reducing a broadcast gradient, normalizing dims, making sample tensors."""
+"""What several op modules share: reducing a broadcast gradient, normalizing dims, col2im, making sample tensors."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -26,6 +26,22 @@ def kept_shape(shape: Sequence[int], dim: Any) -> tuple[int, ...]:
         return (1,) * rank
     dims = {d % max(rank, 1) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
     return tuple(1 if i in dims else n for i, n in enumerate(shape))
+
+
+def col2im(columns: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0, stride: Any = 1,
+           *, out: Any = None) -> Any:
+    """``torch.nn.functional.fold`` (into ``out`` if given, a contiguous (b, c, h, w) tensor) with a result that
+    owns no more memory than it needs: F.fold allocates its result as big as its input (kh·kw times the result)
+    and only shrinks the view, so a gradient it makes would keep kh·kw times its size. While autograd records
+    (and for unbatched columns) plain F.fold: differentiable."""
+    sizes = [tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+             for v in (output_size, kernel_size, dilation, padding, stride)]
+    if out is None:
+        if torch.is_grad_enabled() or columns.dim() != 3:
+            return torch.nn.functional.fold(columns, *sizes)
+        kh, kw = sizes[1]
+        out = columns.new_empty(columns.shape[0], columns.shape[1] // (kh * kw), *sizes[0])
+    return torch.ops.aten.col2im.out(columns, *sizes, out=out)
 
 
 def randn(*shape: int) -> Any:

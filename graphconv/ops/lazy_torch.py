@@ -11,7 +11,10 @@ from typing import Any
 
 class _Torch:
     def __getattr__(self, name: str) -> Any:
-        return getattr(importlib.import_module("torch"), name)
+        """Called for names not fetched yet: each is kept, so later reads cost a plain attribute lookup."""
+        value = getattr(importlib.import_module("torch"), name)
+        setattr(self, name, value)
+        return value
 
 
 torch: Any = _Torch()

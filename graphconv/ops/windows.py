@@ -1,7 +1,7 @@
 """Sliding windows: unfold (im2col) and fold (col2im), each the other's adjoint — so each one's VJP is the other."""
 from __future__ import annotations
 
-from graphconv.ops.helpers import randn
+from graphconv.ops.helpers import col2im, randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import op
 
@@ -15,7 +15,7 @@ def unfold(input, *, kernel_size, dilation=1, padding=0, stride=1):
 @unfold.vjp
 def _(ctx, grad):
     size = tuple(ctx.shapes[0][-2:])
-    return (torch.nn.functional.fold(grad, size, ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride),)
+    return (col2im(grad, size, ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride),)
 
 
 @unfold.samples
@@ -28,9 +28,7 @@ def _():
 @op
 def fold(input, *, output_size, kernel_size, dilation=1, padding=0, stride=1):
     """Sum columns of patches back into a (b, c, h, w) batch — the adjoint of unfold (col2im)."""
-    return torch.nn.functional.fold(
-        input, output_size, kernel_size, dilation=dilation, padding=padding, stride=stride
-    )
+    return col2im(input, output_size, kernel_size, dilation, padding, stride)
 
 
 @fold.vjp

@@ -8,13 +8,15 @@ reads the kernel as it is and gives the kernel's gradient in its own layout.
 Fires when the patch rows are 2-D (an ``im2col`` with a 2-item ``shape``), the weight is 2-D (made by that
 kernel branch, or known to be), and each intermediate has that one reader and is not a graph output.
 ``patch_matmul`` (graphconv.ops.fused) checks the shapes of each call and takes the literal composition when they
-are not the usual convolution layout.
+are not the usual convolution layout. In a ``save="minimal"`` compile the fused op gets ``low_memory=True``: small
+calls too then go a few images (or rows) at a time.
 """
 from __future__ import annotations
 
 from graphconv.compiler.passes.rewrite import Rewriter, constant
 from graphconv.graph.opgraph import OpNode
 from graphconv.ops.fused import CHANNELS_FIRST, patch_matmul
+from graphconv.spec.expr import Const
 from graphconv.spec.expr import Tuple as TupleExpr
 
 NAME = "patch_matmul"
@@ -47,6 +49,8 @@ def fuse(graph: Rewriter, cols: OpNode) -> str | None:
         chain += [reshape, permute]
         args["out_shape"], args["out_dims"] = reshape.args["shape"], permute.args["dims"]
         (last,) = permute.outputs
+    if graph.low_memory:
+        args["low_memory"] = Const(cols.line, cols.column, True)
     fused = graph.fuse(sorted(chain, key=lambda n: (n.line, n.column)), patch_matmul, (cols.inputs[0], weight), args,
                        (last,))
     return f"{' → '.join(f'{n.id} ({n.label})' for n in chain)} → {fused.id} (patch_matmul): no patch matrix"

@@ -21,8 +21,9 @@ RESHAPES = ("reshape", "view")  # ops whose dims come as one ``shape`` tuple: th
 
 
 class Rewriter:
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, *, low_memory: bool = False) -> None:
         self.base = spec
+        self.low_memory = low_memory  # the compile puts memory before speed (save="minimal")
         self.graph = spec.graph  # read-only until the first edit copies it
         self.inputs, self.outputs = list(spec.inputs), list(spec.outputs)
         self.order: list[str] | None = list(spec.order)  # op ids in a topological order; None after an edit
