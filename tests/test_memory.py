@@ -94,7 +94,9 @@ def test_the_policies_give_the_same_numbers(optimize):
     for save in memory.POLICIES:
         y = graphconv.compile(SPECS / "conv2d.mmd", save=save, optimize=optimize)(x, w, stride=2)
         results.append((y, torch.autograd.grad(y, (x, w), torch.ones_like(y))))
-    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
+    # recomputing gives the very same numbers; optimized, minimal's fused op sums in another order (low memory)
+    exact = {} if optimize else {"rtol": 0, "atol": 0}
+    torch.testing.assert_close(results[0], results[1], **exact)
 
 
 def _probe(saves: tuple, seen: list):
@@ -197,8 +199,8 @@ def _peak(run) -> int:
                                            (2, 64, 128, 7, 7)])
 def test_minimal_holds_little_beyond_the_output_and_gradients(b, c, o, h, w):
     """With save="minimal" the fused conv works in groups of images or bands of rows, so a forward+backward holds,
-    beyond its output and the two gradients, at most about the low-memory budget of patch columns (one output
-    row's at least) — not the patch matrix."""
+    beyond its output and the two gradients, about the low-memory budget of patch columns at most (an eighth of
+    those, or one output row's) — not the patch matrix."""
     from graphconv.ops import fused
 
     torch.manual_seed(0)
@@ -210,7 +212,7 @@ def test_minimal_holds_little_beyond_the_output_and_gradients(b, c, o, h, w):
         op(x, kernel)  # the first call checks the shapes on the meta device
         peaks[save] = _peak(lambda: torch.autograd.grad(op(x, kernel), (x, kernel), grad))
     held = 4 * (grad.numel() + x.numel() + kernel.numel())  # the output and the two gradients
-    budget = max(fused.LOW_MEMORY_BYTES, 4 * (x.numel() + grad.numel()) // 8, 4 * c * 9 * w)
+    budget = max(fused.LOW_MEMORY_BYTES, held // 8, 4 * c * 9 * w)  # patch columns: at least one output row
     patch_matrix = 4 * b * h * w * c * 9
     assert peaks["minimal"] - held <= 2 * budget
     if patch_matrix > 2 * budget:

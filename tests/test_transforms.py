@@ -46,10 +46,17 @@ def test_vmap_over_a_batch_of_kernels(conv2d):
     torch.testing.assert_close(got, want)
 
 
-def test_vmap_of_grad(conv2d):
+@pytest.mark.parametrize("path", ["whole", "chunked", "low memory"])
+def test_vmap_of_grad(conv2d, path, monkeypatch):
+    """Under vmap the fused op keeps to its whole, out-of-place path, whatever its size or memory policy."""
+    from graphconv.ops import fused
+
+    if path == "chunked":
+        monkeypatch.setattr(fused, "WHOLE_BYTES", 0)
+    op = graphconv.compile(SPECS / "conv2d.mmd", save="minimal") if path == "low memory" else conv2d
     torch.manual_seed(3)
     xs, w = torch.randn(4, 1, 2, 5, 5), torch.randn(3, 2, 3, 3)
-    grad = torch.func.grad(lambda x, k: conv2d(x, k).square().sum(), argnums=1)
+    grad = torch.func.grad(lambda x, k: op(x, k).square().sum(), argnums=1)
     got = torch.func.vmap(grad, in_dims=(0, None))(xs, w)
     want = torch.stack([torch.func.grad(lambda x, k: F.conv2d(x, k, padding=1).square().sum(), argnums=1)(x, w)
                         for x in xs])

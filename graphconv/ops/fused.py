@@ -135,8 +135,8 @@ def _plan(input_shape, weight_shape, itemsize, attrs, low_memory=False) -> _Plan
     """How to run the call, when it is an im2col convolution in the usual layout; None: the literal composition
     (other layouts, and small calls that return rows). A big call goes in chunks, a small one whole through unfold
     (for an image output). With ``low_memory``, every call keeps its patch columns within the low-memory budget: in
-    groups of whole images through unfold, or in chunks. While autograd records (a differentiable backward) only
-    the whole path will do: it is made of differentiable ops."""
+    groups of whole images through unfold, or in chunks. Where those paths cannot write in place, only the whole
+    path will do."""
     kernel_size, dilation, padding, stride, shape, weight_shape_attr, out_shape, out_dims = attrs
     if len(input_shape) != 4 or shape is None:
         return None
@@ -151,7 +151,7 @@ def _plan(input_shape, weight_shape, itemsize, attrs, low_memory=False) -> _Plan
         if _resolve(out_shape, rows * o) != (g.b, g.oh, g.ow, o) or dims != CHANNELS_FIRST:
             return None
     whole = _Plan(g, o, True) if channels_first else None
-    if torch.is_grad_enabled():
+    if not _may_write_in_place():
         return whole
     image = g.patches * g.patch_size * itemsize
     if low_memory:
@@ -164,11 +164,18 @@ def _plan(input_shape, weight_shape, itemsize, attrs, low_memory=False) -> _Plan
     return whole
 
 
+def _may_write_in_place() -> bool:
+    """The chunked and grouped paths write in place (out=, copy_, addmm_): not while autograd records (a
+    differentiable backward), nor under a functorch transform (vmap has no batching rule for out= ops)."""
+    return not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
+
+
 def _low_memory_budget(g: Windows, out_channels: int, itemsize: int) -> int:
-    """The most bytes of patch columns a low-memory call holds at once: an eighth of its input's and output's
-    bytes — so its buffers stay within a fifth of the input, output and gradients a convolution holds anyway —
-    but at least LOW_MEMORY_BYTES (smaller steps cost more time than they save memory)."""
-    tensors = g.b * (g.c * g.h * g.w + out_channels * g.patches) * itemsize
+    """The most bytes of patch columns a low-memory call holds at once: an eighth of what any convolution holds
+    at the end of its backward (the output, the input's and the weight's gradients) — so its buffers, with the
+    output tile and the input band, add at most about a fifth to that — but at least LOW_MEMORY_BYTES (smaller
+    steps cost more time than they save memory)."""
+    tensors = (g.b * g.c * g.h * g.w + g.b * out_channels * g.patches + out_channels * g.patch_size) * itemsize
     return min(CHUNK_BYTES_MAX, max(LOW_MEMORY_BYTES, tensors // 8))
 
 
@@ -237,6 +244,7 @@ def _():
     yield (randn(2, 3, 5, 5), randn(27, 4)), conv
     yield (randn(2, 3, 5, 5), randn(27, 4)), {**conv, **image}
     yield (randn(2, 3, 5, 5), randn(4, 3, 3, 3)), {**conv, **image, "weight_shape": (4, 27)}
+    yield (randn(2, 3, 5, 5), randn(4, 3, 3, 3)), {**conv, **image, "weight_shape": (4, 27), "low_memory": True}
     yield (randn(2, 2, 7, 6), randn(2 * 3 * 2, 3)), {"kernel_size": (3, 2), "dilation": (1, 2), "padding": (2, 1),
                                                      "stride": (2, 3)}
     yield (randn(1, 2, 4, 4), randn(8, 2)), {"kernel_size": 2, "shape": (-1, 8), "out_shape": (1, 3, 3, 2),
@@ -298,36 +306,38 @@ def _patch_matmul_unfolded(input, kernel, plan: _Plan):
 
 
 def _patch_matmul_unfolded_vjp(input, kernel, grad, plan: _Plan, needs):
-    """Whole, or group by group, each group's gradients put in place as they come."""
-    g = plan.g
+    """Whole, in differentiable out-of-place ops (double backward, vmap); or group by group in place: the kernel's
+    gradient summed as it goes, each group's input gradient folded into its place."""
+    g, matrix = plan.g, kernel.reshape(plan.out_channels, -1)
     if plan.images is None:
-        return _unfolded_vjp(input, kernel, grad, g, needs)
+        columns = grad.reshape(g.b, -1, g.patches)
+        grad_kernel = _kernel_grad(columns, _unfold(input, g)).view(kernel.shape) if needs[1] else None
+        grad_input = (torch.nn.functional.fold(_patch_grads(matrix, columns), (g.h, g.w), *g.unfold_args())
+                      if needs[0] else None)  # F.fold: 10 µs faster than col2im here (its storage is small)
+        return grad_input, grad_kernel
     grad_input = input.new_empty(input.shape) if needs[0] else None
-    grad_kernel = input.new_zeros(kernel.shape) if needs[1] else None
+    grad_matrix = input.new_zeros(matrix.shape) if needs[1] else None
     for group in _groups(plan):
-        part = grad_input[group] if grad_input is not None else None
-        _, part_kernel = _unfolded_vjp(input[group], kernel, grad[group], g, needs, part)
-        if grad_kernel is not None:
-            grad_kernel += part_kernel
-    return grad_input, grad_kernel
+        columns = grad[group].reshape(-1, plan.out_channels, g.patches)
+        if grad_matrix is not None:
+            grad_matrix.addbmm_(columns, _unfold(input[group], g).transpose(1, 2))
+        if grad_input is not None:
+            col2im(_patch_grads(matrix, columns), (g.h, g.w), *g.unfold_args(), out=grad_input[group])
+    return grad_input, (grad_matrix.view(kernel.shape) if grad_matrix is not None else None)
 
 
-def _unfolded_vjp(input, kernel, grad, g: Windows, needs, grad_input=None):
-    """The kernel's gradient from the recomputed patches, then (those freed) the input's, by fold — into
-    ``grad_input`` if given. Whole, F.fold rather than col2im: 10 µs less, and the oversized storage of its result
-    is at most WHOLE_BYTES."""
-    n, matrix = input.shape[0], kernel.reshape(kernel.shape[0], -1)
-    columns = grad.reshape(n, -1, g.patches)
-    grad_kernel = None
-    if needs[1]:
-        grad_kernel = columns.bmm(_unfold(input, g).transpose(1, 2)).sum(0).view(kernel.shape)
-    if needs[0]:
-        patch_grads = matrix.t().expand(n, -1, -1).bmm(columns)
-        if grad_input is None:
-            grad_input = torch.nn.functional.fold(patch_grads, (g.h, g.w), *g.unfold_args())
-        else:
-            col2im(patch_grads, (g.h, g.w), *g.unfold_args(), out=grad_input)
-    return grad_input, grad_kernel
+def _kernel_grad(columns, patches):
+    """Σ over images of (o, patches) @ (patches, c·kh·kw). bmm then sum is fastest for small products but makes a
+    kernel-sized product per image: where those would outgrow the patches (o > patches), addbmm sums as it goes."""
+    if columns.shape[1] <= columns.shape[2]:
+        return columns.bmm(patches.transpose(1, 2)).sum(0)
+    zero = columns.new_zeros(()).expand(columns.shape[1], patches.shape[1])
+    return torch.addbmm(zero, columns, patches.transpose(1, 2), beta=0)
+
+
+def _patch_grads(matrix, columns):
+    """The (n, c·kh·kw, patches) patch gradients of (n, o, patches) output-gradient columns."""
+    return matrix.t().expand(columns.shape[0], -1, -1).bmm(columns)
 
 
 def _groups(plan: _Plan):
