@@ -424,6 +424,7 @@ class _Workspace:
         self.band = like.new_zeros(images, g.c, rows, g.w + 2 * g.pw)  # its padding columns stay zero
         self.cols = like.new_empty(g.patch_size * columns)
         self.tiles = like.new_empty(out_channels * columns)
+        self._scatter_plans: dict[tuple[int, int], list] = {}
 
     def band_rows(self, y0: int, y1: int) -> int:
         return (y1 - 1 - y0) * self.g.sh + (self.g.kh - 1) * self.g.dh + 1
@@ -486,21 +487,37 @@ class _Workspace:
 
     def scatter_add(self, patch_grads, grad_input, chunk) -> None:
         """Add the chunk's patch-column gradients into ``grad_input`` (col2im): per kernel position, the outputs
-        whose input position is inside the input, in one strided add. (Faster than torch's col2im into a band.)"""
-        g, (b0, b1, y0, y1) = self.g, chunk
-        patches = patch_grads.view(g.c, g.kh, g.kw, b1 - b0, y1 - y0, g.ow)
+        whose input position is inside the input, in one strided add between strided views of the two (both
+        contiguous) — views worked out once per chunk shape. (Faster than torch's col2im into a band.)"""
+        b0, b1, y0, y1 = chunk
+        into_base = grad_input.storage_offset() + b0 * grad_input.stride(0)
+        for size, into, into_at, read, read_at in self._scatter_views(b1 - b0, y0, y1):
+            target = grad_input.as_strided(size, into, into_base + into_at)
+            target.add_(patch_grads.as_strided(size, read, patch_grads.storage_offset() + read_at))
+
+    def _scatter_views(self, images: int, y0: int, y1: int) -> list[tuple]:
+        """Per kernel position that reaches inside the input: the (images, c, rows, columns) size, and the strides
+        and offset of that block in the input gradient (from its first image) and in the (c, kh, kw, images,
+        rows, o_w) patch gradients."""
+        if (images, y0, y1) in self._scatter_plans:
+            return self._scatter_plans[images, y0, y1]
+        g = self.g
+        sy, sn = g.ow, (y1 - y0) * g.ow  # the patch gradients' strides
+        sj = images * sn
+        si, sc = g.kw * sj, g.kh * g.kw * sj
+        into = (g.c * g.h * g.w, g.h * g.w, g.w * g.sh, g.sw)
+        views = []
         for i in range(g.kh):
             first, last = _inside(y0, y1, g.sh, i * g.dh - g.ph, g.h)
-            if first >= last:
-                continue
-            rows = slice(first * g.sh + i * g.dh - g.ph, (last - 1) * g.sh + i * g.dh - g.ph + 1, g.sh)
             for j in range(g.kw):
                 left, right = _inside(0, g.ow, g.sw, j * g.dw - g.pw, g.w)
-                if left >= right:
+                if first >= last or left >= right:
                     continue
-                columns = slice(left * g.sw + j * g.dw - g.pw, (right - 1) * g.sw + j * g.dw - g.pw + 1, g.sw)
-                grad_input[b0:b1, :, rows, columns] += (
-                    patches[:, i, j, :, first - y0: last - y0, left:right].transpose(0, 1))
+                into_at = (first * g.sh + i * g.dh - g.ph) * g.w + left * g.sw + j * g.dw - g.pw
+                read_at = i * si + j * sj + (first - y0) * sy + left
+                views.append(((images, g.c, last - first, right - left), into, into_at, (sn, sc, sy, 1), read_at))
+        self._scatter_plans[images, y0, y1] = views
+        return views
 
 
 def _inside(start: int, stop: int, stride: int, offset: int, size: int) -> tuple[int, int]:
