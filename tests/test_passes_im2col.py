@@ -174,9 +174,10 @@ def test_patch_matmul_vjp_gradchecks_on_every_path(path, channels_first, monkeyp
 
 
 def test_a_minimal_compile_asks_for_low_memory():
-    fused_args = {save: graphconv.compile(SPECS / "conv2d.mmd", save=save).optimized.ops()[0].args
-                  for save in ("all", "minimal")}
-    assert "low_memory" not in fused_args["all"] and fused_args["minimal"]["low_memory"].value is True
+    ops = {save: graphconv.compile(SPECS / "conv2d.mmd", save=save) for save in ("all", "minimal")}
+    assert "low_memory" not in ops["all"].optimized.ops()[0].args
+    assert ops["minimal"].optimized.ops()[0].args["low_memory"].value is True
+    assert ["low memory" in op.reports[-1].changes[0] for op in ops.values()] == [False, True]  # --explain says so
 
 
 def test_the_kernel_gradient_comes_out_in_the_kernel_layout(monkeypatch):

@@ -53,7 +53,8 @@ def fuse(graph: Rewriter, cols: OpNode) -> str | None:
         args["low_memory"] = Const(cols.line, cols.column, True)
     fused = graph.fuse(sorted(chain, key=lambda n: (n.line, n.column)), patch_matmul, (cols.inputs[0], weight), args,
                        (last,))
-    return f"{' → '.join(f'{n.id} ({n.label})' for n in chain)} → {fused.id} (patch_matmul): no patch matrix"
+    memory = "; low memory: a group of images, or rows, at a time" if graph.low_memory else ""
+    return f"{' → '.join(f'{n.id} ({n.label})' for n in chain)} → {fused.id} (patch_matmul): no patch matrix{memory}"
 
 
 def _kernel_branch(graph: Rewriter, weight: str) -> tuple[OpNode, OpNode] | None:
