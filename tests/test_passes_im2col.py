@@ -188,3 +188,14 @@ def test_the_kernel_gradient_comes_out_in_the_kernel_layout(monkeypatch):
     op(x, w).sum().backward()
     assert w.grad.is_contiguous() and x.grad.is_contiguous()
     torch.testing.assert_close(w.grad, torch.autograd.grad(F.conv2d(x, w, padding=1).sum(), w)[0])
+
+
+@pytest.mark.parametrize("save", ["all", "minimal"])
+def test_an_empty_batch_takes_the_literal_composition(save):
+    """No image to chunk or group: the fused op computes what the unfused graph does, an empty result."""
+    op = graphconv.compile(SPECS / "conv2d.mmd", save=save)
+    x, w = torch.randn(0, 3, 8, 8, requires_grad=True), torch.randn(4, 3, 3, 3, requires_grad=True)
+    y = op(x, w)
+    assert y.shape == (0, 4, 8, 8)
+    grad_x, grad_w = torch.autograd.grad(y, (x, w), torch.randn_like(y))
+    assert grad_x.shape == x.shape and torch.equal(grad_w, torch.zeros_like(w))

@@ -138,8 +138,8 @@ def _plan(input_shape, weight_shape, itemsize, attrs, low_memory=False) -> _Plan
     groups of whole images through unfold, or in chunks. Where those paths cannot write in place, only the whole
     path will do."""
     kernel_size, dilation, padding, stride, shape, weight_shape_attr, out_shape, out_dims = attrs
-    if len(input_shape) != 4 or shape is None:
-        return None
+    if len(input_shape) != 4 or shape is None or 0 in input_shape or 0 in weight_shape:
+        return None  # (empty tensors too: the literal composition handles them)
     g = Windows(input_shape, kernel_size, dilation, padding, stride)
     o = _out_channels(weight_shape, weight_shape_attr, g)
     rows = g.b * g.patches
@@ -274,7 +274,7 @@ def _patch_matmul_literal_vjp(ctx, grad, attrs):
     cols = cols.reshape(-1, cols.shape[-1])
     if out_shape is not None:
         grad = grad.permute(_argsort([d % len(out_dims) for d in out_dims]))
-    grad = grad.reshape(cols.shape[0], -1)
+    grad = grad.reshape(cols.shape[0], matrix.shape[1])
     grad_input = grad_weight = None
     if ctx.needs[0]:
         g = Windows(ctx.shapes[0], kernel_size, dilation, padding, stride)
