@@ -1,5 +1,10 @@
 """Every shipped spec against its torch reference — value and the gradient of every input, on the example and each
 case the spec lists — plus graphconv.nn.functional (conv2d, conv1d, conv_transpose2d, linear) against torch's."""
+import shutil
+import subprocess
+import sys
+import zipfile
+
 import pytest
 import torch
 
@@ -16,6 +21,22 @@ SHELF = ["conv2d_full.mmd", "conv1d.mmd", "conv_transpose2d.mmd", "depthwise_con
 
 def test_the_shelf_is_shipped():
     assert set(SHELF) <= set(SHIPPED)
+
+
+@pytest.mark.slow  # builds a wheel (pip, offline: no build isolation)
+def test_a_built_wheel_carries_every_spec(tmp_path):
+    """graphconv.nn's layers compile the shipped specs, so an installed graphconv must have them: the wheel holds
+    specs/ as graphconv/specs (a link in the repository)."""
+    source = tmp_path / "source"  # a copy: building writes scratch folders beside the sources
+    shutil.copytree(SPECS.parent, source, symlinks=True,
+                    ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "tests", "benchmarks"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path), str(source)], check=True, capture_output=True)
+    [wheel] = tmp_path.glob("graphconv-*.whl")
+    packed = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("graphconv/specs/")}
+    shipped = {f"graphconv/specs/{p.name}" for p in SPECS.iterdir() if p.suffix in (".mmd", ".yaml")}
+    assert shipped and packed == shipped
+    assert F.SPECS.samefile(SPECS)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

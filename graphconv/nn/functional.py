@@ -17,7 +17,9 @@ import torch
 
 import graphconv
 
-SPECS = Path(__file__).resolve().parent.parent.parent / "specs"
+# graphconv/specs links to the repository's specs/ (a real folder in a built wheel): resolved, paths in messages
+# name the file an author edits
+SPECS = (Path(__file__).parent.parent / "specs").resolve()
 PADDING_STRINGS = ("same", "valid")
 
 
