@@ -175,3 +175,17 @@ def test_the_console_entry_checks_shapes_and_reports_bad_specs(tmp_path):
     bad = write_spec(tmp_path, "graph LR\n  A(x) --> B((nope)) --> C(y)\n")
     result = subprocess.run([*console_entry(), "run", str(bad)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "unknown op 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_real_device_refuses_sizes_over_max_memory(capsys):
+    """A spec's example: (or --dims) cannot make --device cpu allocate without bound: a meta run sizes every
+    tensor first."""
+    code, out, err = run(capsys, SPECS / "conv2d.mmd", "--device", "cpu", "--dims", "b=100000,i_h=224,i_w=224")
+    assert code == 2 and out == ""
+    assert "at these sizes the tensors take about 1.8 TiB (inputs, intermediates), over --max-memory 4.0 GiB" in err
+    # the seed size: 4·3·8·8 input, 27·64·4 patches, ... about 97 KiB in all; its gradients double that
+    assert run(capsys, SPECS / "conv2d.mmd", "--device", "cpu", "--max-memory", "100KiB")[0] == 0
+    code, _, err = run(capsys, SPECS / "conv2d.mmd", "--device", "cpu", "--backward", "--max-memory", "100KiB")
+    assert code == 2 and "(inputs, intermediates and gradients), over --max-memory 100.0 KiB" in err
+    code, _, err = run(capsys, SPECS / "conv2d.mmd", "--device", "cpu", "--max-memory", "lots")
+    assert code == 2 and "--max-memory: cannot read 'lots' as a size" in err

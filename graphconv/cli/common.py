@@ -1,7 +1,8 @@
-"""What the CLI verbs share: exit codes, ``name=value`` arguments, ``--ops`` modules."""
+"""What the CLI verbs share: exit codes, ``name=value`` and byte-size arguments, ``--ops`` modules."""
 from __future__ import annotations
 
 import importlib
+import re
 from types import ModuleType
 from typing import Any, Sequence
 
@@ -23,6 +24,27 @@ def parse_assignments(text: str | None, what: str) -> dict[str, Any]:
     if call.args:
         raise SpecError(f"{what}: expected name=value pairs, got {text!r}")
     return {key: expr.id if isinstance(expr, Name) else evaluate(expr, {}) for key, expr in call.kwargs}
+
+
+UNITS = {"": 1, "b": 1, "k": 10 ** 3, "kb": 10 ** 3, "kib": 2 ** 10, "m": 10 ** 6, "mb": 10 ** 6, "mib": 2 ** 20,
+         "g": 10 ** 9, "gb": 10 ** 9, "gib": 2 ** 30, "t": 10 ** 12, "tb": 10 ** 12, "tib": 2 ** 40}
+
+
+def parse_bytes(text: str, what: str) -> int:
+    """``512MiB``, ``2GB``, ``1.5g``, ``100000`` → a number of bytes."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not found or found.group(2).lower() not in UNITS:
+        raise SpecError(f"{what}: cannot read {text!r} as a size: a number with an optional unit (KiB, MiB, GiB, "
+                        "TiB or KB, MB, GB, TB)")
+    return int(float(found.group(1)) * UNITS[found.group(2).lower()])
+
+
+def show_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
 
 
 def import_modules(names: Sequence[str] | None) -> list[ModuleType]:

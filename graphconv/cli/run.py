@@ -11,7 +11,10 @@ import json
 import sys
 from typing import Any
 
-from graphconv.cli.common import EXIT_OK, EXIT_SHAPE, import_modules, parse_assignments
+from graphconv.cli.common import EXIT_OK, EXIT_SHAPE, import_modules, parse_assignments, parse_bytes, show_bytes
+from graphconv.errors import SpecError
+
+MAX_MEMORY = "4GiB"  # what --device cpu / cuda may allocate unless told otherwise: a spec's example: is untrusted
 
 
 def add_parser(verbs: Any) -> None:
@@ -22,6 +25,10 @@ def add_parser(verbs: Any) -> None:
     run.add_argument("--backward", action="store_true", help="also run the VJPs and check every gradient's shape")
     run.add_argument("--device", default="meta", help="meta (default: shapes only, free at any size), or cpu / "
                                                       "cuda to run on real random data")
+    run.add_argument("--max-memory", default=MAX_MEMORY,
+                     help=f"on a real device, refuse sizes whose tensors (inputs, intermediates and, with "
+                          f"--backward, gradients) would take more than this, found by a meta run first "
+                          f"(default {MAX_MEMORY})")
     run.add_argument("--json", action="store_true", help="print the table as JSON")
     run.set_defaults(handler=cmd_run)
 
@@ -46,6 +53,8 @@ def load_and_trace(args: argparse.Namespace, *, backward: bool = False, device: 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.device != "meta":
+        check_memory(args)
     spec, result = load_and_trace(args, backward=args.backward, device=args.device)
     if args.json:
         print(json.dumps(trace_json(spec, result), indent=2))
@@ -55,6 +64,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     for problem in result.problems():
         print(f"\ngraphconv run: {problem}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_SHAPE
+
+
+def check_memory(args: argparse.Namespace) -> None:
+    """Refuse a real-device run whose tensors would take more than ``--max-memory``: a meta run (free at any size)
+    gives every tensor's shape first, so a spec's ``example:`` cannot make graphconv allocate without bound."""
+    limit = parse_bytes(args.max_memory, "--max-memory")
+    _, shapes = load_and_trace(args, backward=args.backward, device="meta")
+    needed = sum(_bytes(row.shape, row.dtype) + (_bytes(row.grad_shape, row.dtype) if args.backward else 0)
+                 for row in shapes.rows)
+    if needed > limit:
+        raise SpecError(f"--device {args.device}: at these sizes the tensors take about {show_bytes(needed)} "
+                        f"(inputs, intermediates{' and gradients' if args.backward else ''}), over --max-memory "
+                        f"{show_bytes(limit)}; check the shapes on the meta device (the default), or raise "
+                        "--max-memory", path=args.spec)
+
+
+def _bytes(shape: tuple[int, ...] | None, dtype: str | None) -> int:
+    import torch
+
+    if shape is None or dtype is None:
+        return 0
+    count = 1
+    for size in shape:
+        count *= size
+    return count * getattr(torch, dtype).itemsize
 
 
 def trace_json(spec: Any, result: Any) -> dict[str, Any]:
