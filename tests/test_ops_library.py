@@ -2,10 +2,12 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT
 from graphconv.ops import REGISTRY
+from graphconv.ops.registry import Op
 from graphconv.ops.verify import single_op
 
 
@@ -50,3 +52,11 @@ def test_importing_the_op_library_imports_no_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) >= 40
+
+
+def test_ops_declare_their_index_inputs():
+    """Inputs that take indices or conditions are declared on the op (the binder lets their dtype differ)."""
+    declared = {op.name: set(op.index_inputs) for op in REGISTRY if op.index_inputs}
+    assert declared == {"index_select": {"index"}, "where": {"condition"}}
+    with pytest.raises(ValueError, match="index_inputs names 'indices', which is not an input"):
+        Op(lambda x, index: x, name="pick", index_inputs=("indices",))

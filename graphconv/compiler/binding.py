@@ -21,9 +21,6 @@ from graphconv.spec.expr import Const, Expr, Name, evaluate, names, suggest, to_
 from graphconv.spec.metadata import WILDCARD
 
 MAX_ELEMENTS = 2 ** 60  # a tensor's size in bytes must fit in 64 bits (torch's limit), at 8 bytes an element
-# The inputs of library ops that take integer or bool tensors: every other library-op input computes in floating
-# point when the op's other inputs do.
-INDEX_INPUTS = frozenset({("index_select", "index"), ("where", "condition")})
 LIBRARY = "graphconv.ops."  # the module prefix of the library's ops (Op.source)
 
 
@@ -130,14 +127,14 @@ class Binder:
     @cached_property
     def meetings(self) -> list[dict[int, str]]:
         """Per input: another input's position → the first op (in execution order) where their values meet, this
-        input's not arriving as an index or a condition (:data:`INDEX_INPUTS`). Found on first need only."""
+        input's not arriving as an index or a condition (an op's ``index_inputs``). Found on first need only."""
         reached = [self.reached(tensor_id) for tensor_id in self.spec.inputs]
         meetings: list[dict[int, str]] = []
         for mine in reached:
             found: dict[int, str] = {}
             for other, theirs in enumerate(reached):
                 op_id = next((op_id for op_id in self.spec.order if theirs is not mine and op_id in theirs and any(
-                    (self.spec.op(op_id).op.name, name) not in INDEX_INPUTS for name in mine.get(op_id, ()))), None)
+                    name not in self.spec.op(op_id).op.index_inputs for name in mine.get(op_id, ()))), None)
                 if op_id is not None:
                     found[other] = op_id
             meetings.append(found)
@@ -161,7 +158,7 @@ class Binder:
                 names = [node.op.inputs[0]] * len(node.inputs) if node.op.variadic_inputs else node.op.inputs
                 arriving = {name for name, t in zip(names, node.inputs) if t == tensor}
                 reached.setdefault(op_id, set()).update(arriving)
-                if any((node.op.name, name) not in INDEX_INPUTS for name in arriving):
+                if any(name not in node.op.index_inputs for name in arriving):
                     stack.extend(t for t in node.outputs if t not in seen)
                     seen.update(node.outputs)
         return reached

@@ -209,7 +209,7 @@ def _():
     yield (randn(3, 4),), {"value": 1.5}
 
 
-@op(save=("condition",))
+@op(save=("condition",), index_inputs=("condition",))
 def where(condition, x, y):
     """``x`` where the boolean ``condition`` holds, else ``y`` (all three broadcast)."""
     return torch.where(condition, x, y)

@@ -214,7 +214,7 @@ def _():
     yield (randn(2, 3, 4),), {"dim": -1, "index": -1}
 
 
-@op(save=("index",))
+@op(save=("index",), index_inputs=("index",))
 def index_select(x, index, *, dim):
     """The entries at the integer tensor ``index`` along ``dim`` (repeats allowed)."""
     return x.index_select(dim, index)

@@ -36,6 +36,9 @@ class Op:
     ``ctx.shapes`` (the input shapes, always), ``ctx.dtypes`` and ``ctx.needs`` (which inputs want a gradient).
     For an op with several outputs, ``grad`` is a tuple with one tensor per output (None for an output that
     received no gradient).
+
+    ``index_inputs`` names the inputs that take integer or bool tensors — indices, conditions — whose values pick
+    the result's values rather than flow into it (a compiled op's input checks let such a tensor differ in dtype).
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class Op:
         variadic: str | None = None,
         outputs: int | None = 1,
         source: str | None = None,
+        index_inputs: Iterable[str] = (),
     ) -> None:
         self.forward = forward
         self.name = name or forward.__name__
@@ -56,6 +60,7 @@ class Op:
         self.save = tuple(save)
         self.variadic = variadic
         self.outputs = outputs
+        self.index_inputs = frozenset(index_inputs)
         self.backward: Callable | None = None
         self.sample_inputs: Callable | None = None
         self._check_declarations()
@@ -90,6 +95,9 @@ class Op:
         for name in self.save:
             if name not in known:
                 raise ValueError(f"op {self.name}: save names {name!r}, which is neither an input nor 'out'")
+        for name in self.index_inputs:
+            if name not in self.inputs:
+                raise ValueError(f"op {self.name}: index_inputs names {name!r}, which is not an input")
         if self.variadic is not None and self.attr(self.variadic) is None:
             raise ValueError(f"op {self.name}: variadic names {self.variadic!r}, which is not an attribute")
 
@@ -171,12 +179,13 @@ def op(
     save: Iterable[str] = (),
     variadic: str | None = None,
     outputs: int | None = 1,
+    index_inputs: Iterable[str] = (),
     registry: Registry | None = REGISTRY,
 ) -> Any:
     """Register ``forward`` as an op (usable as ``@op`` or ``@op(save=("x",))``); attach its VJP with ``.vjp``."""
 
     def register(function: Callable) -> Op:
-        made = Op(function, name=name, save=save, variadic=variadic, outputs=outputs)
+        made = Op(function, name=name, save=save, variadic=variadic, outputs=outputs, index_inputs=index_inputs)
         return registry.add(made) if registry is not None else made
 
     return register(forward) if forward is not None else register
@@ -190,9 +199,10 @@ def register_op(
     save: Iterable[str] = (),
     variadic: str | None = None,
     outputs: int | None = 1,
+    index_inputs: Iterable[str] = (),
     registry: Registry = REGISTRY,
 ) -> Op:
     """Register an op from a forward and its VJP in one call."""
-    made = Op(forward, name=name, save=save, variadic=variadic, outputs=outputs)
+    made = Op(forward, name=name, save=save, variadic=variadic, outputs=outputs, index_inputs=index_inputs)
     made.vjp(vjp)
     return registry.add(made)
