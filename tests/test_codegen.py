@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import graphconv
 import graphconv.ops.fused as fused
 from graphconv import SpecError
-from graphconv.compiler import executor, function
+from graphconv.compiler import codegen, executor, function
 
 SPECS = __import__("conftest").SPECS
 
@@ -38,9 +38,12 @@ def test_the_source_is_readable_straight_line_code():
     assert "for " not in source and "while " not in source  # no interpreter loop
 
 
-def test_the_source_is_registered_with_linecache_and_backward_is_made_on_first_use():
-    op = graphconv.compile(SPECS / "conv2d.mmd")
+def test_the_source_is_registered_with_linecache_and_a_big_program_makes_backward_on_first_use(monkeypatch):
+    op = graphconv.compile(SPECS / "conv2d.mmd")  # small: backward at once (torch.compile cannot trace making it)
     assert linecache.getline(op.code.filename("forward"), 1) == "def forward(A, input_batch, kernel):\n"
+    assert linecache.getline(op.code.filename("backward"), 1).startswith("def backward(A, saved, meta, needs,")
+    monkeypatch.setattr(codegen, "EAGER_BACKWARD_STEPS", 0)  # as for a program of thousands of ops
+    op = graphconv.compile(SPECS / "conv2d.mmd")
     x, w = rand(1, 2, 4, 4), rand(2, 2, 3, 3)
     with torch.no_grad():
         op(x, w)

@@ -109,3 +109,17 @@ def test_bfloat16_inputs(conv2d):
     y = conv2d(x, w)
     assert y.dtype == torch.bfloat16
     torch.testing.assert_close(y.float(), F.conv2d(x.float(), w.float(), padding=1), rtol=2e-2, atol=1e-1)
+
+
+@pytest.mark.slow
+def test_torch_compile_does_not_trace_into_graphconvs_set_up():
+    """Tracing a model of graphconv layers breaks no graph in graphconv's own machinery: loading and compiling the
+    spec (done when the layer is built), the first-call shape check on meta (skipped while tracing), generating
+    the backward (done at compile), importing torch lazily."""
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(graphconv.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                graphconv.nn.Conv2d(4, 2, 3, stride=2))
+    explanation = torch._dynamo.explain(model)(torch.randn(2, 3, 8, 8, requires_grad=True))
+    where = {r.user_stack[-1].filename.rsplit("/", 1)[-1] for r in explanation.break_reasons if r.user_stack}
+    assert not where & {"functional.py", "compiled.py", "program.py", "executor.py", "opgraph.py", "codegen.py",
+                        "lazy_torch.py", "loader.py"}

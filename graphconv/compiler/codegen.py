@@ -110,9 +110,14 @@ class Errors:
 # --- compiling ----------------------------------------------------------------------------------------------
 
 
+EAGER_BACKWARD_STEPS = 500  # programs up to this size get their backward at once (under 50 ms to generate)
+
+
 class GeneratedCode:
     """A program's generated functions and the binding → ``A`` evaluation. ``forward`` and ``forward_nograd`` are
-    compiled at once; ``backward`` on first use (an op only ever called without gradients never pays for it)."""
+    compiled at once, and so is ``backward`` for programs up to EAGER_BACKWARD_STEPS: torch.compile cannot trace
+    the exec() that makes it, so generating it on first use would break the first graph that runs a backward.
+    Bigger programs get it on first use (an op only ever called without gradients never pays for it)."""
 
     def __init__(self, unit: Unit) -> None:
         self.unit = unit
@@ -126,6 +131,8 @@ class GeneratedCode:
         scope = self._compile(source, "forward")
         self.forward, self.forward_nograd = scope["forward"], scope["forward_nograd"]
         self._backward: tuple[str, Callable] | None = None
+        if len(unit.program.steps) <= EAGER_BACKWARD_STEPS:
+            self.backward  # noqa: B018  (generates it)
 
     @property
     def backward(self) -> Callable:

@@ -46,9 +46,12 @@ def autocast_inputs(inputs: tuple, device_type: str, lower_precision: bool) -> t
 
 
 def _transformed() -> bool:
-    """A functorch transform is active, or torch.compile is tracing (only possible once dynamo is imported)."""
-    if torch._C._functorch.peek_interpreter_stack() is not None:
-        return True
+    """A functorch transform is active, or torch.compile is tracing."""
+    return torch._C._functorch.peek_interpreter_stack() is not None or tracing()
+
+
+def tracing() -> bool:
+    """torch.compile is tracing (only possible once dynamo is imported)."""
     return "torch._dynamo" in sys.modules and torch.compiler.is_compiling()
 
 

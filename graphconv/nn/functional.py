@@ -9,7 +9,6 @@ A missing bias is a zero bias that wants no gradient: the specs always add one, 
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,17 @@ SPECS = (Path(__file__).parent.parent / "specs").resolve()
 PADDING_STRINGS = ("same", "valid")
 
 
-@lru_cache(maxsize=None)
+_COMPILED: dict[str, Any] = {}
+
+
 def compiled(name: str) -> Any:
-    """The shipped spec ``specs/<name>.mmd``, compiled (once)."""
-    return graphconv.compile(str(SPECS / f"{name}.mmd"))
+    """The shipped spec ``specs/<name>.mmd``, compiled (once). A plain dict, not functools.lru_cache: torch.compile
+    traces through an lru_cache wrapper into graphconv.compile (reading the file: a graph break per call), while
+    it reads a dict that already holds the op as a constant — graphconv.nn's layers fill it when they are built."""
+    op = _COMPILED.get(name)
+    if op is None:
+        op = _COMPILED[name] = graphconv.compile(str(SPECS / f"{name}.mmd"))
+    return op
 
 
 def conv1d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: Any = 1,

@@ -21,6 +21,10 @@ def _pad_by_mode(layer: torch.nn.modules.conv._ConvNd, input: torch.Tensor) -> t
 class Conv1d(torch.nn.Conv1d):
     """``torch.nn.Conv1d`` computed by ``specs/conv1d.mmd``."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        F.compiled("conv1d")  # compiled now, not in the first forward (which torch.compile may be tracing)
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.padding_mode != "zeros":
             return F.conv1d(_pad_by_mode(self, input), self.weight, self.bias, self.stride, 0, self.dilation,
@@ -30,6 +34,10 @@ class Conv1d(torch.nn.Conv1d):
 
 class Conv2d(torch.nn.Conv2d):
     """``torch.nn.Conv2d`` computed by ``specs/conv2d_full.mmd`` (im2col, a grouped matmul, a bias add)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        F.compiled("conv2d_full")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.padding_mode != "zeros":
@@ -42,6 +50,10 @@ class ConvTranspose2d(torch.nn.ConvTranspose2d):
     """``torch.nn.ConvTranspose2d`` computed by ``specs/conv_transpose2d.mmd``; ``output_size`` picks the
     output padding as torch does."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        F.compiled("conv_transpose2d")
+
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if self.padding_mode != "zeros":
             raise ValueError("Only `zeros` padding mode is supported for ConvTranspose2d")
@@ -53,6 +65,10 @@ class ConvTranspose2d(torch.nn.ConvTranspose2d):
 
 class Linear(torch.nn.Linear):
     """``torch.nn.Linear`` computed by ``specs/linear.mmd``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        F.compiled("linear")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.linear(input, self.weight, self.bias)

@@ -6,13 +6,15 @@ torch. They write ``from graphconv.ops.lazy_torch import torch`` and use it like
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 
 class _Torch:
     def __getattr__(self, name: str) -> Any:
         """Called for names not fetched yet: each is kept, so later reads cost a plain attribute lookup."""
-        value = getattr(importlib.import_module("torch"), name)
+        value = getattr(sys.modules.get("torch") or importlib.import_module("torch"), name)  # torch.compile
+        # cannot trace import_module: it finds torch imported whenever it traces
         setattr(self, name, value)
         return value
 
