@@ -12,9 +12,9 @@ from typing import Any
 
 class _Torch:
     def __getattr__(self, name: str) -> Any:
-        """Called for names not fetched yet: each is kept, so later reads cost a plain attribute lookup."""
-        value = getattr(sys.modules.get("torch") or importlib.import_module("torch"), name)  # torch.compile
-        # cannot trace import_module: it finds torch imported whenever it traces
+        """Called for names not fetched yet: each is kept, so later reads cost a plain attribute lookup. torch is
+        taken from sys.modules when imported (always, when torch.compile traces: it cannot trace import_module)."""
+        value = getattr(sys.modules.get("torch") or importlib.import_module("torch"), name)
         setattr(self, name, value)
         return value
 
