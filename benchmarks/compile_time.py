@@ -1,6 +1,6 @@
 """How long graphconv takes to turn a spec into a callable: parse + build (``graphconv.loads``) and compile (passes,
-memory plan, forward code) — for specs/conv2d.mmd and for generated chains of 1,000 to 5,000 ops — and what the
-backward code costs when the first backward makes it.
+memory plan, forward code; backward code too for programs up to 500 ops) — for specs/conv2d.mmd and for generated
+chains of 1,000 to 5,000 ops — and what the backward code costs when the first backward makes it (bigger programs).
 
     .venv/bin/python benchmarks/compile_time.py
 
@@ -41,15 +41,21 @@ def timed(run, repeats: int) -> float:
     return statistics.median(samples)
 
 
-def phases(text: str, path: str | None, repeats: int) -> tuple[float, float, float]:
-    """(parse + build, compile, backward code made on first use) seconds for one spec text."""
+def phases(text: str, path: str | None, repeats: int) -> tuple[float, float, float | None]:
+    """(parse + build, compile, backward code made on first use — None when compile made it) seconds."""
     spec = graphconv.loads(text, path=path)
     CompiledOp(spec)  # warm-up
     load = timed(lambda: graphconv.loads(text, path=path), repeats)
     build = timed(lambda: CompiledOp(spec), repeats)
     ops = [CompiledOp(spec) for _ in range(repeats)]
+    if ops[0].code._backward is not None:
+        return load, build, None
     backward = timed(lambda: ops.pop().code.backward, repeats)
     return load, build, backward
+
+
+def show_ms(seconds: float | None, digits: int) -> str:
+    return "in compile" if seconds is None else f"{seconds * 1e3:.{digits}f}"
 
 
 def main() -> None:
@@ -59,13 +65,13 @@ def main() -> None:
     print("| spec | ops | parse + build ms | compile ms | total ms | µs per op | backward code, on first use ms |")
     print("|---|---|---|---|---|---|---|")
     print(f"| specs/conv2d.mmd (graphconv.compile of the path) | 9 | {load * 1e3:.1f} | {build * 1e3:.1f} "
-          f"| {whole * 1e3:.1f} | {whole / 9 * 1e6:.0f} | {backward * 1e3:.1f} |")
+          f"| {whole * 1e3:.1f} | {whole / 9 * 1e6:.0f} | {show_ms(backward, 1)} |")
     per_op = {}
     for length in LENGTHS:
         load, build, backward = phases(chain_spec(length), None, 3)
         per_op[length] = (load + build) / length
         print(f"| chain | {length} | {load * 1e3:.0f} | {build * 1e3:.0f} | {(load + build) * 1e3:.0f} "
-              f"| {per_op[length] * 1e6:.0f} | {backward * 1e3:.0f} |")
+              f"| {per_op[length] * 1e6:.0f} | {show_ms(backward, 0)} |")
     print(f"\nTime per op at {LENGTHS[-1]} ops ÷ at {LENGTHS[0]}: {per_op[LENGTHS[-1]] / per_op[LENGTHS[0]]:.2f} "
           "(1.00 = linear growth)")
 
