@@ -424,7 +424,7 @@ class _Workspace:
         self.band = like.new_zeros(images, g.c, rows, g.w + 2 * g.pw)  # its padding columns stay zero
         self.cols = like.new_empty(g.patch_size * columns)
         self.tiles = like.new_empty(out_channels * columns)
-        self._scatter_plans: dict[tuple[int, int], list] = {}
+        self._scatter_plans: dict[tuple[int, int, int], list] = {}  # (images, y0, y1) → _scatter_views
 
     def band_rows(self, y0: int, y1: int) -> int:
         return (y1 - 1 - y0) * self.g.sh + (self.g.kh - 1) * self.g.dh + 1
