@@ -14,7 +14,7 @@ from graphconv.ops.plugins import load_plugins
 from graphconv.ops.spec_ops import used_ops
 from graphconv.spec.diagram import Diagram
 from graphconv.spec.mermaid import parse_diagram
-from graphconv.spec.metadata import Metadata, read_front_matter
+from graphconv.spec.metadata import read_front_matter
 from graphconv.spec.yaml_source import YamlDoc, load_yaml
 from graphconv.spec.yaml_spec import parse_yaml_spec
 
