@@ -13,17 +13,26 @@ import torch
 from graphconv.nn import functional as F
 
 
+class _CompiledAtBuild:
+    """Compiles the layer's shipped spec (``spec_name``) when the layer is built, not in its first forward, which
+    torch.compile may be tracing."""
+
+    spec_name: str
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        F.compiled(self.spec_name)
+
+
 def _pad_by_mode(layer: torch.nn.modules.conv._ConvNd, input: torch.Tensor) -> torch.Tensor:
     """The input padded for ``padding_mode`` 'reflect', 'replicate' or 'circular' (torch's own padding)."""
     return torch.nn.functional.pad(input, layer._reversed_padding_repeated_twice, mode=layer.padding_mode)
 
 
-class Conv1d(torch.nn.Conv1d):
+class Conv1d(_CompiledAtBuild, torch.nn.Conv1d):
     """``torch.nn.Conv1d`` computed by ``specs/conv1d.mmd``."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        F.compiled("conv1d")  # compiled now, not in the first forward (which torch.compile may be tracing)
+    spec_name = "conv1d"
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.padding_mode != "zeros":
@@ -32,12 +41,10 @@ class Conv1d(torch.nn.Conv1d):
         return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-class Conv2d(torch.nn.Conv2d):
+class Conv2d(_CompiledAtBuild, torch.nn.Conv2d):
     """``torch.nn.Conv2d`` computed by ``specs/conv2d_full.mmd`` (im2col, a grouped matmul, a bias add)."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        F.compiled("conv2d_full")
+    spec_name = "conv2d_full"
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.padding_mode != "zeros":
@@ -46,13 +53,11 @@ class Conv2d(torch.nn.Conv2d):
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-class ConvTranspose2d(torch.nn.ConvTranspose2d):
+class ConvTranspose2d(_CompiledAtBuild, torch.nn.ConvTranspose2d):
     """``torch.nn.ConvTranspose2d`` computed by ``specs/conv_transpose2d.mmd``; ``output_size`` picks the
     output padding as torch does."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        F.compiled("conv_transpose2d")
+    spec_name = "conv_transpose2d"
 
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if self.padding_mode != "zeros":
@@ -63,12 +68,10 @@ class ConvTranspose2d(torch.nn.ConvTranspose2d):
                                   self.groups, self.dilation)
 
 
-class Linear(torch.nn.Linear):
+class Linear(_CompiledAtBuild, torch.nn.Linear):
     """``torch.nn.Linear`` computed by ``specs/linear.mmd``."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        F.compiled("linear")
+    spec_name = "linear"
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.linear(input, self.weight, self.bias)
