@@ -123,3 +123,13 @@ def test_torch_compile_does_not_trace_into_graphconvs_set_up():
     where = {r.user_stack[-1].filename.rsplit("/", 1)[-1] for r in explanation.break_reasons if r.user_stack}
     assert not where & {"functional.py", "compiled.py", "program.py", "executor.py", "opgraph.py", "codegen.py",
                         "lazy_torch.py", "loader.py"}
+
+
+def test_vmap_without_grad_of_a_spec_that_folds():
+    """fold writes into a right-sized result with an out= op, which vmap cannot batch: under vmap it uses F.fold."""
+    spec = graphconv.loads("---\ngraphconv:\n  inputs: {x: [b, k, l]}\n---\ngraph LR\n"
+                           '  X(x) --> F(("fold(output_size=(4, 4), kernel_size=2)")) --> Y(y)\n')
+    xs = torch.randn(3, 2, 12, 9)
+    with torch.no_grad():
+        got = torch.func.vmap(graphconv.compile(spec))(xs)
+    torch.testing.assert_close(got, torch.stack([F.fold(x, (4, 4), 2) for x in xs]))

@@ -16,7 +16,7 @@ does not merge batch and patches), so the rewrite never changes a result.
 """
 from __future__ import annotations
 
-from graphconv.ops.helpers import col2im, randn
+from graphconv.ops.helpers import col2im, may_write_in_place, randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import op
 
@@ -151,7 +151,7 @@ def _plan(input_shape, weight_shape, itemsize, attrs, low_memory=False) -> _Plan
         if _resolve(out_shape, rows * o) != (g.b, g.oh, g.ow, o) or dims != CHANNELS_FIRST:
             return None
     whole = _Plan(g, o, True) if channels_first else None
-    if not _may_write_in_place():
+    if not may_write_in_place():  # the chunked and grouped paths write in place
         return whole
     image = g.patches * g.patch_size * itemsize
     if low_memory:
@@ -162,12 +162,6 @@ def _plan(input_shape, weight_shape, itemsize, attrs, low_memory=False) -> _Plan
     if g.b * image > WHOLE_BYTES:
         return _Plan(g, o, channels_first, chunk_bytes=min(CHUNK_BYTES_MAX, max(CHUNK_BYTES_MIN, image)))
     return whole
-
-
-def _may_write_in_place() -> bool:
-    """The chunked and grouped paths write in place (out=, copy_, addmm_): not while autograd records (a
-    differentiable backward), nor under a functorch transform (vmap has no batching rule for out= ops)."""
-    return not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
 
 
 def _low_memory_budget(g: Windows, out_channels: int, itemsize: int) -> int:

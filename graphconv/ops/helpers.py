@@ -28,16 +28,22 @@ def kept_shape(shape: Sequence[int], dim: Any) -> tuple[int, ...]:
     return tuple(1 if i in dims else n for i, n in enumerate(shape))
 
 
+def may_write_in_place() -> bool:
+    """Whether an op may write into buffers it made (out=, copy_, addmm_): not while autograd records (a
+    differentiable backward), nor under a functorch transform (vmap has no batching rule for out= ops)."""
+    return not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
+
+
 def col2im(columns: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0, stride: Any = 1,
            *, out: Any = None) -> Any:
     """``torch.nn.functional.fold`` (into ``out`` if given, a contiguous (b, c, h, w) tensor) with a result that
     owns no more memory than it needs: F.fold allocates its result as big as its input (kh·kw times the result)
-    and only shrinks the view, so a gradient it makes would keep kh·kw times its size. While autograd records
-    (and for unbatched columns) plain F.fold: differentiable."""
+    and only shrinks the view, so a gradient it makes would keep kh·kw times its size. Where it may not write in
+    place (and for unbatched columns), plain F.fold."""
     sizes = [tuple(v) if isinstance(v, (tuple, list)) else (v, v)
              for v in (output_size, kernel_size, dilation, padding, stride)]
     if out is None:
-        if torch.is_grad_enabled() or columns.dim() != 3:
+        if not may_write_in_place() or columns.dim() != 3:
             return torch.nn.functional.fold(columns, *sizes)
         kh, kw = sizes[1]
         out = columns.new_empty(columns.shape[0], columns.shape[1] // (kh * kw), *sizes[0])
