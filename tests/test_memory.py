@@ -16,12 +16,17 @@ ROOT = __import__("conftest").ROOT
 SPECS = ROOT / "specs"
 
 
-def seed_function():
-    """The seed's Conv2DFunc, as kept for the benchmark (benchmarks/seed_conv2d.py)."""
-    found = importlib.util.spec_from_file_location("seed_conv2d", ROOT / "benchmarks" / "seed_conv2d.py")
+def benchmark_module(name: str):
+    """A module of benchmarks/ (not a package): the seed's Conv2DFunc, the allocator-event peak measure."""
+    found = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(found)
     found.loader.exec_module(module)
-    return module.Conv2DFunc
+    return module
+
+
+def seed_function():
+    """The seed's Conv2DFunc, as kept for the benchmark (benchmarks/seed_conv2d.py)."""
+    return benchmark_module("seed_conv2d").Conv2DFunc
 
 
 def saved(y):
@@ -183,18 +188,6 @@ def test_minimal_holds_only_the_output_between_the_passes():
     assert held["all"][0] == output + 2 * 12 * 12 * 4 * 9 * 4  # and the patch matrix
 
 
-def _peak(run) -> int:
-    """The most bytes allocated at once while ``run`` runs, beyond what existed before (allocator events)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
-        run()
-    live = peak = 0
-    for event in sorted((e for e in recorded.profiler.kineto_results.events() if e.name() == "[memory]"),
-                        key=lambda e: e.start_ns()):
-        live += event.nbytes()
-        peak = max(peak, live)
-    return peak
-
-
 @pytest.mark.parametrize("b, c, o, h, w", [(4, 3, 3, 8, 8), (2, 16, 16, 16, 16), (3, 8, 5, 20, 12), (1, 1, 1, 5, 5),
                                            (2, 64, 128, 7, 7)])
 def test_minimal_holds_little_beyond_the_output_and_gradients(b, c, o, h, w):
@@ -206,11 +199,11 @@ def test_minimal_holds_little_beyond_the_output_and_gradients(b, c, o, h, w):
     torch.manual_seed(0)
     x, kernel = torch.randn(b, c, h, w, requires_grad=True), torch.randn(o, c, 3, 3, requires_grad=True)
     grad = torch.randn(b, o, h, w)
-    peaks = {}
+    peak_bytes, peaks = benchmark_module("measure").peak_bytes, {}
     for save in memory.POLICIES:
         op = graphconv.compile(SPECS / "conv2d.mmd", save=save)
         op(x, kernel)  # the first call checks the shapes on the meta device
-        peaks[save] = _peak(lambda: torch.autograd.grad(op(x, kernel), (x, kernel), grad))
+        peaks[save] = peak_bytes(lambda: torch.autograd.grad(op(x, kernel), (x, kernel), grad))
     held = 4 * (grad.numel() + x.numel() + kernel.numel())  # the output and the two gradients
     budget = max(fused.LOW_MEMORY_BYTES, held // 8, 4 * c * 9 * w)  # patch columns: at least one output row
     patch_matrix = 4 * b * h * w * c * 9

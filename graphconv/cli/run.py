@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -85,10 +86,7 @@ def _bytes(shape: tuple[int, ...] | None, dtype: str | None) -> int:
 
     if shape is None or dtype is None:
         return 0
-    count = 1
-    for size in shape:
-        count *= size
-    return count * getattr(torch, dtype).itemsize
+    return math.prod(shape) * getattr(torch, dtype).itemsize
 
 
 def trace_json(spec: Any, result: Any) -> dict[str, Any]:
