@@ -12,19 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from graphconv.errors import SpecError
-from graphconv.loader import load, loads
+from graphconv.api import compile, load, loads
 from graphconv.ops import REGISTRY, Op, op, register_op
-from graphconv.spec.mermaid import parse_diagram
+from graphconv.syntax.mermaid import parse_diagram
 
 __all__ = ["SpecError", "load", "loads", "parse_diagram", "compile", "op", "register_op", "Op", "REGISTRY", "nn"]
 __version__ = "0.1.0"
-
-
-def compile(spec: Any, *, ops: Any = (), optimize: bool = True, save: str = "all") -> Any:
-    """A differentiable callable from a spec: a loaded Spec or a path. See graphconv.compiler.compiled."""
-    from graphconv.compiler.compiled import compile as compile_spec
-
-    return compile_spec(spec, ops=ops, optimize=optimize, save=save)
 
 
 def __getattr__(name: str) -> Any:

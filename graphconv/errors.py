@@ -1,4 +1,5 @@
-"""The one error type a user sees for a bad spec: where it is, what is wrong, and a caret under the spot."""
+"""Every error type graphconv raises: :class:`SpecError` (where it is, what is wrong, a caret under the spot) and
+its kinds."""
 from __future__ import annotations
 
 
@@ -46,3 +47,15 @@ def _line_of(source: str | None, line: int | None) -> str | None:
     if 1 <= line <= len(lines):
         return lines[line - 1].expandtabs(1)
     return None
+
+
+class CallError(SpecError, TypeError):
+    """A compiled op was called wrongly: wrong number or kind of inputs, unknown attrs."""
+
+
+class ShapeError(SpecError, ValueError):
+    """A tensor's shape does not fit the spec: an input against its pattern, or a declared intermediate shape."""
+
+
+class OpClashError(SpecError, ValueError):
+    """Two different ops want the same name; the message names where each comes from."""

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import graphconv
 import graphconv.ops.fused as fused
 from graphconv import SpecError
-from graphconv.compiler import codegen, executor, function
+from graphconv.compiler import function, interpreter
+from graphconv.compiler.codegen import generated
 
 SPECS = __import__("conftest").SPECS
 
@@ -42,7 +43,7 @@ def test_the_source_is_registered_with_linecache_and_a_big_program_makes_backwar
     op = graphconv.compile(SPECS / "conv2d.mmd")  # small: backward at once (torch.compile cannot trace making it)
     assert linecache.getline(op.code.filename("forward"), 1) == "def forward(A, input_batch, kernel):\n"
     assert linecache.getline(op.code.filename("backward"), 1).startswith("def backward(A, saved, meta, needs,")
-    monkeypatch.setattr(codegen, "EAGER_BACKWARD_STEPS", 0)  # as for a program of thousands of ops
+    monkeypatch.setattr(generated, "EAGER_BACKWARD_STEPS", 0)  # as for a program of thousands of ops
     op = graphconv.compile(SPECS / "conv2d.mmd")
     x, w = rand(1, 2, 4, 4), rand(2, 2, 3, 3)
     with torch.no_grad():
@@ -61,7 +62,7 @@ def test_calls_run_the_generated_code_not_the_interpreter(monkeypatch):
         raise AssertionError("the executor ran")
 
     for name in ("forward", "backward", "run_op"):
-        monkeypatch.setattr(executor, name, refuse)
+        monkeypatch.setattr(interpreter, name, refuse)
     y = op(x, w)
     torch.testing.assert_close(y, F.conv2d(x, w, padding=1))
     grads = torch.autograd.grad(y.sum(), (x, w))

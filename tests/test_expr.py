@@ -2,7 +2,7 @@
 import pytest
 
 from graphconv.errors import SpecError
-from graphconv.spec.expr import evaluate, names, parse_call, parse_expr, to_source
+from graphconv.syntax.expr import evaluate, names, parse_call, parse_expr, to_source
 
 ENV = {"i_h": 8, "kernel_h": 3, "padding": 1, "stride": 2, "o_h": 4, "o_w": 5, "b": 2}
 

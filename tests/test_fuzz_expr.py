@@ -10,7 +10,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from graphconv import SpecError
-from graphconv.spec.expr import (BINARY, COMPARE, BinOp, Compare, Conditional, Const, Function, Name, Neg, Subscript,
+from graphconv.syntax.expr import (BINARY, COMPARE, BinOp, Compare, Conditional, Const, Function, Name, Neg, Subscript,
                                  Tuple, evaluate, parse_call, parse_expr, to_source)
 from test_fuzz_specs import FUZZ, SCALE
 

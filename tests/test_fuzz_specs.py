@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import graphconv
 from conftest import SPECS
 from graphconv import SpecError
-from graphconv.compiler.trace import trace
+from graphconv.check.trace import trace
 
 SCALE = int(os.environ.get("GRAPHCONV_FUZZ_SCALE", "1"))
 SPEC_FILES = sorted(p for p in SPECS.iterdir() if p.suffix in (".mmd", ".md", ".yaml", ".yml"))
@@ -198,7 +198,7 @@ def load_error(text: str, path: str = "spec.mmd") -> SpecError:
 
 
 def test_a_nul_character_in_a_yaml_spec_is_a_spec_error_at_its_place():
-    # was: yaml.reader.ReaderError, raised by yaml.SafeLoader(text) outside the try (graphconv/spec/yaml_source.py)
+    # was: yaml.reader.ReaderError, raised by yaml.SafeLoader(text) outside the try (graphconv/syntax/yaml_source.py)
     error = load_error("title: t\ngraph: [\x00]\n", "spec.yaml")
     assert (error.line, error.column) == (2, 9)
     assert "character U+0000 is not allowed" in error.message
@@ -213,7 +213,7 @@ def test_yaml_that_ends_too_early_points_at_its_last_line():
 
 
 def test_an_expression_function_with_the_wrong_number_of_arguments_is_a_spec_error():
-    # was: TypeError from min() at trace time (graphconv/spec/expr.py now checks the count when parsing)
+    # was: TypeError from min() at trace time (graphconv/syntax/expr.py now checks the count when parsing)
     error = load_error("---\ngraphconv:\n  attrs: {k: 1}\n  dims: {d: min()}\n---\ngraph LR\n  x --> R((relu)) --> y\n")
     assert (error.line, error.message) == (4, "min() takes at least 2 argument(s), got 0")
     error = load_error("---\ngraphconv:\n  attrs: {k: 1}\n  dims: {d: 'abs(k, k)'}\n---\n"
@@ -238,7 +238,7 @@ def test_arithmetic_that_python_refuses_is_a_spec_error_at_the_dim(expression, m
 
 def test_a_negated_power_base_keeps_its_parentheses_when_written_back():
     # was: (-8) ** 2 written as -8 ** 2, which Python and the grammar read as -(8 ** 2): `graphconv show` changed a dim
-    from graphconv.spec.expr import evaluate, parse_expr, to_source
+    from graphconv.syntax.expr import evaluate, parse_expr, to_source
 
     for text, value in [("(-a) ** 2", 9), ("-a ** 2", -9), ("(-a) ** 3 + (-a) ** 2", -18)]:
         written = to_source(parse_expr(text))

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import graphconv
 from conftest import SPECS
 from graphconv import SpecError
-from graphconv.compiler.binding import CallError
+from graphconv.errors import CallError
 from test_fuzz_specs import FUZZ, SCALE
 
 CONV2D = graphconv.compile(SPECS / "conv2d.mmd")

@@ -24,7 +24,7 @@ import graphconv
 from conftest import SPECS
 from graphconv import SpecError
 from graphconv.cli import main
-from graphconv.compiler.trace import trace
+from graphconv.check.trace import trace
 
 PACKAGE = str(Path(graphconv.__file__).parent)
 RELU = "graph LR\n  x --> R((relu)) --> y\n"

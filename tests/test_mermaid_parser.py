@@ -13,8 +13,8 @@ import pytest
 from lark.exceptions import LarkError
 
 from graphconv.errors import SpecError
-from graphconv.spec.diagram import Edge, Node, Subgraph
-from graphconv.spec.mermaid import parse_diagram
+from graphconv.syntax.diagram import Edge, Node, Subgraph
+from graphconv.syntax.mermaid import parse_diagram
 
 # The seed's diagram body, unchanged (seed/000_01b1be2d849a49ab.txt, from `graph LR` to the last `end`).
 SEED = """\

@@ -9,7 +9,7 @@ import torch
 
 import graphconv
 from conftest import ROOT, write_spec
-from graphconv.compiler.binding import CallError
+from graphconv.errors import CallError
 
 SQUEEZE_EXCITE = ROOT / "examples" / "squeeze_excite.mmd"
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from graphconv.ops import REGISTRY, Op
-from graphconv.ops.verify import check_op, gradcheck_op, samples
+from graphconv.check.verify import check_op, gradcheck_op, samples
 
 
 @pytest.mark.parametrize("name", REGISTRY.names())

@@ -8,7 +8,7 @@ import torch
 from conftest import ROOT
 from graphconv.ops import REGISTRY
 from graphconv.ops.registry import Op
-from graphconv.ops.verify import single_op
+from graphconv.check.verify import single_op
 
 
 def grads(function, x):

@@ -13,7 +13,7 @@ import graphconv.ops.fused as fused
 from graphconv.compiler import passes
 from graphconv.compiler.compiled import CompiledOp
 from graphconv.compiler.passes import dce, fold_views, im2col, patch_matmul
-from graphconv.ops.verify import gradcheck_op
+from graphconv.check.verify import gradcheck_op
 
 SPECS = __import__("conftest").SPECS
 CONFIGS = [

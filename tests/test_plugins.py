@@ -10,8 +10,9 @@ import torch
 import graphconv
 from conftest import write_spec
 from graphconv.cli import main
-from graphconv.ops import REGISTRY, OpClashError, plugins
-from graphconv.ops.verify import check_op
+from graphconv.errors import OpClashError
+from graphconv.ops import REGISTRY, plugins
+from graphconv.check.verify import check_op
 
 SWISH = '''\
 import graphconv

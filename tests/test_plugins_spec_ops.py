@@ -9,8 +9,8 @@ import torch
 import graphconv
 from conftest import ROOT, SPECS, write_spec
 from graphconv.cli import main
-from graphconv.ops import OpClashError
-from graphconv.ops.verify import check_op
+from graphconv.errors import OpClashError
+from graphconv.check.verify import check_op
 
 SCALE_BY = """\
 ---

@@ -8,7 +8,8 @@ import yaml
 import graphconv
 from conftest import SPECS
 from graphconv import SpecError
-from graphconv.compiler.binding import Binder, ShapeError, shape_mismatch
+from graphconv.compiler.binding import Binder, shape_mismatch
+from graphconv.errors import ShapeError
 
 CONV2D = SPECS / "conv2d.yaml"
 

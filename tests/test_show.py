@@ -15,7 +15,7 @@ import graphconv
 from conftest import NO_FRONT_MATTER, ROOT, SPECS, write_spec
 from graphconv.cli import main
 from graphconv.graph.render_yaml import metadata_data
-from graphconv.spec.expr import to_source
+from graphconv.syntax.expr import to_source
 
 SPLIT_JOIN = """\
     ---
@@ -238,7 +238,7 @@ def test_real_mermaid_renders_the_annotated_diagrams(tmp_path, capsys):
 
 def test_yaml_conversion_writes_every_metadata_key(tmp_path):
     """A key the metadata learns must be written back too, or the conversion silently loses it."""
-    from graphconv.spec.metadata import KEYS
+    from graphconv.syntax.metadata import KEYS
 
     text = (SPECS / "conv2d.yaml").read_text() + "outputs: [output]\nparams: [kernel]\nuses: [conv2d_full]\n"
     spec = graphconv.loads(text, path=str(SPECS / "all_keys.yaml"))  # uses: is read next to the spec

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from graphconv.errors import SpecError
-from graphconv.spec.expr import evaluate, names, parse_expr, to_source
+from graphconv.syntax.expr import evaluate, names, parse_expr, to_source
 
 SAME_PAD = "d * (k - 1) if padding == 'same' else (0 if padding == 'valid' else 2 * pair(padding)[0])"
 

@@ -11,8 +11,8 @@ import torch
 import graphconv
 from conftest import SPECS
 from graphconv.nn import functional as F
-from graphconv.ops.reference import read_reference
-from graphconv.ops.verify import check_spec
+from graphconv.check.reference import read_reference
+from graphconv.check.verify import check_spec
 
 SHIPPED = sorted(p.name for p in SPECS.glob("*.mmd"))
 SHELF = ["conv2d_full.mmd", "conv1d.mmd", "conv_transpose2d.mmd", "depthwise_conv2d.mmd", "linear.mmd",
@@ -26,17 +26,18 @@ def test_the_shelf_is_shipped():
 @pytest.mark.slow  # builds a wheel (pip, offline: no build isolation)
 def test_a_built_wheel_carries_every_spec(tmp_path):
     """graphconv.nn's layers compile the shipped specs, so an installed graphconv must have them: the wheel holds
-    specs/ as graphconv/specs (a link in the repository)."""
+    the spec library as graphconv/library (the repository's specs/ links to it)."""
     source = tmp_path / "source"  # a copy: building writes scratch folders beside the sources
     shutil.copytree(SPECS.parent, source, symlinks=True,
                     ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "tests", "benchmarks"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(tmp_path), str(source)], check=True, capture_output=True)
     [wheel] = tmp_path.glob("graphconv-*.whl")
-    packed = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("graphconv/specs/")}
-    shipped = {f"graphconv/specs/{p.name}" for p in SPECS.iterdir() if p.suffix in (".mmd", ".yaml")}
+    packed = {name for name in zipfile.ZipFile(wheel).namelist()
+              if name.startswith("graphconv/library/") and not name.endswith(".py")}
+    shipped = {f"graphconv/library/{p.name}" for p in SPECS.iterdir() if p.suffix in (".mmd", ".yaml")}
     assert shipped and packed == shipped
-    assert F.SPECS.samefile(SPECS)
+    assert F.LIBRARY.samefile(SPECS)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -121,8 +121,8 @@ def test_torch_compile_does_not_trace_into_graphconvs_set_up():
                                 graphconv.nn.Conv2d(4, 2, 3, stride=2))
     explanation = torch._dynamo.explain(model)(torch.randn(2, 3, 8, 8, requires_grad=True))
     where = {r.user_stack[-1].filename.rsplit("/", 1)[-1] for r in explanation.break_reasons if r.user_stack}
-    assert not where & {"functional.py", "compiled.py", "program.py", "executor.py", "opgraph.py", "codegen.py",
-                        "lazy_torch.py", "loader.py"}
+    assert not where & {"functional.py", "compiled.py", "program.py", "interpreter.py", "opgraph.py", "generated.py",
+                        "lazy_torch.py", "api.py"}
 
 
 def test_vmap_without_grad_of_a_spec_that_folds():

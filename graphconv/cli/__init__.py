@@ -11,7 +11,7 @@ from typing import Sequence
 
 from graphconv.cli import check, compile, export, ops, run, show
 from graphconv.cli.common import EXIT_SHAPE, EXIT_SPEC
-from graphconv.compiler.binding import ShapeError
+from graphconv.errors import ShapeError
 from graphconv.errors import SpecError
 
 VERBS = [run, show, check, ops, compile, export]

@@ -30,8 +30,8 @@ def add_parser(verbs: Any) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     import graphconv
-    from graphconv.ops.reference import ALLOWED_MODULES
-    from graphconv.ops.verify import check_spec
+    from graphconv.check.reference import ALLOWED_MODULES
+    from graphconv.check.verify import check_spec
 
     modules = import_modules(args.ops)
     status = EXIT_OK

@@ -7,7 +7,7 @@ from types import ModuleType
 from typing import Any, Sequence
 
 from graphconv.errors import SpecError
-from graphconv.spec.expr import Name, evaluate, parse_call
+from graphconv.syntax.expr import Name, evaluate, parse_call
 
 EXIT_OK, EXIT_SHAPE, EXIT_SPEC = 0, 1, 2
 

@@ -23,7 +23,7 @@ def add_parser(verbs: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from graphconv.compiler.codegen_export import export_source
+    from graphconv.compiler.codegen.export import export_source
 
     text = export_source(compile_from_args(args), name=args.name)
     if args.output is None:

@@ -37,8 +37,8 @@ def cmd_ops(args: argparse.Namespace) -> int:
 
 def available_ops(spec_path: str | None, modules: list) -> list:
     """The registry with installed plugins and ``modules``, plus the ops of the specs ``spec_path`` uses."""
-    from graphconv.loader import load, registry_with
-    from graphconv.ops.spec_ops import used_ops
+    from graphconv.api import load, registry_with
+    from graphconv.compiler.used_specs import used_ops
 
     registry = registry_with(modules)
     if spec_path is not None:

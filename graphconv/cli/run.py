@@ -45,7 +45,7 @@ def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
 def load_and_trace(args: argparse.Namespace, *, backward: bool = False, device: str = "meta") -> tuple[Any, Any]:
     """The spec ``args.spec`` and its trace at the sizes the shape arguments give."""
     import graphconv
-    from graphconv.compiler.trace import trace
+    from graphconv.check.trace import trace
 
     spec = graphconv.load(args.spec, ops=import_modules(args.ops))
     result = trace(spec, parse_assignments(args.dims, "--dims"), parse_assignments(args.attr, "--attr"),

@@ -65,9 +65,9 @@ def concrete_labels(spec: Any, result: Any) -> dict[str, str]:
 
 def diagram_of(spec: Any) -> Any:
     """The Diagram the spec was read from (its layout: direction, node shapes, subgraphs)."""
-    from graphconv.loader import YAML_SUFFIXES
-    from graphconv.spec.mermaid import parse_diagram
-    from graphconv.spec.yaml_spec import parse_yaml_spec
+    from graphconv.api import YAML_SUFFIXES
+    from graphconv.syntax.mermaid import parse_diagram
+    from graphconv.syntax.yaml_spec import parse_yaml_spec
 
     if spec.path and spec.path.lower().endswith(YAML_SUFFIXES):
         return parse_yaml_spec(spec.source, spec.path)[0]

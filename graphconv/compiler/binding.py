@@ -15,21 +15,13 @@ import sys
 from functools import cached_property
 from typing import Any, Sequence
 
-from graphconv.errors import SpecError
+from graphconv.errors import CallError, ShapeError, SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.spec.expr import Const, Expr, Name, evaluate, names, suggest, to_source
-from graphconv.spec.metadata import WILDCARD
+from graphconv.syntax.expr import Const, Expr, Name, evaluate, names, suggest, to_source
+from graphconv.syntax.metadata import WILDCARD
 
 MAX_ELEMENTS = 2 ** 60  # a tensor's size in bytes must fit in 64 bits (torch's limit), at 8 bytes an element
 LIBRARY = "graphconv.ops."  # the module prefix of the library's ops (Op.source)
-
-
-class CallError(SpecError, TypeError):
-    """A compiled op was called wrongly: wrong number or kind of inputs, unknown attrs."""
-
-
-class ShapeError(SpecError, ValueError):
-    """A tensor's shape does not fit the spec: an input against its pattern, or a declared intermediate shape."""
 
 
 def is_wildcard(entry: Expr) -> bool:

@@ -14,12 +14,11 @@ from typing import Any
 
 import torch
 
-from graphconv.compiler import codegen, executor, function, memory, passes
+from graphconv.compiler import codegen, function, interpreter, memory, passes
 from graphconv.compiler.binding import Binder, shape_mismatch
-from graphconv.compiler.codegen_source import identifier
+from graphconv.compiler.codegen.source import identifier
 from graphconv.compiler.program import Program
 from graphconv.graph.opgraph import Spec
-from graphconv.loader import load
 
 CACHE_LIMIT = 256
 
@@ -90,7 +89,7 @@ class CompiledOp:
             return
         program = Program(self.spec)
         meta_inputs = [torch.empty(t.shape, dtype=t.dtype, device="meta") for t in inputs]
-        _, _, values = executor.forward(program, program.arguments(env), meta_inputs, save=False, keep=True)
+        _, _, values = interpreter.forward(program, program.arguments(env), meta_inputs, save=False, keep=True)
         for name, value in zip(program.names, values):
             mismatch = shape_mismatch(self.spec, name, tuple(value.shape), env)
             if mismatch:
@@ -104,14 +103,3 @@ class CompiledOp:
         params += [inspect.Parameter(identifier(k, taken), inspect.Parameter.KEYWORD_ONLY, default=v)
                    for k, v in self.spec.meta.attrs.items()]
         return inspect.Signature(params)
-
-
-def compile(spec: Spec | str, *, ops: Any = (), optimize: bool = True, save: str = "all") -> CompiledOp:
-    """A differentiable callable from a spec (a loaded :class:`Spec` or a path to load).
-
-    ``optimize=False`` skips the graph passes; ``save`` is the memory policy: ``"all"`` keeps every value a VJP
-    reads, ``"minimal"`` keeps the inputs and recomputes cheap values in backward.
-    """
-    if not isinstance(spec, Spec):
-        spec = load(spec, ops=ops)
-    return CompiledOp(spec, optimize=optimize, save=save)

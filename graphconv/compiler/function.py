@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from graphconv.compiler.codegen import GeneratedCode
+from graphconv.compiler.codegen.generated import GeneratedCode
 
 
 def apply(code: GeneratedCode, args: tuple, inputs: tuple) -> Any:

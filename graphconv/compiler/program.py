@@ -11,7 +11,7 @@ from typing import Any
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import OpNode, Spec
 from graphconv.ops.registry import Op
-from graphconv.spec.expr import evaluate
+from graphconv.syntax.expr import evaluate
 
 
 @dataclass

@@ -13,10 +13,10 @@ import networkx as nx
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import OpNode, Spec, TensorNode
 from graphconv.ops.registry import Op, Registry
-from graphconv.spec.diagram import Diagram, Edge, Node
-from graphconv.spec.expr import Call, Expr, Name, names, parse_call, suggest
-from graphconv.spec.expr import Tuple as TupleExpr
-from graphconv.spec.metadata import WILDCARD, Metadata
+from graphconv.syntax.diagram import Diagram, Edge, Node
+from graphconv.syntax.expr import Call, Expr, Name, names, parse_call, suggest
+from graphconv.syntax.expr import Tuple as TupleExpr
+from graphconv.syntax.metadata import WILDCARD, Metadata
 
 OP_SHAPES = ("circle",)
 LAYOUT_ONLY_EDGES = ("invisible",)

@@ -12,8 +12,8 @@ from typing import Any
 import networkx as nx
 
 from graphconv.ops.registry import Op
-from graphconv.spec.expr import Expr
-from graphconv.spec.metadata import Metadata
+from graphconv.syntax.expr import Expr
+from graphconv.syntax.metadata import Metadata
 
 
 @dataclass

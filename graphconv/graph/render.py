@@ -15,8 +15,8 @@ from typing import Any
 
 from graphconv.graph.opgraph import Spec
 from graphconv.graph.render_yaml import dump, metadata_data
-from graphconv.spec.diagram import Diagram, Node, Subgraph
-from graphconv.spec.expr import to_source
+from graphconv.syntax.diagram import Diagram, Node, Subgraph
+from graphconv.syntax.expr import to_source
 
 MERMAID_SHAPES = {
     "rect": ("[", "]"), "round": ("(", ")"), "circle": ("((", "))"), "stadium": ("([", "])"),

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from graphconv.graph.opgraph import OpNode, Spec
-from graphconv.spec.expr import Const, Expr, Name, to_source
-from graphconv.spec.expr import Tuple as TupleExpr
-from graphconv.spec.metadata import Metadata
+from graphconv.syntax.expr import Const, Expr, Name, to_source
+from graphconv.syntax.expr import Tuple as TupleExpr
+from graphconv.syntax.metadata import Metadata
 
 
 def expr_data(expr: Expr) -> Any:

@@ -16,9 +16,7 @@ import torch
 
 import graphconv
 
-# graphconv/specs links to the repository's specs/ (a real folder in a built wheel): resolved, paths in messages
-# name the file an author edits
-SPECS = (Path(__file__).parent.parent / "specs").resolve()
+LIBRARY = Path(__file__).parent.parent / "library"  # the shipped specs (the repository's specs/ links here)
 PADDING_STRINGS = ("same", "valid")
 
 
@@ -31,7 +29,7 @@ def compiled(name: str) -> Any:
     it reads a dict that already holds the op as a constant — graphconv.nn's layers fill it when they are built."""
     op = _COMPILED.get(name)
     if op is None:
-        op = _COMPILED[name] = graphconv.compile(str(SPECS / f"{name}.mmd"))
+        op = _COMPILED[name] = graphconv.compile(str(LIBRARY / f"{name}.mmd"))
     return op
 
 

@@ -18,7 +18,7 @@ from torch.nn import init
 
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.spec.expr import Call, evaluate, suggest
+from graphconv.syntax.expr import Call, evaluate, suggest
 
 
 def uniform_fan_in(tensor: torch.Tensor, of: torch.Tensor | None = None) -> torch.Tensor:

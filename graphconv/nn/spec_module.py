@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 import graphconv
-from graphconv.compiler.binding import CallError
+from graphconv.errors import CallError
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
 from graphconv.nn.init import initialise
-from graphconv.spec.expr import evaluate, names, suggest, to_source
+from graphconv.syntax.expr import evaluate, names, suggest, to_source
 
 
 @lru_cache(maxsize=64)

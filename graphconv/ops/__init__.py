@@ -5,6 +5,6 @@ windows, nn.
 """
 from graphconv.ops import elementwise, linalg, movement, nn, reduce, windows  # noqa: F401  (register the ops)
 from graphconv.ops import fused  # noqa: F401  (the optimizer's fused ops: graphconv.compiler.passes)
-from graphconv.ops.registry import REGISTRY, Op, OpClashError, Registry, op, register_op
+from graphconv.ops.registry import REGISTRY, Op, Registry, op, register_op
 
-__all__ = ["REGISTRY", "Op", "OpClashError", "Registry", "op", "register_op"]
+__all__ = ["REGISTRY", "Op", "Registry", "op", "register_op"]

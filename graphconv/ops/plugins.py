@@ -15,8 +15,8 @@ from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import Any
 
-from graphconv.errors import SpecError
-from graphconv.ops.registry import REGISTRY, Op, OpClashError, Registry
+from graphconv.errors import OpClashError, SpecError
+from graphconv.ops.registry import REGISTRY, Op, Registry
 
 GROUP = "graphconv.ops"
 

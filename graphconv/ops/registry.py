@@ -10,8 +10,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from graphconv.errors import SpecError
-from graphconv.spec.expr import suggest
+from graphconv.errors import OpClashError, SpecError
+from graphconv.syntax.expr import suggest
 
 REQUIRED = inspect.Parameter.empty
 
@@ -122,10 +122,6 @@ def _read_signature(forward: Callable, name: str) -> tuple[tuple[str, ...], bool
     if variadic_inputs and len(inputs) > 1:
         raise ValueError(f"op {name}: *{inputs[-1]} must be the only tensor parameter")
     return tuple(inputs), variadic_inputs, tuple(attrs), frozenset(optional)
-
-
-class OpClashError(SpecError, ValueError):
-    """Two different ops want the same name; the message names where each comes from."""
 
 
 class Registry:

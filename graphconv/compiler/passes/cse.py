@@ -10,7 +10,7 @@ from typing import Any
 
 from graphconv.compiler.passes.rewrite import Rewriter
 from graphconv.graph.opgraph import OpNode
-from graphconv.spec.expr import to_source
+from graphconv.syntax.expr import to_source
 
 NAME = "cse"
 SUMMARY = "merge repeated applications of an op to the same inputs"

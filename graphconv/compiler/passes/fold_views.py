@@ -12,7 +12,7 @@ from __future__ import annotations
 from graphconv.compiler.passes.rewrite import Rewriter, const_tuple, constant, same_expr
 from graphconv.graph.opgraph import OpNode
 from graphconv.ops import REGISTRY
-from graphconv.spec.expr import Tuple as TupleExpr
+from graphconv.syntax.expr import Tuple as TupleExpr
 
 NAME = "fold_views"
 SUMMARY = "collapse reshape/permute/transpose chains; drop identities"

@@ -16,8 +16,8 @@ from __future__ import annotations
 from graphconv.compiler.passes.rewrite import Rewriter, constant
 from graphconv.graph.opgraph import OpNode
 from graphconv.ops.fused import CHANNELS_FIRST, patch_matmul
-from graphconv.spec.expr import Const
-from graphconv.spec.expr import Tuple as TupleExpr
+from graphconv.syntax.expr import Const
+from graphconv.syntax.expr import Tuple as TupleExpr
 
 NAME = "patch_matmul"
 SUMMARY = "[kernel reshape → transpose →] im2col → matmul [→ reshape → permute] as one patch_matmul"

@@ -13,9 +13,9 @@ from typing import Any, Callable
 import networkx as nx
 
 from graphconv.graph.opgraph import OpNode, Spec, TensorNode
-from graphconv.spec.expr import Const, Expr, evaluate, names, to_source
-from graphconv.spec.expr import Tuple as TupleExpr
-from graphconv.spec.metadata import WILDCARD
+from graphconv.syntax.expr import Const, Expr, evaluate, names, to_source
+from graphconv.syntax.expr import Tuple as TupleExpr
+from graphconv.syntax.metadata import WILDCARD
 
 RESHAPES = ("reshape", "view")  # ops whose dims come as one ``shape`` tuple: the output's rank is its length
 

@@ -16,13 +16,13 @@ import textwrap
 import types
 from typing import Any, Callable
 
-from graphconv.compiler.codegen import functions_source
-from graphconv.compiler.codegen_source import Unit, comment, identifier, literal
+from graphconv.compiler.codegen.generated import functions_source
+from graphconv.compiler.codegen.source import Unit, comment, identifier, literal
 from graphconv.errors import SpecError
 from graphconv.ops.lazy_torch import torch as lazy_torch
 from graphconv.ops.registry import Op
-from graphconv.spec import expr as E
-from graphconv.spec.metadata import WILDCARD
+from graphconv.syntax import expr as E
+from graphconv.syntax.metadata import WILDCARD
 
 class ExportError(SpecError):
     """A spec that cannot be written as a standalone module (an op whose code uses something not inlinable)."""

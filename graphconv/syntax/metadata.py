@@ -5,7 +5,7 @@ Keys: ``inputs`` (name → shape pattern, in call order), ``outputs``, ``attrs``
 name → op call), ``example`` (dims for ``graphconv run``), ``reference``, ``params`` (the inputs that are a
 module's parameters: a list of names, or name → initialiser call such as ``uniform_fan_in(weight)``; used by
 graphconv.nn.from_spec), ``uses`` (spec files next to this one, each callable as an op; read by
-graphconv.ops.spec_ops).
+graphconv.compiler.used_specs).
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphconv.errors import SpecError
-from graphconv.spec.expr import Call, Expr, Name, as_expr, parse_call, suggest
-from graphconv.spec.yaml_source import YamlDoc
+from graphconv.syntax.expr import Call, Expr, Name, as_expr, parse_call, suggest
+from graphconv.syntax.yaml_source import YamlDoc
 
 KEYS = ("inputs", "outputs", "attrs", "dims", "shapes", "ops", "example", "reference", "params", "uses")
 WILDCARD = "_"

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from graphconv.errors import SpecError
-from graphconv.spec.diagram import Diagram, Edge, Node
-from graphconv.spec.metadata import KEYS, Metadata, read_metadata
-from graphconv.spec.yaml_source import YamlDoc, load_yaml
+from graphconv.syntax.diagram import Diagram, Edge, Node
+from graphconv.syntax.metadata import KEYS, Metadata, read_metadata
+from graphconv.syntax.yaml_source import YamlDoc, load_yaml
 
 APPLICATION_KEYS = ("id", "op", "inputs", "output", "outputs")
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import torch
 
-from graphconv.compiler.codegen import Errors
+from graphconv.compiler.codegen.generated import Errors
 from graphconv.compiler.program import Program, Step
 from graphconv.errors import SpecError
 

@@ -13,12 +13,12 @@ from typing import Any, Sequence
 
 import torch
 
-from graphconv.compiler import executor
-from graphconv.compiler.binding import Binder, ShapeError, is_wildcard, shape_mismatch, show_pattern
+from graphconv.compiler import interpreter
+from graphconv.compiler.binding import Binder, is_wildcard, shape_mismatch, show_pattern
+from graphconv.errors import ShapeError, SpecError
 from graphconv.compiler.program import Program, Step
-from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.spec.expr import evaluate, names, suggest, to_source
+from graphconv.syntax.expr import evaluate, names, suggest, to_source
 
 
 @dataclass
@@ -175,7 +175,7 @@ def _forward(program: Program, args: list[dict[str, Any]], inputs: Sequence[torc
     for step, step_args in zip(program.steps, args):
         step_inputs = [values[s] if s is not None else None for s in step.inputs]
         try:
-            output = executor.run_op(program, step, step_inputs, step_args)
+            output = interpreter.run_op(program, step, step_inputs, step_args)
         except SpecError as error:
             result.failure = _with_input_shapes(error, program, step, step_inputs)
             break
@@ -196,9 +196,9 @@ def _backward(program: Program, args: list[dict[str, Any]], inputs: Sequence[tor
               result: Trace) -> None:
     """Run the hand-written VJPs from all-ones output gradients; every gradient must have its tensor's shape."""
     try:
-        _, saved, _ = executor.forward(program, args, inputs, save=True)
+        _, saved, _ = interpreter.forward(program, args, inputs, save=True)
         grad_outputs = [torch.ones_like(values[slot]) for slot in program.output_slots]
-        _, grads = executor.backward(program, args, saved, saved.tensors, grad_outputs,
+        _, grads = interpreter.backward(program, args, saved, saved.tensors, grad_outputs,
                                      (True,) * len(program.input_slots), keep=True)
     except SpecError as error:
         result.failure = error

@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-from graphconv.compiler.codegen_source import Source, Unit
+from graphconv.compiler.codegen.source import Source, Unit
 
 
 def emit(source: Source, unit: Unit, *, saving: bool) -> None:

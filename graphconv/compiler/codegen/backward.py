@@ -18,8 +18,8 @@ its last use.
 """
 from __future__ import annotations
 
-from graphconv.compiler.codegen_source import Source, Unit
-from graphconv.compiler.codegen_forward import described_slots, emit_free, emit_step
+from graphconv.compiler.codegen.source import Source, Unit
+from graphconv.compiler.codegen.forward import described_slots, emit_free, emit_step
 
 
 def emit(source: Source, unit: Unit) -> None:

@@ -19,11 +19,12 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable
 
+from graphconv.compiler.examples import example_inputs
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import Op
-from graphconv.spec.metadata import Metadata
+from graphconv.syntax.metadata import Metadata
 
 SUFFIXES = (".mmd", ".md", ".yaml", ".yml")
 
@@ -50,7 +51,7 @@ class SpecForward:
 
     def compiled(self) -> Any:
         if self._compiled is None:
-            from graphconv.compiler.compiled import CompiledOp
+            from graphconv.compiler.compiled import CompiledOp  # compiled.py imports torch: only when first run
 
             self._compiled = CompiledOp(self.spec)
         return self._compiled
@@ -74,8 +75,6 @@ class SpecForward:
 
     def samples(self) -> Any:
         """Inputs made from the spec's ``example`` dims (float64), with its default attrs."""
-        from graphconv.ops.verify import example_inputs
-
         attrs = {name: _plain(value) for name, value in self.spec.attrs.items()}
         generator = torch.Generator().manual_seed(0)
         yield tuple(example_inputs(self.spec, {**self.spec.meta.example, **attrs}, generator)), attrs

@@ -1,22 +1,23 @@
-"""``load``: a spec file (Mermaid, Markdown with a ```mermaid block, or YAML) → a validated :class:`Spec`."""
+"""The load/compile API: ``load`` reads a spec file (Mermaid, Markdown with a ```mermaid block, or YAML) into a
+validated :class:`Spec`; ``compile`` makes it a differentiable callable. Loading imports no torch."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Iterable
+from typing import Any, Iterable
 
 from graphconv.errors import SpecError
 from graphconv.graph.build import build_spec
 from graphconv.graph.opgraph import Spec
 from graphconv.ops import REGISTRY, Op, Registry
 from graphconv.ops.plugins import load_plugins
-from graphconv.ops.spec_ops import used_ops
-from graphconv.spec.diagram import Diagram
-from graphconv.spec.mermaid import parse_diagram
-from graphconv.spec.metadata import read_front_matter
-from graphconv.spec.yaml_source import YamlDoc, load_yaml
-from graphconv.spec.yaml_spec import parse_yaml_spec
+from graphconv.compiler.used_specs import used_ops
+from graphconv.syntax.diagram import Diagram
+from graphconv.syntax.mermaid import parse_diagram
+from graphconv.syntax.metadata import read_front_matter
+from graphconv.syntax.yaml_source import YamlDoc, load_yaml
+from graphconv.syntax.yaml_spec import parse_yaml_spec
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -73,3 +74,18 @@ def _front_matter_doc(diagram: Diagram) -> YamlDoc:
     end = next((i for i, line in enumerate(lines) if line.strip() == "---"), len(lines))
     return load_yaml("\n".join(lines[:end]), path=diagram.path, source=diagram.source,
                      first_line=diagram.front_matter_line)
+
+
+def compile(spec: Spec | str | os.PathLike, *, ops: Iterable[OpSource] = (), optimize: bool = True,
+            save: str = "all") -> Any:
+    """A differentiable callable (:class:`~graphconv.compiler.compiled.CompiledOp`) from a spec: a loaded
+    :class:`Spec` or a path to load.
+
+    ``optimize=False`` skips the graph passes; ``save`` is the memory policy: ``"all"`` keeps every value a VJP
+    reads, ``"minimal"`` keeps the inputs and recomputes cheap values in backward.
+    """
+    from graphconv.compiler.compiled import CompiledOp  # imports torch: only when compiling
+
+    if not isinstance(spec, Spec):
+        spec = load(spec, ops=ops)
+    return CompiledOp(spec, optimize=optimize, save=save)

@@ -23,9 +23,9 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 from graphconv.errors import SpecError
-from graphconv.spec.diagram import Diagram, Edge, Node, Subgraph
-from graphconv.spec.markdown import find_mermaid_block, is_markdown
-from graphconv.spec.yaml_source import safe_load
+from graphconv.syntax.diagram import Diagram, Edge, Node, Subgraph
+from graphconv.syntax.markdown import find_mermaid_block, is_markdown
+from graphconv.syntax.yaml_source import safe_load
 
 _LINE_BREAK = re.compile(r"\r\n?")
 # Mermaid's own front matter regex (diagram-api/regexes.ts), anchored where the diagram starts.

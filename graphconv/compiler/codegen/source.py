@@ -16,7 +16,7 @@ from typing import Any
 from graphconv.compiler.memory import MemoryPlan
 from graphconv.compiler.program import Program, Step
 from graphconv.errors import SpecError
-from graphconv.spec.expr import names
+from graphconv.syntax.expr import names
 
 PREFIXES = ("g_", "q_", "sh_", "dt_", "op_", "vjp_", "r_", "_")  # names the generator derives; tensors avoid them
 RESERVED = {"A", "K", "Ctx", "torch", "saved", "meta", "needs", "result", "grads"}

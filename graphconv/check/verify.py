@@ -3,7 +3,7 @@
 An op is checked the way specs run it: each sample becomes a one-op spec, compiled, and
 ``torch.autograd.gradcheck`` (float64) compares its hand-written VJP with finite differences — so a wrong
 ``save=`` declaration or a gradient of the wrong shape fails too. A spec is gradchecked on inputs made from its
-``example`` dims, then compared in value and gradient with its ``reference:`` (see graphconv.ops.reference).
+``example`` dims, then compared in value and gradient with its ``reference:`` (see graphconv.check.reference).
 ``graphconv check`` and tests/test_ops_gradcheck.py are thin loops over these functions.
 """
 from __future__ import annotations
@@ -13,15 +13,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
+from graphconv.compiler.examples import derived_dims, example_inputs
 from graphconv.errors import SpecError
 from graphconv.graph.build import build_spec
 from graphconv.graph.opgraph import Spec
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.reference import ALLOWED_MODULES, call_reference, read_reference, resolve
+from graphconv.check.reference import ALLOWED_MODULES, call_reference, read_reference, resolve
 from graphconv.ops.registry import Op, Registry
-from graphconv.spec.diagram import Diagram, Edge, Node
-from graphconv.spec.expr import evaluate, names
-from graphconv.spec.metadata import WILDCARD, Metadata
+from graphconv.syntax.diagram import Diagram, Edge, Node
+from graphconv.syntax.expr import evaluate, names
+from graphconv.syntax.metadata import WILDCARD, Metadata
 
 SEED = 0
 
@@ -138,34 +139,6 @@ def _describe(tensors: Sequence[Any], attrs: dict[str, Any]) -> str:
 
 
 # --- specs ----------------------------------------------------------------------------------------------------
-
-
-def example_inputs(spec: Spec, values: dict[str, Any], generator: Any = None, dtype: Any = None) -> list[Any]:
-    """Random inputs shaped by the spec's input patterns, with the dims and attrs in ``values``."""
-    tensors = []
-    for name in spec.input_names:
-        pattern = (spec.meta.inputs or {}).get(name)
-        if pattern is None:
-            raise SpecError(f"input {name!r} has no shape pattern under graphconv.inputs, so it cannot be made",
-                            path=spec.path)
-        shape = []
-        for entry in pattern:
-            missing = sorted(names(entry) - set(values))
-            if missing:
-                what = "a wildcard '_'" if missing == [WILDCARD] else f"dim {missing[0]!r}"
-                raise SpecError(f"input {name!r}: {what} has no size; give it under graphconv.example",
-                                path=spec.path, line=entry.line, column=entry.column, source=spec.source)
-            shape.append(evaluate(entry, values))
-        tensors.append(torch.randn(shape, generator=generator, dtype=dtype or torch.float64))
-    return tensors
-
-
-def derived_dims(spec: Spec, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` (attrs and input dims) plus every derived dim."""
-    env = dict(values)
-    for dim in spec.dim_order:
-        env[dim] = evaluate(spec.meta.dims[dim], env)
-    return env
 
 
 def cases(spec: Spec, extra: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

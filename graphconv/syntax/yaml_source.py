@@ -15,7 +15,7 @@ from graphconv.errors import SpecError
 Path = tuple  # a key path into the data: ("graphconv", "dims", "o_h")
 
 MAX_DEPTH = 100  # deeper nesting is refused: composing and reading it back recurses once per level
-MAX_INT_BITS = 256  # as for integers computed in expressions (graphconv.spec.expr)
+MAX_INT_BITS = 256  # as for integers computed in expressions (graphconv.syntax.expr)
 
 
 class SpecLoader(yaml.SafeLoader):

@@ -8,8 +8,8 @@ values), computed once per binding by :meth:`GeneratedCode.arguments`. Each valu
 use, so it dies as early as in a hand-written function; the source is registered with ``linecache`` so
 tracebacks show generated lines, and an error is re-raised naming the op node and its spec line.
 
-codegen_source holds what the directions share; codegen_forward and codegen_backward emit them, one function per
-kind of line; codegen_export writes a standalone module.
+source.py holds what the directions share; forward.py and backward.py emit them, one function per
+kind of line; export.py writes a standalone module.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import types
 import weakref
 from typing import Any, Callable
 
-from graphconv.compiler import codegen_backward, codegen_forward
-from graphconv.compiler.codegen_source import Source, Unit
+from graphconv.compiler.codegen import backward as codegen_backward, forward as codegen_forward
+from graphconv.compiler.codegen.source import Source, Unit
 from graphconv.compiler.memory import MemoryPlan
 from graphconv.compiler.program import Program
 from graphconv.errors import SpecError

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.spec.expr import Expr, as_expr, evaluate, suggest
+from graphconv.syntax.expr import Expr, as_expr, evaluate, suggest
 
 ALLOWED_MODULES = ("torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
 KEYS = ("function", "args", "kwargs", "cases")

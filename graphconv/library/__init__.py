@@ -1,0 +1,1 @@
+"""The spec library: the specs graphconv ships (graphconv.nn compiles them; `uses:` can name them)."""
