@@ -172,10 +172,10 @@ def _forward(program: Program, args: list[dict[str, Any]], inputs: Sequence[torc
     values: list[Any] = [None] * len(program.slot)
     for slot, tensor in zip(program.input_slots, inputs):
         values[slot] = tensor
-    for step, step_args in zip(program.steps, args):
+    for index, (step, step_args) in enumerate(zip(program.steps, args)):
         step_inputs = [values[s] if s is not None else None for s in step.inputs]
         try:
-            output = interpreter.run_op(program, step, step_inputs, step_args)
+            output = interpreter.run_op(program, index, step_inputs, step_args)
         except SpecError as error:
             result.failure = _with_input_shapes(error, program, step, step_inputs)
             break
@@ -198,8 +198,8 @@ def _backward(program: Program, args: list[dict[str, Any]], inputs: Sequence[tor
     try:
         _, saved, _ = interpreter.forward(program, args, inputs, save=True)
         grad_outputs = [torch.ones_like(values[slot]) for slot in program.output_slots]
-        _, grads = interpreter.backward(program, args, saved, saved.tensors, grad_outputs,
-                                     (True,) * len(program.input_slots), keep=True)
+        _, grads = interpreter.backward(program, args, saved, grad_outputs, (True,) * len(program.input_slots),
+                                        keep=True)
     except SpecError as error:
         result.failure = error
         return

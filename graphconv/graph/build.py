@@ -6,6 +6,7 @@ every op input and attribute is bound, every name an expression reads is declare
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import networkx as nx
@@ -37,6 +38,9 @@ class _Builder:
     def __init__(self, diagram: Diagram, meta: Metadata, registry: Registry, name: str) -> None:
         self.diagram, self.meta, self.registry, self.name = diagram, meta, registry, name
         self.graph = nx.DiGraph()
+        # Where each node first appears in the file (a node keeps the line of its labelled declaration for error
+        # carets, which may come later): input, output and topological order follow first appearance.
+        self.appearance = {node_id: index for index, node_id in enumerate(diagram.nodes)}
 
     def error(self, message: str, line: int | None, column: int | None = None) -> SpecError:
         return SpecError(message, path=self.diagram.path, line=line, column=column, source=self.diagram.source)
@@ -65,8 +69,13 @@ class _Builder:
                     self.meta, dim_order)
 
     def position_key(self, node_id: str) -> str:
-        node = self.graph.nodes[node_id]["node"]
-        return f"{node.line:09d}:{node.column:06d}:{node_id}"
+        return f"{self.first_appearance(node_id):09d}:{node_id}"
+
+    def first_appearance(self, node_id: str) -> int:
+        """The node's place in the file; an op's unnamed output takes its op's."""
+        if node_id not in self.appearance:
+            return self.appearance[self.graph.nodes[node_id]["node"].producer or node_id.removesuffix("_out")]
+        return self.appearance[node_id]
 
     def classify_edges(self) -> list[_Link]:
         nodes, links = self.diagram.nodes, []
@@ -90,12 +99,13 @@ class _Builder:
         return links
 
     def binding(self, edge: Edge) -> str | None:
-        """The parameter an edge label names: ``|other|`` or ``|other: [b, c]|``; a label that does not start
-        with a name (``|[b, c]|``, ``|(4, 3)|``) only annotates the edge."""
+        """The parameter an edge label names — the name it starts with, before a space, a colon or its end:
+        ``|other|``, ``|other: [b, c]|``, ``|b 3x4|``; a label that does not start with a name (``|[b, c]|``,
+        ``|(4, 3)|``) only annotates the edge."""
         if edge.label is None:
             return None
-        head = edge.label.split(":", 1)[0].strip()
-        return head if head.isidentifier() else None
+        head = re.match(r"\s*([^\W\d]\w*)(?:\s|:|$)", edge.label)
+        return head.group(1) if head else None
 
     @staticmethod
     def is_op(node: Node) -> bool:
@@ -296,7 +306,7 @@ class _Builder:
 
     def tensor_nodes(self) -> list[TensorNode]:
         nodes = [d["node"] for _, d in self.graph.nodes(data=True) if d["kind"] == "tensor"]
-        return sorted(nodes, key=lambda t: (t.line, t.column))
+        return sorted(nodes, key=lambda t: (self.first_appearance(t.id), t.id))
 
     def graph_inputs(self) -> list[str]:
         free = [t for t in self.tensor_nodes() if t.producer is None]
