@@ -100,7 +100,7 @@ class _Builder:
 
     def binding(self, edge: Edge) -> str | None:
         """The parameter an edge label names — the name it starts with, before a space, a colon or its end:
-        ``|other|``, ``|other: [b, c]|``, ``|b 3x4|``; a label that does not start with a name (``|[b, c]|``,
+        ``|other|``, ``|other: [b, c]|``, ``|b 3x4|``; a label that does not start with a name (``|"[b, c]"|``,
         ``|(4, 3)|``) only annotates the edge."""
         if edge.label is None:
             return None
