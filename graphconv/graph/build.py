@@ -29,7 +29,7 @@ class _Link:
 
     source: str
     target: str
-    binding: str | None  # the parameter an input edge names, if any
+    parameter: str | None  # the parameter an input edge names, if any
     line: int
     column: int
 
@@ -95,10 +95,10 @@ class _Builder:
             if not source_is_op and not target_is_op:
                 raise self.error(f"edge {edge.source} → {edge.target} joins two tensors; put an op (a circle "
                                  "node) between them", edge.line, edge.column)
-            links.append(_Link(edge.source, edge.target, self.binding(edge), edge.line, edge.column))
+            links.append(_Link(edge.source, edge.target, self.named_parameter(edge), edge.line, edge.column))
         return links
 
-    def binding(self, edge: Edge) -> str | None:
+    def named_parameter(self, edge: Edge) -> str | None:
         """The parameter an edge label names — the name it starts with, before a space, a colon or its end:
         ``|other|``, ``|other: [b, c]|``, ``|b 3x4|``; a label that does not start with a name (``|"[b, c]"|``,
         ``|(4, 3)|``) only annotates the edge."""
@@ -150,7 +150,7 @@ class _Builder:
                 continue
             op, args = self.resolve(node, known)
             outputs = self.op_outputs(node, op, outgoing.get(node.id, []))
-            inputs = self.bind_inputs(node, op, incoming.get(node.id, []))
+            inputs = self.match_inputs(node, op, incoming.get(node.id, []))
             self.graph.add_node(node.id, kind="op",
                                 node=OpNode(node.id, node.label, op, args, inputs, outputs, node.line, node.column))
             for tensor in inputs:
@@ -161,7 +161,7 @@ class _Builder:
 
     def as_tensor_link(self, link: _Link) -> _Link:
         if self.is_op(self.diagram.nodes[link.source]):
-            return _Link(f"{link.source}_out", link.target, link.binding, link.line, link.column)
+            return _Link(f"{link.source}_out", link.target, link.parameter, link.line, link.column)
         return link
 
     def op_outputs(self, node: Node, op: Op, outgoing: list[_Link]) -> tuple[str, ...]:
@@ -194,7 +194,7 @@ class _Builder:
             local = " (defined under graphconv.ops)" if call.name in self.meta.ops else ""
             hint = suggest(calls[-1].name, self.registry.names() + list(self.meta.ops))
             raise self.error(f"unknown op {calls[-1].name!r}{local} in node {node.id}{hint}", node.line, node.column)
-        args = self.bind_attrs(node, op, list(reversed(calls)), known)
+        args = self.match_attrs(node, op, list(reversed(calls)), known)
         return op, args
 
     def expand_local(self, node: Node, call: Call) -> list[Call]:
@@ -210,12 +210,12 @@ class _Builder:
                              f"{' → '.join(c.name for c in calls)}", last.line, last.column)
         return calls
 
-    def bind_attrs(self, node: Node, op: Op, calls: list[Call], known: set[str]) -> dict[str, Expr]:
+    def match_attrs(self, node: Node, op: Op, calls: list[Call], known: set[str]) -> dict[str, Expr]:
         """Attribute values: from the label and local definitions (innermost first), else a spec attr/dim of the
         same name, else the op's default. Unbound → SpecError."""
         bound: dict[str, Expr] = {}
         for call in calls:
-            self.bind_call(node, op, call, bound)
+            self.match_call(node, op, call, bound)
         for attr in op.attrs:
             if attr.name in bound:
                 continue
@@ -233,7 +233,7 @@ class _Builder:
                                  "(or as a dim of an input pattern)", node.line, node.column)
         return bound
 
-    def bind_call(self, node: Node, op: Op, call: Call, bound: dict[str, Expr]) -> None:
+    def match_call(self, node: Node, op: Op, call: Call, bound: dict[str, Expr]) -> None:
         where = f"op {node.id} ({op.signature()})"
         if op.variadic is not None and call.args:
             single = len(call.args) == 1 and isinstance(call.args[0], TupleExpr)
@@ -253,7 +253,7 @@ class _Builder:
                 raise self.error(f"{where} has no parameter {key!r}{hint}", node.line, node.column)
             bound[key] = expr
 
-    def bind_inputs(self, node: Node, op: Op, incoming: list[_Link]) -> tuple[str | None, ...]:
+    def match_inputs(self, node: Node, op: Op, incoming: list[_Link]) -> tuple[str | None, ...]:
         """Tensor inputs: by edge label, else by the tensor's name, else in order of appearance."""
         incoming = sorted(incoming, key=lambda link: (link.line, link.column))
         where = f"op {node.id} ({op.signature()})"
@@ -264,14 +264,14 @@ class _Builder:
         slots: dict[str, str] = {}
         rest = []
         for link in incoming:
-            if link.binding is not None and link.binding not in ("_",):
-                if link.binding not in op.inputs:
-                    hint = suggest(link.binding, op.inputs) or f"; its inputs are {', '.join(op.inputs)}"
-                    raise self.error(f"edge label {link.binding!r} into {where} names no input{hint}", link.line,
+            if link.parameter is not None and link.parameter not in ("_",):
+                if link.parameter not in op.inputs:
+                    hint = suggest(link.parameter, op.inputs) or f"; its inputs are {', '.join(op.inputs)}"
+                    raise self.error(f"edge label {link.parameter!r} into {where} names no input{hint}", link.line,
                                      link.column)
-                if link.binding in slots:
-                    raise self.error(f"{where}: input {link.binding!r} is bound twice", link.line, link.column)
-                slots[link.binding] = link.source
+                if link.parameter in slots:
+                    raise self.error(f"{where}: input {link.parameter!r} is given twice", link.line, link.column)
+                slots[link.parameter] = link.source
             else:
                 rest.append(link)
         for link in list(rest):

@@ -141,7 +141,7 @@ def _helper_source(value: Any, name: str, op: Op) -> str:
 # --- the binding ----------------------------------------------------------------------------------------------
 
 
-class Binding:
+class BindingSource:
     """``_bind(inputs…, attrs…)``: the spec's input patterns unified with the shapes, the derived dims, ``A``."""
 
     def __init__(self, unit: Unit) -> None:
@@ -249,7 +249,7 @@ def module_source(unit: Unit, *, name: str, origin: str, options: str) -> str:
     taken: set[str] = set()  # the public function's parameters: its body reads only _gc_ globals
     inputs = [parameter_name(n, taken, "i_") for n in spec.input_names]
     attrs = [parameter_name(n, taken, "a_") for n in spec.meta.attrs]
-    binding = Binding(unit)
+    binding = BindingSource(unit)
     bind_source = binding.source()
     if "pair" in binding.helpers:
         binding.helpers.add("ntuple")
