@@ -40,7 +40,8 @@ class SpecForward:
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
-        self._compiled: Any = None
+        self.input_names, self.attr_names = tuple(spec.input_names), tuple(spec.attrs)  # read once: torch.compile
+        self._compiled: Any = None  # cannot trace the op graph (networkx) that ``spec`` reads them from
         self.__name__ = spec.name
         self.__doc__ = f"The spec {spec.path or spec.name} as an op."
 
@@ -65,8 +66,8 @@ class SpecForward:
         (``create_graph=True``, ``torch.func``) the gradients it returns carry their graph: second derivatives
         through a spec op are its VJPs' derivatives, not zeros."""
         compiled = self.compiled()
-        inputs = [ctx.saved[name] for name in self.spec.input_names]
-        args = compiled.arguments(inputs, {name: ctx.attrs[name] for name in self.spec.attrs})
+        inputs = [ctx.saved[name] for name in self.input_names]
+        args = compiled.arguments(inputs, {name: ctx.attrs[name] for name in self.attr_names})
         code = compiled.code
         _, saved, meta = code.forward(args, *inputs)
         grads = grad if isinstance(grad, tuple) else (grad,)
