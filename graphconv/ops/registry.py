@@ -10,7 +10,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from graphconv.errors import OpClashError, SpecError
+from graphconv.errors import OpClashError
 from graphconv.syntax.expr import suggest
 
 REQUIRED = inspect.Parameter.empty

@@ -23,7 +23,7 @@ import types
 from typing import Any, Callable
 
 from graphconv.compiler.codegen import backward as codegen_backward, forward as codegen_forward
-from graphconv.compiler.codegen.source import RUNTIME, Source, Unit, comment, identifier, literal, plain_identifier
+from graphconv.compiler.codegen.source import RUNTIME, Source, Unit, identifier, literal, plain_identifier
 from graphconv.compiler.function import distinct_outputs
 from graphconv.errors import SpecError
 from graphconv.ops.lazy_torch import torch as lazy_torch
