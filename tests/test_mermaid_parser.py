@@ -256,6 +256,74 @@ def test_last_shape_declaration_wins_and_gives_the_position():
     assert edges(diagram) == [("A", "B", None, "arrow"), ("A", "B", None, "arrow")]
 
 
+def test_colons_and_commas_join_an_id_as_in_mermaid():
+    # Mermaid's idString joins NODE_STRING, ":" and "," tokens: `a:b` is one node (FlowDB: nodes a:b and c)
+    diagram = parse("""
+        graph LR
+          a:b --> c
+          a:b:c --> d::e
+          :x & y: --> p,q
+          s:1 --> s:default --> s:v
+        """)
+    assert list(diagram.nodes) == ["a:b", "c", "a:b:c", "d::e", ":x", "y:", "p,q", "s:1", "s:default", "s:v"]
+    assert [(e.source, e.target) for e in diagram.edges] == [
+        ("a:b", "c"), ("a:b:c", "d::e"), (":x", "p,q"), ("y:", "p,q"), ("s:1", "s:default"), ("s:default", "s:v")]
+
+
+def test_an_id_with_colons_anywhere_an_id_goes():
+    diagram = parse("""
+        graph LR
+          subgraph s:t
+            a:b[label] --> c:d((op))
+          end
+          style a:b fill:#f00
+          class a:b,c:d foo
+          click a:b callback
+        """)
+    assert nodes(diagram) == [("a:b", "label", "rect"), ("c:d", "op", "circle")]
+    assert [(s.id, s.title, s.members) for s in diagram.subgraphs] == [("s:t", "s:t", ["a:b", "c:d"])]
+
+
+@pytest.mark.parametrize("written, node_id", [("a:b:::cls", "a:b"), ("a::::b", "a"), ("a:::x:y", "a")])
+def test_three_colons_start_a_class_before_a_colon_joins_the_id(written, node_id):
+    # Mermaid's lexer tries ":::" before ":": `a::::b` is node a with class `:b`, `a:::x:y` has class `x:y`
+    assert list(parse(f"graph LR\n  {written} --> c\n").nodes) == [node_id, "c"]
+
+
+@pytest.mark.parametrize("node_id, column", [
+    ("a:end", 5), ("a,end", 5), ("a:end-x", 5), ("a:_self", 5), ("a:#end", 6), ("1end", 4), ("#end", 4),
+    ("*end", 4), ("&end", 4), ("éend", 4), ("a:style", 5), ("a,class", 5), ("a:graph", 5), ("a:click", 5),
+])
+def test_a_keyword_that_starts_any_token_of_an_id_is_refused_as_by_mermaid(node_id, column):
+    # Mermaid's lexer cuts an id into tokens (words, numbers, `:`, `,`, `#`, `*`, `&`, each non-ASCII letter) and
+    # reads a keyword at the start of each: `a:end` is `a`, `:`, `end` (a parse error there)
+    problem = error(f"graph LR\n  {node_id} --> c\n")
+    assert "cannot be a node id" in problem.message and (problem.line, problem.column) == (2, column)
+
+
+@pytest.mark.parametrize("node_id", ["a:endx", "a-end", "a#end", "a&end", "a:default", "a:v", "endpoint"])
+def test_a_keyword_inside_a_token_of_an_id_is_part_of_the_id(node_id):
+    assert list(parse(f"graph LR\n  {node_id} --> c\n").nodes) == [node_id, "c"]
+
+
+def test_click_before_a_shape_is_a_node_as_in_mermaid():
+    # Mermaid's rule is `click[\s]+`: only a click followed by whitespace is the click statement
+    diagram = parse("graph LR\n  click[x] --> a:click[y]\n  click a callback\n")
+    assert nodes(diagram) == [("click", "x", "rect"), ("a:click", "y", "rect")]
+
+
+def test_a_dash_ends_an_id_before_an_asymmetric_shape_or_the_end_of_the_text():
+    # Mermaid's parser tests: `odd->Vertex Text]` is node `odd-` (MINUS joins the id; `>` opens the shape)
+    assert nodes(parse("graph LR\n  odd->Vertex Text]\n")) == [("odd-", "Vertex Text", "odd")]
+    assert nodes(parse("graph LR\n  ->x]\n")) == [("-", "x", "odd")]
+    assert list(parse_diagram("graph LR\n  A --> b-").nodes) == ["A", "b-"]
+
+
+@pytest.mark.parametrize("written", ["a->b", "a -> b"])
+def test_a_single_dash_arrow_is_refused_as_by_mermaid(written):
+    assert error(f"graph LR\n  {written}\n").line == 2
+
+
 # ---------------------------------------------------------------- labels
 
 

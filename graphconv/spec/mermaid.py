@@ -32,11 +32,15 @@ _LINE_BREAK = re.compile(r"\r\n?")
 _FRONT_MATTER = re.compile(r"-{3}\s*\n(.*?)\n-{3}\s*\n+", re.S)
 _COMMENT = re.compile(r"^[ \t]*%%(?!\{)[^\n]+", re.M)
 _ENTITY = re.compile(r"#(\w+);")
-# Ids Mermaid's lexer reads as keywords (its rules are `style\b`, `end\b` ..., so `end-x` is `end` too).
-_KEYWORD_ID = re.compile(
-    r"(end|style|linkStyle|interpolate|classDef|class|graph|flowchart|subgraph|swimlane-beta"
-    r"|_self|_blank|_parent|_top)(?![A-Za-z0-9_])|(click|call|href)$"
-)
+# Words Mermaid's lexer reads as keywords (its rules are `style\b`, `end\b` ..., so `end-x` is `end` too).
+_KEYWORDS = ("end|style|linkStyle|interpolate|classDef|class|graph|flowchart|subgraph|swimlane-beta"
+             "|_self|_blank|_parent|_top")
+# In an id, `click`, `call` and `href` are keywords too when whitespace follows them.
+_KEYWORD_ID = re.compile(rf"({_KEYWORDS})(?![A-Za-z0-9_])|(click|call|href)$")
+# The tokens Mermaid's lexer cuts an id into, in the order of its rules (the first that matches wins): a keyword
+# is read at the start of each, so `a:end` and `1end` are refused while `a-end` and `a#end` are ids.
+_ID_TOKEN = re.compile(r"default(?![A-Za-z0-9_])|[0-9]+|[#:&,*]|v(?![A-Za-z0-9_])"
+                       r"|(?:[A-Za-z0-9!#$%&'*+.`?\\_/]|-(?=[^>\-.]))+|.", re.S)
 
 _SHAPES = {
     ("[", "]"): "rect", ("(", ")"): "round", ("((", "))"): "circle", ("(((", ")))"): "double_circle",
@@ -223,7 +227,7 @@ class MermaidTransformer(Transformer):
         return list(vertices)
 
     def vertex(self, token: Token, *parts: Any) -> _Vertex:
-        _check_node_id(token)
+        _check_node_id(token, followed_by_space=not parts)
         vertex = _Vertex(token)
         for part in parts:
             if isinstance(part, dict):
@@ -291,12 +295,18 @@ _PARSER = Lark.open("mermaid.lark", rel_to=__file__, parser="lalr", propagate_po
                     transformer=MermaidTransformer())
 
 
-def _check_node_id(token: Token) -> None:
-    keyword = _KEYWORD_ID.match(token)
-    if keyword:
-        word = keyword.group(1) or keyword.group(2)
-        raise SpecError(f"`{token}` cannot be a node id: Mermaid reads `{word}` as a keyword "
-                        f"(a capitalised `{word.capitalize()}` is fine)", line=token.line, column=token.column)
+def _check_node_id(token: Token, followed_by_space: bool) -> None:
+    """Refuses an id with a keyword at the start of one of the tokens Mermaid's lexer cuts it into.
+
+    ``click``, ``call`` and ``href`` are keywords only before whitespace: not in ``click[label]``.
+    """
+    for piece in _ID_TOKEN.finditer(token):
+        keyword = _KEYWORD_ID.match(token, piece.start())
+        if keyword and (keyword.group(1) or followed_by_space):
+            word = keyword.group(1) or keyword.group(2)
+            raise SpecError(f"`{token}` cannot be a node id: Mermaid reads `{word}` as a keyword "
+                            f"(a capitalised `{word.capitalize()}` is fine)",
+                            line=token.line, column=token.column + piece.start())
 
 
 def _unquote(token: Token) -> str:
@@ -480,7 +490,7 @@ class _Builder:
 
 _WORDS = {
     "GRAPH": "`graph` or `flowchart`", "DIR": "a direction (TB, TD, BT, RL or LR)",
-    "ID": "a node id", "ID_LIST": "a node id",
+    "ID": "a node id",
     "LINK": "an arrow", "START_NORMAL": "an arrow", "START_THICK": "an arrow", "START_DOTTED": "an arrow",
     "LINK_ID": "an arrow", "_AMP": "`&`",
     "SHAPE_OPEN": "a node shape", "TRAP_OPEN": "a node shape", "ELLIPSE_OPEN": "a node shape",
