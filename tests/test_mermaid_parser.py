@@ -213,6 +213,27 @@ def test_shape_data_must_touch_the_id_and_come_before_the_class():
     assert error("graph LR\n  A@{ shape: circle }:::c --> B\n").line == 2
 
 
+@pytest.mark.parametrize("written, label", [
+    ("B[|borders:lt|text]", "text"), ('B[|borders:lt|"a (b)"]', "a (b)"), ("B[|a-b:c.d|text]", "text"),
+    ("B[|a:b|text]:::c", "text"), ("B[|endx:vx|text]", "text"),
+])
+def test_legacy_rect_with_properties(written, label):
+    # Mermaid's parser tests: `B[|borders:lt|text]` is a rect labelled "text" (FlowDB keeps the property apart)
+    diagram = parse(f"graph LR\n  A --> {written} --> C\n")
+    assert nodes(diagram) == [("A", "A", "rect"), ("B", label, "rect"), ("C", "C", "rect")]
+
+
+@pytest.mark.parametrize("written, message", [
+    ("B[|a:1|text]", "a rect with properties"), ("B[|a: b|text]", "a rect with properties"),
+    ("B[|end:x|text]", "`end` cannot be a property"), ("B[|a:v|text]", "`v` cannot be a property"),
+    ("B[|x]", "a rect with properties"),
+    ("B[|a:b|text)", "`[|a:b|` is closed by `)`: expected `]`"),
+])
+def test_legacy_rect_with_properties_errors(written, message):
+    # Mermaid wants one NODE_STRING each side of the colon (not a number, a space or a keyword), then `]`
+    assert message in error(f"graph LR\n  {written}\n").message
+
+
 # ---------------------------------------------------------------- node ids
 
 

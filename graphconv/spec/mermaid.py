@@ -37,6 +37,8 @@ _KEYWORDS = ("end|style|linkStyle|interpolate|classDef|class|graph|flowchart|sub
              "|_self|_blank|_parent|_top")
 # In an id, `click`, `call` and `href` are keywords too when whitespace follows them.
 _KEYWORD_ID = re.compile(rf"({_KEYWORDS})(?![A-Za-z0-9_])|(click|call|href)$")
+# A property of `B[|field:value|text]` is one NODE_STRING: no keyword, nor the `default` and `v` tokens.
+_PROPERTY_KEYWORD = re.compile(rf"(?:{_KEYWORDS}|default|v)(?![A-Za-z0-9_])")
 # The tokens Mermaid's lexer cuts an id into, in the order of its rules (the first that matches wins): a keyword
 # is read at the start of each, so `a:end` and `1end` are refused while `a-end` and `a#end` are ids.
 _ID_TOKEN = re.compile(r"default(?![A-Za-z0-9_])|[0-9]+|[#:&,*]|v(?![A-Za-z0-9_])"
@@ -46,7 +48,7 @@ _SHAPES = {
     ("[", "]"): "rect", ("(", ")"): "round", ("((", "))"): "circle", ("(((", ")))"): "double_circle",
     ("([", "])"): "stadium", ("[[", "]]"): "subroutine", ("[(", ")]"): "cylinder", ("{", "}"): "diamond",
     ("{{", "}}"): "hexagon", (">", "]"): "odd", ("[/", "/]"): "lean_right", ("[\\", "\\]"): "lean_left",
-    ("[/", "\\]"): "trapezoid", ("[\\", "/]"): "inv_trapezoid",
+    ("[/", "\\]"): "trapezoid", ("[\\", "/]"): "inv_trapezoid", ("[|", "]"): "rect",
 }
 _CLOSERS = {opener: closer for opener, closer in _SHAPES}
 _CLOSERS |= {"[/": "/]` or `\\]", "[\\": "\\]` or `/]", "(-": "-)", "|": "|"}
@@ -240,9 +242,12 @@ class MermaidTransformer(Transformer):
         if opener == "(-":
             raise SpecError("Mermaid parses the ellipse `(-…-)` but cannot draw it: pick another shape",
                             line=opener.line, column=opener.column)
-        shape = _SHAPES.get((opener.value, closer.value))
+        if opener.type == "RECT_PROPS_OPEN":
+            _check_properties(opener)
+        opening = _opening(opener)
+        shape = _SHAPES.get((opening, closer.value))
         if shape is None:
-            raise SpecError(f"`{opener}` is closed by `{closer}`: expected `{_CLOSERS[opener.value]}`",
+            raise SpecError(f"`{opener}` is closed by `{closer}`: expected `{_CLOSERS[opening]}`",
                             line=closer.line, column=closer.column)
         return shape, label
 
@@ -307,6 +312,22 @@ def _check_node_id(token: Token, followed_by_space: bool) -> None:
             raise SpecError(f"`{token}` cannot be a node id: Mermaid reads `{word}` as a keyword "
                             f"(a capitalised `{word.capitalize()}` is fine)",
                             line=token.line, column=token.column + piece.start())
+
+
+def _opening(opener: Token) -> str:
+    """The bracket that opens a shape: ``[|`` for the whole ``[|field:value|``."""
+    return "[|" if opener.type == "RECT_PROPS_OPEN" else opener.value
+
+
+def _check_properties(opener: Token) -> None:
+    """The field and the value of ``[|field:value|`` are words Mermaid's lexer reads as one NODE_STRING each."""
+    at = 2
+    for word in opener[2:-1].split(":"):
+        keyword = _PROPERTY_KEYWORD.match(word)
+        if keyword:
+            raise SpecError(f"`{keyword.group()}` cannot be a property of `{opener}`: Mermaid reads it as a keyword",
+                            line=opener.line, column=opener.column + at)
+        at += len(word) + 1
 
 
 def _unquote(token: Token) -> str:
@@ -494,6 +515,7 @@ _WORDS = {
     "LINK": "an arrow", "START_NORMAL": "an arrow", "START_THICK": "an arrow", "START_DOTTED": "an arrow",
     "LINK_ID": "an arrow", "_AMP": "`&`",
     "SHAPE_OPEN": "a node shape", "TRAP_OPEN": "a node shape", "ELLIPSE_OPEN": "a node shape",
+    "RECT_PROPS_OPEN": "a node shape",
     "SHAPE_DATA": "`@{…}`", "_CLASS_SUFFIX": "`:::class`",
     "TEXT": "a label", "TRAP_TEXT": "a label", "ELLIPSE_TEXT": "a label", "NORMAL_TEXT": "a label",
     "THICK_TEXT": "a label", "DOTTED_TEXT": "a label", "STR": "a label", "MD_STR": "a label",
@@ -508,7 +530,8 @@ _WORDS = {
     "_CLICK_REST": "a callback or a link", "_SEP": "the end of the line", "_NL": "the end of the line",
     "$END": "the end of the line",
 }
-_OPENERS = {"SHAPE_OPEN", "TRAP_OPEN", "ELLIPSE_OPEN", "LSQB", "START_NORMAL", "START_THICK", "START_DOTTED"}
+_OPENERS = {"SHAPE_OPEN", "TRAP_OPEN", "ELLIPSE_OPEN", "RECT_PROPS_OPEN", "LSQB", "START_NORMAL", "START_THICK",
+            "START_DOTTED"}
 _CLOSING = {"SHAPE_CLOSE", "TRAP_CLOSE", "ELLIPSE_CLOSE", "_SUBGRAPH_TITLE_END", "NORMAL_END", "THICK_END",
             "DOTTED_END"}
 _LABEL_TERMINALS = {"TEXT", "TRAP_TEXT", "ELLIPSE_TEXT", "NORMAL_TEXT", "THICK_TEXT", "DOTTED_TEXT", "STR"}
@@ -550,6 +573,9 @@ def _misplaced(code: str, position: int, expected: set[str], stack: list[Any]) -
         return "this `@{` is never closed by `}`"
     if char in "([{>@:" and position and code[position - 1] in " \t" and {"SHAPE_OPEN", "_AMP"} & expected:
         return "no space is allowed between a node id and its shape, `:::class` or `@{…}`"
+    if opener is not None and opener.value == "[" and char == "|" and position == opener.start_pos + 1:
+        return ("a rect with properties is written `B[|field:value|label]`, field and value each one word "
+                "(not a keyword, not starting with a digit)")
     if opener is not None:
         return _bracket_problem(code, position, expected, opener)
     return None
@@ -577,7 +603,7 @@ def _bracket_problem(code: str, position: int, expected: set[str], opener: Token
         return (f"`{char}` cannot be part of an unquoted label (opened by {where}): "
                 f"put the label in quotes, like `A[\"f(x)\"]`")
     if position >= len(code.rstrip()):
-        closer = _CLOSERS.get(opener.value)
+        closer = _CLOSERS.get(_opening(opener))
         return f"{where} is never closed: expected {f'`{closer}`' if closer else _expected_words(expected)}"
     return None
 
