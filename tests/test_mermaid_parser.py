@@ -498,6 +498,47 @@ def test_edge_errors(written, message):
     assert message in problem.message and problem.line == 2
 
 
+@pytest.mark.parametrize("written", [
+    "A -->\n  B", "A\n  --> B", "A ~~~\n  B", "A\n  ~~~ B", "A -.->\n  B", "A\n  ==> B", "A ---\n  B",
+    "A\n  <--> B", "A -->\n\n\n  B", "A -->\n  %% a comment\n  B", "A[x]\n  --> B", "A e1@\n  --> B",
+])
+def test_a_link_split_across_lines_as_in_mermaid(written):
+    # Mermaid's LINK token takes the whitespace around the arrow, line breaks included: `A -->` newline `B`
+    # and `A` newline `~~~ B` are one link (FlowDB: one edge A -> B)
+    diagram = parse(f"graph LR\n  {written}\n")
+    assert [(e.source, e.target) for e in diagram.edges] == [("A", "B")]
+    assert list(diagram.nodes) == ["A", "B"]
+
+
+@pytest.mark.parametrize("written, label", [
+    ("A\n  -- t --> B", "t"), ("A -- t -->\n  B", "t"), ("A -- t\n  --> B", "t"), ("A -. t\n  .-> B", "t"),
+    ("A == t ==>\n  B", "t"), ("A -->\n  |t| B", "t"),
+])
+def test_a_labelled_link_split_across_lines_as_in_mermaid(written, label):
+    assert edges(parse(f"graph LR\n  {written}\n"))[0][:3] == ("A", "B", label)
+
+
+def test_a_split_link_is_placed_at_its_arrow_and_chains_go_on():
+    diagram = parse("graph LR\n  A & B\n  --> C -->\n  D\n")
+    assert [(e.source, e.target, e.line, e.column) for e in diagram.edges] == [
+        ("A", "C", 3, 3), ("B", "C", 3, 3), ("C", "D", 3, 9)]
+
+
+def test_an_arrow_head_at_the_start_of_the_next_line_belongs_to_the_link_as_in_mermaid():
+    # Mermaid's LINK regex is \s*[xo<]?--+[-xo>]\s*: after `A`, the line `x--x B` is the arrow x--x, not a node x
+    assert edges(parse("graph LR\n  A\n  x--x B\n")) == [("A", "B", None, "bidirectional_cross")]
+
+
+@pytest.mark.parametrize("text, line", [
+    ("graph LR\n  A -->|x|\n  B\n", 2), ("graph LR\n  A;\n  --> B\n", 3), ("graph LR\n  A -->\n", 2),
+    ("graph LR\n  subgraph s\n    a\n  end\n  --> b\n", 5), ("graph LR\n  subgraph s\n  --> b\n  end\n", 3),
+    ("graph LR\n  --> b\n", 2),
+])
+def test_a_link_split_where_mermaid_ends_the_statement_is_refused(text, line):
+    # after `|label|`, `;`, `end`, a subgraph heading or the header, a line break ends the statement in Mermaid too
+    assert error(text).line == line
+
+
 # ---------------------------------------------------------------- subgraphs
 
 

@@ -294,10 +294,22 @@ class MermaidTransformer(Transformer):
     style_stmt = classdef_stmt = class_stmt = click_stmt = acc_stmt = _ignore
 
 
+def _arrow_only(token: Token) -> Token:
+    """An arrow token without the whitespace mermaid.lark lets it take (line breaks included, as Mermaid's LINK
+    token does), placed where the arrow itself starts."""
+    lead = token.value[:len(token.value) - len(token.value.lstrip())]
+    breaks = lead.count("\n")
+    line = token.line + breaks
+    column = len(lead) - lead.rfind("\n") if breaks else token.column + len(lead)
+    return Token(token.type, token.value.strip(), token.start_pos + len(lead), line, column)
+
+
+_ARROWS = ("LINK", "START_NORMAL", "START_THICK", "START_DOTTED", "NORMAL_END", "THICK_END", "DOTTED_END")
+
 # The transformer runs inside the LALR parser (no parse tree is built): twice as fast on big diagrams, and a
 # SpecError raised by a rule method reaches the caller as it is, never wrapped in lark's VisitError.
 _PARSER = Lark.open("mermaid.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
-                    transformer=MermaidTransformer())
+                    transformer=MermaidTransformer(), lexer_callbacks=dict.fromkeys(_ARROWS, _arrow_only))
 
 
 def _check_node_id(token: Token, followed_by_space: bool) -> None:
