@@ -635,6 +635,23 @@ def test_subgraph_errors(text, message, line):
     assert message in problem.message and problem.line == line
 
 
+@pytest.mark.parametrize("heading, subgraph_id, title", [
+    ('"S" t', "subGraph0", "S t"), ('"S"   t  u', "subGraph0", "S   t  u"), ('"`S`" t', "subGraph0", "S t"),
+    ('"S" a:b', "subGraph0", "S a:b"), ('"S"t', "St", "St"), ('"S" ', "subGraph0", "S"),
+    ('"S" t [T]', "S t", "T"), ('"S" t[T]', "S t", "T"), ('"S"[T]', "S", "T"),
+])
+def test_a_quoted_subgraph_heading_followed_by_more_words(heading, subgraph_id, title):
+    # Mermaid reads the string and the words after it as one heading: with whitespace in it and no [title], the
+    # subgraph gets a made-up id (FlowDB: `subgraph "S" t` is subGraph0 titled "S t")
+    diagram = parse(f"graph LR\n  subgraph {heading}\n    a\n  end\n")
+    assert [(s.id, s.title, s.members) for s in diagram.subgraphs] == [(subgraph_id, title, ["a"])]
+
+
+@pytest.mark.parametrize("heading", ['a "S"', '"S" "T"'])
+def test_a_string_after_a_subgraph_heading_word_is_refused_as_by_mermaid(heading):
+    assert error(f"graph LR\n  subgraph {heading}\n    a\n  end\n").line == 2
+
+
 # ---------------------------------------------------------------- read and ignored
 
 

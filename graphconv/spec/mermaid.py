@@ -277,12 +277,15 @@ class MermaidTransformer(Transformer):
     def subgraph(self, keyword: Token, head: tuple[str | None, str], *body: Any) -> _Block:
         return _Block(token=keyword, id=head[0], title=head[1], body=list(body))
 
-    def subgraph_head(self, text: Token, title: str | None = None) -> tuple[str | None, str]:
-        raw = text[1:] if text.type == "SUBGRAPH_TEXT" else _unquote(text)
+    def subgraph_head(self, raw: str, title: str | None = None) -> tuple[str | None, str]:
         if title is not None:
             return raw.strip() or None, title
         # Mermaid: a heading with any whitespace in it (`subgraph My Title`) is a title only, the id is made up.
         return (None if re.search(r"\s", raw) else raw), _decode_entities(raw.strip())
+
+    def subgraph_name(self, *tokens: Token) -> str:
+        """The heading as written after ``subgraph``: its words, or a string and the words after it."""
+        return "".join(token[1:] if token.type == "SUBGRAPH_TEXT" else _unquote(token) for token in tokens)
 
     def direction(self, token: Token) -> _Direction:
         return _Direction(token.split()[1][:2])
@@ -534,7 +537,7 @@ _WORDS = {
     "SHAPE_CLOSE": "a closing bracket", "TRAP_CLOSE": "`/]` or `\\]`", "ELLIPSE_CLOSE": "`-)`",
     "NORMAL_END": "an arrow such as `-->`", "THICK_END": "an arrow such as `==>`",
     "DOTTED_END": "an arrow such as `.->`", "VBAR": "`|`", "LSQB": "`[`", "_SUBGRAPH_TITLE_END": "`]`",
-    "SUBGRAPH_TEXT": "a subgraph id or title", "END": "`end`",
+    "SUBGRAPH_TEXT": "a subgraph id or title", "SUBGRAPH_MORE": "a subgraph id or title", "END": "`end`",
     "SUBGRAPH": "a statement", "STYLE": "a statement", "CLASSDEF": "a statement", "CLASS": "a statement",
     "LINKSTYLE": "a statement", "CLICK": "a statement", "DIRECTION": "a statement", "ACC_TITLE": "a statement",
     "ACC_DESCR": "a statement", "ACC_DESCR_BLOCK": "a statement",
