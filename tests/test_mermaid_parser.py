@@ -397,6 +397,40 @@ def test_unclosed_bracket_at_the_end_names_where_it_opened():
     assert (problem.line, problem.column) == (2, 17)
 
 
+@pytest.mark.parametrize("written, label", [
+    ('A[<b x="y">z</b>]', "<b x='y'>z</b>"),
+    ('A[<a href="u" title="t">z</a>]', "<a href='u' title='t'>z</a>"),
+    ('A[<b x="">z</b>]', "<b x=''>z</b>"),
+    ('A(<i class="c">z</i>)', "<i class='c'>z</i>"),
+    ('A["<b x="y">z</b>"]', "<b x='y'>z</b>"),
+    ('A[<b\n  x="y">z</b>]', "<b\n  x='y'>z</b>"),
+])
+def test_quotes_inside_an_html_tag_are_read_as_mermaid_rewrites_them(written, label):
+    # Mermaid's preprocessing writes `="…"` inside `<tag …>` as `='…'` before parsing (cleanupText), so the
+    # quotes of an HTML attribute open no string
+    assert parse(f"graph LR\n  {written} --> B\n").nodes["A"].label == label
+
+
+def test_quotes_inside_html_tags_of_edge_labels_and_titles():
+    diagram = parse("""
+        graph LR
+          A -->|<b x="y">z</b>| B
+          A -- <b x="y">z</b> --> B
+          subgraph s [<b x="y">T</b>]
+            A
+          end
+        """)
+    assert [edge.label for edge in diagram.edges] == ["<b x='y'>z</b>"] * 2
+    assert diagram.subgraphs[0].title == "<b x='y'>T</b>"
+
+
+@pytest.mark.parametrize("written", [
+    'A[x "y" z]', 'A[x="y"]', 'A[<x "y">]', 'A[<b x = "y">z</b>]', 'A[<b x="y" z]', 'A[a <b] --> B[x="y" >]',
+])
+def test_quotes_outside_an_attribute_value_of_an_html_tag_are_refused_as_by_mermaid(written):
+    assert "quote" in error(f"graph LR\n  {written}\n").message
+
+
 # ---------------------------------------------------------------- chains and &
 
 
@@ -724,6 +758,13 @@ def test_front_matter():
     assert diagram.front_matter_line == 2
     assert (diagram.source, diagram.path) == (text, "conv2d.mmd")
     assert diagram.nodes["A"].line == 7
+
+
+def test_quotes_inside_html_tags_are_rewritten_in_the_front_matter_too():
+    # Mermaid rewrites `="…"` inside `<tag …>` over the whole text before it reads the front matter
+    assert parse_diagram('---\ntitle: <b x="y">t</b>\n---\ngraph LR\n  A\n').front_matter == {"title": "<b x='y'>t</b>"}
+    problem = error("---\ntitle: '<b x=\"y\">t</b>'\n---\ngraph LR\n  A\n")  # the rewrite ends the YAML string
+    assert "invalid YAML in the front matter" in problem.message and problem.line == 2
 
 
 def test_empty_front_matter():

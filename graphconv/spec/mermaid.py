@@ -5,7 +5,8 @@ and what it rejects is a ``SpecError`` pointing at the spot. Three steps:
 
 1. The text lark sees: the Markdown block (preceded by empty lines, so line numbers stay the file's), without the
    YAML front matter, ``%%{init}%%`` directives and whole-line ``%%`` comments (Mermaid removes them with regexes
-   before lexing too; here they are blanked, keeping their line breaks).
+   before lexing too; here they are blanked, keeping their line breaks), and with the ``="…"`` of HTML tags written
+   ``='…'`` (Mermaid's preprocessing does the same).
 2. ``mermaid.lark`` (LALR, contextual lexer) with ``MermaidTransformer`` running inside the parser: each rule
    becomes a small record (``_Vertex``, ``_Link``, ``_Chain``, ``_Block`` ...).
 3. ``_Builder`` replays those records in source order, with the rules of Mermaid's FlowDB: the last declared shape
@@ -28,6 +29,10 @@ from graphconv.spec.markdown import find_mermaid_block, is_markdown
 from graphconv.spec.yaml_source import safe_load
 
 _LINE_BREAK = re.compile(r"\r\n?")
+# Mermaid's cleanupText (preprocess.ts): in `<tag …>`, `x="y"` becomes `x='y'`, so that a quote inside an HTML tag
+# of an unquoted label does not open a string. Its regex is /<(\w+)([^>]*)>/ with JavaScript's ASCII \w.
+_HTML_TAG_NAME = re.compile(r"<[A-Za-z0-9_]+")
+_DOUBLE_QUOTED_VALUE = re.compile(r'="([^"]*)"')
 # Mermaid's own front matter regex (diagram-api/regexes.ts), anchored where the diagram starts.
 _FRONT_MATTER = re.compile(r"-{3}\s*\n(.*?)\n-{3}\s*\n+", re.S)
 _COMMENT = re.compile(r"^[ \t]*%%(?!\{)[^\n]+", re.M)
@@ -86,6 +91,7 @@ def parse_diagram(text: str, path: str | None = None) -> Diagram:
     """
     code, first_line = _diagram_code(text, path)
     try:
+        code = _quote_tag_attributes(code)
         front_matter, front_matter_line, code = _front_matter(code, first_line)
         code = _blank_comments(code)
         diagram = _PARSER.parse(code)
@@ -108,6 +114,20 @@ def _diagram_code(text: str, path: str | None) -> tuple[str, int]:
         return code, 1
     block = find_mermaid_block(code, path)
     return "\n" * (block.line - 1) + code[block.start:block.end], block.line
+
+
+def _quote_tag_attributes(code: str) -> str:
+    """``code`` with ``="…"`` written ``='…'`` inside each HTML tag, as Mermaid's cleanupText does before parsing
+    (over the whole text, front matter included). Same length, so every position stays the same.
+
+    Each tag's end is found with ``str.find``: the regex ``<(\\w+)([^>]*)>`` would scan to the end of the text again
+    from every ``<word`` that no ``>`` follows (quadratic). Once one has no ``>`` after it, no later one has.
+    """
+    pieces, at = [], 0
+    while (tag := _HTML_TAG_NAME.search(code, at)) and (end := code.find(">", tag.end())) != -1:
+        pieces += [code[at:tag.end()], _DOUBLE_QUOTED_VALUE.sub(r"='\1'", code[tag.end():end])]
+        at = end
+    return "".join(pieces) + code[at:]
 
 
 def _front_matter(code: str, first_line: int) -> tuple[dict[str, Any], int | None, str]:
