@@ -431,6 +431,17 @@ def test_quotes_outside_an_attribute_value_of_an_html_tag_are_refused_as_by_merm
     assert "quote" in error(f"graph LR\n  {written}\n").message
 
 
+@pytest.mark.parametrize("written", ['A["`a` b"]', 'A["`a` b`"]', 'A["`a"]', 'A -->|"`a` b"| B'])
+def test_a_label_opening_with_a_backtick_must_close_with_one(written):
+    # Mermaid's lexer: `"` followed by a backtick always starts a Markdown string, which only "`\"" ends
+    problem = error(f"graph LR\n  {written}\n")
+    assert "Markdown" in problem.message and problem.line == 2
+
+
+def test_backticks_inside_a_plain_string_are_text():
+    assert parse('graph LR\n  A["a `b` c"]\n').nodes["A"].label == "a `b` c"
+
+
 # ---------------------------------------------------------------- chains and &
 
 

@@ -619,6 +619,9 @@ def _misplaced(code: str, position: int, expected: set[str], stack: list[Any]) -
 def _quote_problem(code: str, position: int, opener: Token | None) -> str:
     if code.startswith('""', position):
         return 'empty string `""`: Mermaid needs text between the quotes'
+    if code.startswith('"`', position):
+        return ("a label that opens with a quote and a backtick is Markdown: Mermaid wants it to end with a "
+                "backtick and a quote, with no backtick between")
     if code.find('"', position + 1) == -1:
         return "this `\"` is never closed"
     if opener is not None:
