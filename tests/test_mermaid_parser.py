@@ -759,6 +759,36 @@ def test_percent_signs_inside_labels_and_titles_are_text():
     assert diagram.subgraphs[0].title == "x %% y"
 
 
+@pytest.mark.parametrize("text", [
+    "\ufeffgraph LR\n  A --> B\n", "\ufeff%% a comment\ngraph LR\n  A --> B\n", "\ufeff\ngraph LR\n  A --> B\n",
+])
+def test_a_byte_order_mark_before_the_first_line_is_no_text(text):
+    # Mermaid accepts a flowchart after a UTF-8 BOM; it marks the file's encoding, columns are counted after it
+    diagram = parse_diagram(text)
+    assert edges(diagram) == [("A", "B", None, "arrow")]
+    assert (diagram.nodes["A"].line, diagram.nodes["A"].column) == (text.count("\n"), 3)  # on the last line
+    assert diagram.source == text
+
+
+def test_a_byte_order_mark_before_front_matter_and_before_a_markdown_fence():
+    # a reader that decodes the file drops the BOM, and Mermaid draws the text after it (mmdc, which reads the file
+    # with the BOM kept, refuses front matter after one: its front matter regex then fails)
+    diagram = parse_diagram("\ufeff---\ntitle: t\n---\ngraph LR\n  A --> B\n")
+    assert (diagram.front_matter, diagram.front_matter_line) == ({"title": "t"}, 2)
+    assert edges(parse_diagram("\ufeff```mermaid\ngraph LR\n  A --> B\n```\n", "doc.md")) == [("A", "B", None, "arrow")]
+    problem = error("\ufeffgraph lr\n  A\n")
+    assert (problem.line, problem.column) == (1, 7)
+
+
+def test_a_spec_file_that_starts_with_a_byte_order_mark_loads(tmp_path):
+    import graphconv
+
+    shipped = Path(graphconv.__file__).parent / "specs" / "linear.mmd"
+    path = tmp_path / "linear.mmd"
+    path.write_bytes(b"\xef\xbb\xbf" + shipped.read_bytes())
+    assert graphconv.load(path).name == "linear"
+
+
 # ---------------------------------------------------------------- front matter
 
 

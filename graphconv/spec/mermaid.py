@@ -3,10 +3,10 @@
 Mermaid 11 is the reference: what it accepts in a flowchart parses here with the same nodes, edges and subgraphs,
 and what it rejects is a ``SpecError`` pointing at the spot. Three steps:
 
-1. The text lark sees: the Markdown block (preceded by empty lines, so line numbers stay the file's), without the
-   YAML front matter, ``%%{init}%%`` directives and whole-line ``%%`` comments (Mermaid removes them with regexes
-   before lexing too; here they are blanked, keeping their line breaks), and with the ``="…"`` of HTML tags written
-   ``='…'`` (Mermaid's preprocessing does the same).
+1. The text lark sees: the Markdown block (preceded by empty lines, so line numbers stay the file's), without a
+   leading byte-order mark, the YAML front matter, ``%%{init}%%`` directives and whole-line ``%%`` comments (Mermaid
+   removes them with regexes before lexing too; here they are blanked, keeping their line breaks), and with the
+   ``="…"`` of HTML tags written ``='…'`` (Mermaid's preprocessing does the same).
 2. ``mermaid.lark`` (LALR, contextual lexer) with ``MermaidTransformer`` running inside the parser: each rule
    becomes a small record (``_Vertex``, ``_Link``, ``_Chain``, ``_Block`` ...).
 3. ``_Builder`` replays those records in source order, with the rules of Mermaid's FlowDB: the last declared shape
@@ -29,6 +29,7 @@ from graphconv.spec.markdown import find_mermaid_block, is_markdown
 from graphconv.spec.yaml_source import safe_load
 
 _LINE_BREAK = re.compile(r"\r\n?")
+_BYTE_ORDER_MARK = "\ufeff"
 # Mermaid's cleanupText (preprocess.ts): in `<tag …>`, `x="y"` becomes `x='y'`, so that a quote inside an HTML tag
 # of an unquoted label does not open a string. Its regex is /<(\w+)([^>]*)>/ with JavaScript's ASCII \w.
 _HTML_TAG_NAME = re.compile(r"<[A-Za-z0-9_]+")
@@ -108,8 +109,12 @@ def parse_diagram(text: str, path: str | None = None) -> Diagram:
 
 
 def _diagram_code(text: str, path: str | None) -> tuple[str, int]:
-    """The diagram's text with ``\\n`` line breaks, preceded by empty lines up to where it starts in the file."""
-    code = _LINE_BREAK.sub("\n", text)
+    """The diagram's text with ``\\n`` line breaks, preceded by empty lines up to where it starts in the file.
+
+    A leading byte-order mark is dropped: it marks the file's encoding, it is no text (columns on the first line
+    are counted after it, as editors do).
+    """
+    code = _LINE_BREAK.sub("\n", text.removeprefix(_BYTE_ORDER_MARK))
     if not is_markdown(code, path):
         return code, 1
     block = find_mermaid_block(code, path)
