@@ -783,7 +783,7 @@ def test_a_byte_order_mark_before_front_matter_and_before_a_markdown_fence():
 def test_a_spec_file_that_starts_with_a_byte_order_mark_loads(tmp_path):
     import graphconv
 
-    shipped = Path(graphconv.__file__).parent / "specs" / "linear.mmd"
+    shipped = Path(graphconv.__file__).parent / "library" / "linear.mmd"
     path = tmp_path / "linear.mmd"
     path.write_bytes(b"\xef\xbb\xbf" + shipped.read_bytes())
     assert graphconv.load(path).name == "linear"
