@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from lark import Lark, Token, Transformer, v_args
+from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 from graphconv.errors import SpecError
 from graphconv.syntax.diagram import Diagram, Edge, Node, Subgraph
+from graphconv.syntax.grammar import open_grammar
 from graphconv.syntax.markdown import find_mermaid_block, is_markdown
 from graphconv.syntax.yaml_source import safe_load
 
@@ -287,8 +288,7 @@ class MermaidTransformer(Transformer):
 
 # The transformer runs inside the LALR parser (no parse tree is built): twice as fast on big diagrams, and a
 # SpecError raised by a rule method reaches the caller as it is, never wrapped in lark's VisitError.
-_PARSER = Lark.open("mermaid.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
-                    transformer=MermaidTransformer())
+_PARSER = open_grammar("mermaid.lark", transformer=MermaidTransformer())
 
 
 def _check_node_id(token: Token) -> None:
