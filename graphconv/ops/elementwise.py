@@ -8,6 +8,7 @@ from __future__ import annotations
 from graphconv.ops.helpers import positive, randn, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import op
+from graphconv.ops.shapes import broadcast_shapes
 
 
 def _grads(ctx, grad_a, grad_b):
@@ -33,6 +34,7 @@ def _(ctx, grad):
 
 
 add.samples(_broadcast_samples)
+add.shape_rule(broadcast_shapes)
 
 
 @op
@@ -47,6 +49,7 @@ def _(ctx, grad):
 
 
 sub.samples(_broadcast_samples)
+sub.shape_rule(broadcast_shapes)
 
 
 @op(save=("a", "b"))
@@ -61,6 +64,7 @@ def _(ctx, grad):
 
 
 mul.samples(_broadcast_samples)
+mul.shape_rule(broadcast_shapes)
 
 
 @op(save=("a", "b"))
@@ -72,6 +76,9 @@ def div(a, b):
 @div.vjp
 def _(ctx, grad):
     return _grads(ctx, lambda: grad / ctx.b, lambda: -grad * ctx.a / (ctx.b * ctx.b))
+
+
+div.shape_rule(broadcast_shapes)
 
 
 @div.samples
@@ -90,6 +97,11 @@ def _(ctx, grad):
     return (-grad,)
 
 
+@neg.shape_rule
+def _(x):
+    return x
+
+
 @neg.samples
 def _():
     yield (randn(3, 4),), {}
@@ -104,6 +116,11 @@ def exp(x):
 @exp.vjp
 def _(ctx, grad):
     return (grad * ctx.out,)
+
+
+@exp.shape_rule
+def _(x):
+    return x
 
 
 @exp.samples
@@ -122,6 +139,11 @@ def _(ctx, grad):
     return (grad / ctx.x,)
 
 
+@log.shape_rule
+def _(x):
+    return x
+
+
 @log.samples
 def _():
     yield (positive(3, 4),), {}
@@ -138,6 +160,11 @@ def _(ctx, grad):
     return (grad / (2 * ctx.out),)
 
 
+@sqrt.shape_rule
+def _(x):
+    return x
+
+
 @sqrt.samples
 def _():
     yield (positive(3, 4),), {}
@@ -152,6 +179,11 @@ def pow_(x, *, exponent):
 @pow_.vjp
 def _(ctx, grad):
     return (grad * ctx.exponent * ctx.x ** (ctx.exponent - 1),)
+
+
+@pow_.shape_rule
+def _(x, *, exponent):
+    return x
 
 
 @pow_.samples
@@ -172,6 +204,11 @@ def _(ctx, grad):
     return (grad,)
 
 
+@add_scalar.shape_rule
+def _(x, *, value):
+    return x
+
+
 @add_scalar.samples
 def _():
     yield (randn(3, 4),), {"value": 0.5}
@@ -188,6 +225,11 @@ def _(ctx, grad):
     return (grad * ctx.value,)
 
 
+@mul_scalar.shape_rule
+def _(x, *, value):
+    return x
+
+
 @mul_scalar.samples
 def _():
     yield (randn(3, 4),), {"value": -2.5}
@@ -202,6 +244,11 @@ def full_like(x, *, value):
 @full_like.vjp
 def _(ctx, grad):
     return (None,)
+
+
+@full_like.shape_rule
+def _(x, *, value):
+    return x
 
 
 @full_like.samples
@@ -221,6 +268,9 @@ def _(ctx, grad):
     grad_x = sum_to(torch.where(ctx.condition, grad, zero), ctx.shapes[1]) if ctx.needs[1] else None
     grad_y = sum_to(torch.where(ctx.condition, zero, grad), ctx.shapes[2]) if ctx.needs[2] else None
     return None, grad_x, grad_y
+
+
+where.shape_rule(broadcast_shapes)
 
 
 @where.samples
