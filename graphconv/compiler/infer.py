@@ -53,6 +53,8 @@ def concrete_shapes(spec: Spec, env: dict[str, Any], input_shapes: Sequence[tupl
                 outputs = node.op.infer_shapes(inputs, attrs)
             except ShapeRuleError as error:
                 raise op_shape_error(spec, node, str(error), inputs) from None
+            except Exception as error:  # attrs the rule cannot read (a string for a size…), as the op would fail
+                raise op_shape_error(spec, node, f"{type(error).__name__}: {error}", inputs) from None
         shapes.update(zip(node.outputs, _check_outputs(spec, node, outputs)))
     return shapes
 
@@ -253,9 +255,9 @@ def _infer(spec: Spec, attrs: dict[str, Any], symbolic_attrs: set[str], ranks: d
 
 
 def _least(value: int) -> int | None:
-    """What the proofs assume of an integer attr, from its value: a stride of 2 stands for every stride >= 1, a
-    padding of 0 for every padding >= 0; a negative value for any value."""
-    return 1 if value >= 1 else (0 if value == 0 else None)
+    """What the proofs assume of an integer attr, from its value: one >= 0 stands for every value >= 0 (what an
+    op needs beyond that — ``stride >= 1`` — it requires); a negative one for any value."""
+    return 0 if value >= 0 else None
 
 
 def _non_integers(attrs: dict[str, Any]) -> set[str]:
@@ -272,7 +274,7 @@ def _derive(spec: Spec, env: dict[str, Any], symbolic_attrs: set[str]) -> list[s
             _fix_attrs(error, symbolic_attrs)
             env[dim] = symbol(dim)
             opaque.append(dim)
-        except SpecError:  # fails for every value: the concrete binding reports it
+        except Exception:  # fails for every value (the concrete binding reports it), or is not an integer
             env[dim] = symbol(dim)
             opaque.append(dim)
     return opaque
@@ -300,8 +302,9 @@ def _input_shapes(spec: Spec, env: dict[str, Any], ranks: dict[str, int], symbol
                 continue
             try:
                 shape.append(evaluate_symbolic(entry, env))
-            except Undecided as error:
-                _fix_attrs(error, symbolic_attrs)
+            except Exception as error:  # no normal form: the size stands for itself
+                if isinstance(error, Undecided):
+                    _fix_attrs(error, symbolic_attrs)
                 shape.append(symbol(f"{name}[{axis}]", True))
         shapes.append(tuple(shape))
     return shapes
@@ -320,8 +323,10 @@ def _infer_op(spec: Spec, node: OpNode, env: dict[str, Any], symbolic_attrs: set
     except Undecided as error:
         _fix_attrs(error, symbolic_attrs)
         return _concrete_only(result, node, str(error))
-    except (ShapeRuleError, SpecError, TypeError) as error:  # for every size, or not integers: the concrete pass
-        return _concrete_only(result, node, str(error))
+    except _Fix:
+        raise
+    except Exception as error:  # fails for every size, or reads what has no normal form: the concrete pass says
+        return _concrete_only(result, node, f"{type(error).__name__}: {error}")
     if len(outputs) != len(node.outputs):
         return _concrete_only(result, node, "its number of outputs depends on the sizes")
     shown = {r.claim.show() for r in result.requirements}
@@ -354,8 +359,9 @@ class Opaque:
 def _symbolic_argument(expr: Any, env: dict[str, Any], symbolic_attrs: set[str]) -> Any:
     try:
         return _plain(evaluate_symbolic(expr, env))
-    except Undecided as error:
-        _fix_attrs(error, symbolic_attrs)
+    except Exception as error:  # no normal form (the concrete pass evaluates it, or reports why it cannot)
+        if isinstance(error, Undecided):
+            _fix_attrs(error, symbolic_attrs)
         return Opaque(to_source(expr))
 
 

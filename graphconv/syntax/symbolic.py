@@ -103,7 +103,7 @@ class Floor(_Atom):
         num, den = lower_bound(self.num), lower_bound(self.den)
         if not isinstance(self.den, Dim) and self.den > 0:
             return None if num is None else num // self.den
-        return 0 if num is not None and num >= 0 and den is not None and den >= 1 else None
+        return 0 if num is not None and num >= 0 and den is not None and den >= 0 else None  # (den is not 0)
 
     def show(self, namer: "Namer") -> str:
         num, den = namer.show(self.num), namer.show(self.den)
@@ -322,9 +322,15 @@ def is_constant(x: Any, c: int) -> bool:
     return not isinstance(x, Dim) and x == c
 
 
+MAX_TERMS = 256  # a normal form with more terms is not made (``(a + b + c + d) ** 60`` would take hours)
+
+
 def make(terms: Mapping[Monomial, int]) -> int | Dim:
-    """The normal form of a polynomial: a plain int when it is constant."""
+    """The normal form of a polynomial: a plain int when it is constant. Raises Undecided past MAX_TERMS terms."""
     nonzero = {m: c for m, c in terms.items() if c}
+    if len(nonzero) > MAX_TERMS:
+        raise Undecided(f"a polynomial of more than {MAX_TERMS} terms", {a.name for m in nonzero for a, _ in m
+                                                                           if isinstance(a, Symbol)})
     if not nonzero:
         return 0
     if list(nonzero) == [()]:
