@@ -29,3 +29,29 @@ def test_compile_imports_torch_when_asked():
         "print('torch' in sys.modules)"
     )
     assert out == "True"
+
+
+def test_run_imports_neither_torch_nor_networkx():
+    """``graphconv run`` proves and checks shapes by the shape rules: torch is not imported at all (the target is a
+    check at the speed of a linter; ``import torch`` alone takes seconds)."""
+    out = run_isolated(
+        "import io, sys, contextlib\n"
+        "from graphconv.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = main(['run', {str(SPECS / 'conv2d.mmd')!r}, '--dims', 'b=256,i_h=224,i_w=224', '--backward'])\n"
+        "    main(['run', '--json', " + repr(str(SPECS / 'conv1d.mmd')) + "])\n"
+        "print(code, 'torch' in sys.modules, 'networkx' in sys.modules)"
+    )
+    assert out == "0 False False"
+
+
+def test_the_first_call_checks_declared_shapes_without_the_meta_device():
+    """The first call with new shapes checks the declared shapes by the rules: it does not load PyTorch's Python
+    meta kernels (torch._dynamo and the rest: 500 modules, seconds), which a meta-device run would."""
+    out = run_isolated(
+        "import sys, torch, graphconv\n"
+        f"op = graphconv.compile({str(SPECS / 'conv2d.mmd')!r})\n"
+        "op(torch.randn(2, 3, 8, 8), torch.randn(3, 3, 3, 3))\n"
+        "print('torch._dynamo' in sys.modules)"
+    )
+    assert out == "False"  # a meta-device run of unfold imports it

@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphconv.check.backward import gradient_tensors
 from graphconv.check.sizes import Row, check_dims, check_shapes, input_shapes, row_of
 from graphconv.compiler.binding import Binder, is_wildcard, shape_mismatch
 from graphconv.compiler.infer import Inference, Requirement, concrete_shapes, declared_symbolic, infer_symbolic
 from graphconv.compiler.infer import op_shape_error, proved
+from graphconv.compiler.program import Program
 from graphconv.errors import ShapeError, SpecError
 from graphconv.graph.opgraph import Spec
 
@@ -146,26 +148,8 @@ def _fill(spec: Spec, row: Row, shape: tuple | None, inference: Inference, env: 
 def _gradients(spec: Spec, report: Report) -> None:
     """Each tensor that backward gives a gradient has a gradient of its own shape: a VJP returns one per input of
     the input's shape, which the compiled backward checks (``graphconv run --device meta --backward`` runs them)."""
-    from graphconv.compiler.program import Program
-
     Program(spec)  # every op has a VJP (else a SpecError naming it)
-    wanted = _get_gradients(spec)
+    wanted = gradient_tensors(spec)
     for row in report.rows:
         if spec.tensor_id(row.name) in wanted:
             row.grad_shape = row.shape
-
-
-def _get_gradients(spec: Spec) -> set[str]:
-    """The tensors that depend on an input through values (not only as indices) and that an output depends on."""
-    from_inputs = set(spec.inputs)
-    for node in spec.ops():
-        names = [node.op.inputs[0]] * len(node.inputs) if node.op.variadic_inputs else node.op.inputs
-        if any(t in from_inputs and name not in node.op.index_inputs for t, name in zip(node.inputs, names)):
-            from_inputs.update(node.outputs)
-    to_outputs = set(spec.outputs)
-    for node in reversed(spec.ops()):
-        if any(t in to_outputs for t in node.outputs):
-            names = [node.op.inputs[0]] * len(node.inputs) if node.op.variadic_inputs else node.op.inputs
-            to_outputs.update(t for t, name in zip(node.inputs, names) if t is not None
-                              and name not in node.op.index_inputs)
-    return from_inputs & to_outputs

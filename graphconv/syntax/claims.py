@@ -73,13 +73,14 @@ class Claim:
             if product is not None:
                 return f"{_operand(namer, product[0])} * {_operand(namer, product[1])} == 0"
         high, low = _sides(difference)
+        if self.kind == "==" and not isinstance(high, Dim):
+            high, low = low, high  # the sizes first: w[0] == 6
         return f"{namer.show(high)} {self.kind} {namer.show(low)}"
 
     def show_values(self, env: Mapping[str, int]) -> str:
-        """The two sides' values: ``6 % 4``, ``10 >= 3``."""
+        """The condition with the values of its sides: ``10 >= 3``, ``35 % 6 == 0``, ``3 == 4 (or either is 1)``."""
         left, right = value(self.left, env), value(self.right, env)
-        symbol = {"divides": "%", "broadcast": "vs", "expands": "to"}.get(self.kind, self.kind)
-        return f"{left} {symbol} {right}"
+        return Claim(self.kind, left, right).show()
 
 
 def _one(x: Any) -> bool:
