@@ -9,8 +9,6 @@ not a spec to load (a VJP is not an op a spec can name).
 """
 from __future__ import annotations
 
-from typing import Any
-
 from graphconv.compiler import memory
 from graphconv.compiler.infer import infer_symbolic
 from graphconv.compiler.program import Program

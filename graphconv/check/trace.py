@@ -1,5 +1,6 @@
-"""Shape tracing for ``graphconv run``: run a spec on the meta device (no memory, no compute) — or on real random
-data — and report every tensor's symbolic and concrete shape, and its gradient's with ``backward``.
+"""Shape tracing on torch for ``graphconv run --device``: run a spec on the meta device (no memory, no compute) — or
+on real random data — and report every tensor's concrete shape and dtype, and its gradient's with ``backward``: the
+cross-check of what the shape rules say without torch (``graphconv.check.proof``).
 
 Input shapes come from the input patterns evaluated with the spec's ``example`` dims and the caller's dims (or
 are given whole, for inputs without a pattern). The forward runs op by op so that when an op fails, the shapes up
@@ -8,7 +9,7 @@ its tensor's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch

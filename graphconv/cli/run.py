@@ -74,7 +74,7 @@ def run_once(args: argparse.Namespace) -> int:
     """Check the spec once and print the report."""
     if args.device not in (None, "meta"):
         check_memory(args)
-    spec, result = load_and_prove(args)
+    spec, result = load_and_prove(args, backward=args.backward, device=args.device)
     if args.json:
         print(json.dumps(trace_json(spec, result), indent=2))
     else:
@@ -86,19 +86,20 @@ def run_once(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_SHAPE
 
 
-def load_and_prove(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The spec and its report: by the shape rules, cross-checked on torch with ``--device``."""
+def load_and_prove(args: argparse.Namespace, *, backward: bool = False, device: str | None = None) -> tuple[Any, Any]:
+    """The spec ``args.spec`` and its report at the sizes the shape arguments give: by the shape rules,
+    cross-checked on torch when a ``device`` is named."""
     import graphconv
     from graphconv.check.proof import prove
 
     spec = graphconv.load(args.spec, ops=import_modules(args.ops))
     sizes = (parse_assignments(args.dims, "--dims"), parse_assignments(args.attr, "--attr"))
     shapes = parse_assignments(args.shapes, "--shapes")
-    report = prove(spec, *sizes, shapes=shapes, backward=args.backward)
-    if args.device is not None:
+    report = prove(spec, *sizes, shapes=shapes, backward=backward)
+    if device is not None:
         from graphconv.check.trace import trace
 
-        cross_check(report, trace(spec, *sizes, shapes=shapes, device=args.device, backward=args.backward))
+        cross_check(report, trace(spec, *sizes, shapes=shapes, device=device, backward=backward))
     return spec, report
 
 

@@ -2,8 +2,8 @@
 
 Mermaid (default; renders in any Mermaid viewer and loads back through ``graphconv.load`` to the same op graph),
 Graphviz DOT (``--format dot``), or a lossless YAML spec (``--format yaml``). Edge labels are the declared,
-symbolic shapes; with ``--dims``, ``--attr``, ``--shapes`` or ``--concrete`` they are the concrete shapes of a
-meta-device run at those sizes (exit 1 if a shape does not fit: the diagram is still written).
+symbolic shapes; with ``--dims``, ``--attr``, ``--shapes`` or ``--concrete`` they are the concrete shapes the ops'
+shape rules give at those sizes (exit 1 if a shape does not fit: the diagram is still written).
 
 ``--backward`` draws the backward instead (Mermaid): each VJP a circle, the gradients as edges labelled with their
 shapes, the tensors forward keeps for backward — and with ``--save minimal`` what backward recomputes — from the
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from graphconv.cli.common import EXIT_OK, EXIT_SHAPE, import_modules
-from graphconv.cli.run import add_shape_arguments, load_and_trace
+from graphconv.cli.run import add_shape_arguments, load_and_prove
 from graphconv.errors import SpecError
 
 FORMATS = ("mermaid", "dot", "yaml")
@@ -52,7 +52,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise SpecError("--format yaml writes the spec itself, without shapes; drop --dims/--attr/--shapes/--concrete")
     status = EXIT_OK
     if concrete:
-        spec, result = load_and_trace(args)
+        spec, result = load_and_prove(args)
         labels = concrete_labels(spec, result)
         for problem in result.problems():
             print(f"graphconv show: {problem}\n", file=sys.stderr)
