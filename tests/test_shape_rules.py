@@ -7,7 +7,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
+import graphconv
+from conftest import SPECS
+from graphconv.errors import ShapeError
 from graphconv.ops import REGISTRY
 from graphconv.ops.shapes import ShapeRuleError
 from test_fuzz_specs import FUZZ, SCALE
@@ -63,3 +68,27 @@ def test_rule_and_meta_agree_on_random_shapes(name, data):
         assert isinstance(expected, Exception) and isinstance(found, Exception), (shapes, attrs, expected, found)
     else:
         assert found == expected, (shapes, attrs)
+
+
+class Devices(TorchDispatchMode):
+    """The devices of the tensors every torch op makes inside the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.seen.update(t.device.type for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+        return out
+
+
+def test_the_first_call_checks_declared_shapes_by_the_rules_not_on_the_meta_device():
+    conv2d = graphconv.compile(SPECS / "conv2d.mmd")
+    with Devices() as devices:
+        conv2d(torch.randn(2, 3, 8, 8), torch.randn(3, 3, 3, 3))
+    assert devices.seen == {"cpu"}
+    wrong = graphconv.loads((SPECS / "conv2d.mmd").read_text().replace("U: [b, patch_size, patches]",
+                                                                       "U: [b, patches, patch_size]"))
+    with pytest.raises(ShapeError, match="tensor 'U' .* has shape \\(2, 27, 64\\) but is declared"):
+        graphconv.compile(wrong)(torch.randn(2, 3, 8, 8), torch.randn(3, 3, 3, 3))

@@ -8,7 +8,6 @@ import pytest
 import graphconv
 from conftest import SPECS
 from graphconv.cli import main
-from graphconv.compiler import memory
 from graphconv.compiler.program import Program
 from test_show import MERMAID_CHECK, MERMAID_CLI, written
 
@@ -41,8 +40,8 @@ def test_gradient_edges_carry_the_shapes_and_kept_tensors_feed_their_vjp(capsys)
     assert edges["VJP L: unfold", "∂input_batch"] == "[b, in_channels, i_h, i_w]"
     kept = sorted(label for label in labels(diagram, "cylinder"))
     spec = graphconv.load(SPECS / "conv2d.mmd")
-    program = Program(spec)
-    assert kept == sorted(f"kept: {program.names[s]}" for s in memory.plan(program, "all").saved)
+    program = Program(spec, "all")
+    assert kept == sorted(f"kept: {program.names[s]}" for s in program.plan.saved)
     assert ("kept: U_reshaped", "VJP P: compute_output_2D") in edges
 
 

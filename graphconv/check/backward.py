@@ -2,14 +2,13 @@
 each gradient a node, the gradient edges labelled with their shapes (a gradient has its tensor's shape), and what
 the memory plan gives each VJP to read — the tensors forward keeps for backward, and under ``save="minimal"`` the
 ones backward recomputes, drawn with the op that remakes them. The plan is the compiler's own
-(``graphconv.compiler.memory``), not worked out again here. Imports no torch.
+(``Program.plan``, made by ``graphconv.compiler.memory``), not worked out again here. Imports no torch.
 
 The drawing renders in Mermaid and parses back with ``graphconv.parse_diagram``; it is a picture of the backward,
 not a spec to load (a VJP is not an op a spec can name).
 """
 from __future__ import annotations
 
-from graphconv.compiler import memory
 from graphconv.compiler.infer import infer_symbolic
 from graphconv.compiler.program import Program
 from graphconv.graph.opgraph import OpNode, Spec
@@ -41,8 +40,8 @@ def _value_inputs(node: OpNode) -> list[str]:
 
 def backward_mermaid(spec: Spec, policy: str = "all") -> str:
     """The backward of ``spec`` under the memory policy ``policy`` as Mermaid text (front matter and flowchart)."""
-    program = Program(spec)
-    plan = memory.plan(program, policy)
+    program = Program(spec, policy)
+    plan = program.plan
     drawing = _Drawing(spec, program, _shape_labels(spec))
     wanted = gradient_tensors(spec)
     for index in range(len(program.steps) - 1, -1, -1):

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphconv.check.backward import gradient_tensors
-from graphconv.check.sizes import Row, check_dims, check_shapes, input_shapes, row_of
+from graphconv.check.sizes import Row, check_dims, check_shapes, row_of
 from graphconv.compiler.binding import Binder, is_wildcard, shape_mismatch
+from graphconv.compiler.examples import input_shapes
 from graphconv.compiler.infer import Inference, Requirement, concrete_shapes, declared_symbolic, infer_symbolic
 from graphconv.compiler.infer import op_shape_error, proved
 from graphconv.compiler.program import Program
@@ -67,7 +68,7 @@ def prove(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
     attr_values = binder.attrs({**{k: v for k, v in spec.meta.example.items() if k in spec.meta.attrs},
                                 **(attrs or {})})
     example = {k: v for k, v in spec.meta.example.items() if k not in spec.meta.attrs}
-    concrete = input_shapes(spec, {**example, **check_dims(spec, dims or {})}, attr_values,
+    concrete = input_shapes(spec, {**attr_values, **example, **check_dims(spec, dims or {})},
                             check_shapes(spec, shapes or {}))
     env = binder.bind(concrete, attr_values)
     ranks = {name: len(shape) for name, shape in zip(spec.input_names, concrete)

@@ -1,14 +1,14 @@
-"""The sizes a spec is checked at — the caller's dims, attrs and whole input shapes over the spec's ``example`` —
-checked and turned into each input's shape, and the row ``graphconv run`` reports per tensor. Imports no torch."""
+"""The sizes a spec is checked at — the caller's dims and whole input shapes, checked — and the row ``graphconv run``
+reports per tensor. Imports no torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphconv.compiler.binding import is_wildcard, show_pattern
+from graphconv.compiler.binding import show_pattern
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.syntax.expr import evaluate, names, suggest, to_source
+from graphconv.syntax.expr import suggest, to_source
 
 
 @dataclass
@@ -63,42 +63,6 @@ def check_shapes(spec: Spec, shapes: dict[str, Any]) -> dict[str, tuple[int, ...
                             path=spec.path)
         checked[name] = shape
     return checked
-
-
-def input_shapes(spec: Spec, dims: dict[str, int], attrs: dict[str, Any],
-                 given: dict[str, tuple[int, ...]]) -> list[tuple[int, ...]]:
-    """Each input's concrete shape: given whole, else its pattern evaluated with ``dims``, ``attrs`` and the
-    derived dims that those determine."""
-    env = {**attrs, **dims}
-    for dim in spec.dim_order:  # those a pattern may read; a dim that fails is reported by the Binder, in place
-        if names(spec.meta.dims[dim]) <= set(env):
-            try:
-                env[dim] = evaluate(spec.meta.dims[dim], env)
-            except SpecError:
-                continue
-    patterns = spec.meta.inputs or {}
-    shapes = []
-    for name in spec.input_names:
-        pattern = patterns.get(name)
-        if name in given:
-            shapes.append(given[name])
-            continue
-        if pattern is None:
-            raise SpecError(f"input {name!r} has no shape pattern under graphconv.inputs: give its shape with "
-                            f"--shapes {name}=(…)", path=spec.path)
-        if any(is_wildcard(entry) for entry in pattern):
-            raise SpecError(f"input {name!r} has a wildcard in its pattern {show_pattern(pattern)}: give its shape "
-                            f"with --shapes {name}=(…)", path=spec.path)
-        missing = sorted({n for entry in pattern for n in names(entry)} - set(env))
-        if missing:
-            raise SpecError(f"input {name!r} {show_pattern(pattern)} needs a value for "
-                            f"{', '.join(missing)}: give {'it' if len(missing) == 1 else 'them'} under "
-                            f"graphconv.example or with --dims {','.join(f'{m}=…' for m in missing)}", path=spec.path)
-        try:
-            shapes.append(tuple(evaluate(entry, env) for entry in pattern))
-        except SpecError as error:
-            raise error.located(path=spec.path, source=spec.source) from None
-    return shapes
 
 
 def row_of(spec: Spec, name: str) -> Row:

@@ -14,9 +14,10 @@ from typing import Any, Sequence
 
 import torch
 
-from graphconv.check.sizes import Row, check_dims, check_shapes, input_shapes, row_of
+from graphconv.check.sizes import Row, check_dims, check_shapes, row_of
 from graphconv.compiler import interpreter
 from graphconv.compiler.binding import Binder, shape_mismatch
+from graphconv.compiler.examples import input_shapes
 from graphconv.errors import ShapeError, SpecError
 from graphconv.compiler.program import Program, Step
 from graphconv.graph.opgraph import Spec
@@ -53,7 +54,7 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
                                 **(attrs or {})})
     example = {k: v for k, v in spec.meta.example.items() if k not in spec.meta.attrs}
     input_dims = {**example, **check_dims(spec, dims or {})}
-    concrete = input_shapes(spec, input_dims, attr_values, check_shapes(spec, shapes or {}))
+    concrete = input_shapes(spec, {**attr_values, **input_dims}, check_shapes(spec, shapes or {}))
     env = binder.bind(concrete, attr_values)
     program = Program(spec)
     args = program.arguments(env)
@@ -87,10 +88,10 @@ def _forward(program: Program, args: list[dict[str, Any]], inputs: Sequence[torc
     values: list[Any] = [None] * len(program.slot)
     for slot, tensor in zip(program.input_slots, inputs):
         values[slot] = tensor
-    for step, step_args in zip(program.steps, args):
+    for index, (step, step_args) in enumerate(zip(program.steps, args)):
         step_inputs = [values[s] if s is not None else None for s in step.inputs]
         try:
-            output = interpreter.run_op(program, step, step_inputs, step_args)
+            output = interpreter.run_op(program, index, step_inputs, step_args)
         except SpecError as error:
             result.failure = _with_input_shapes(error, program, step, step_inputs)
             break
@@ -113,8 +114,8 @@ def _backward(program: Program, args: list[dict[str, Any]], inputs: Sequence[tor
     try:
         _, saved, _ = interpreter.forward(program, args, inputs, save=True)
         grad_outputs = [torch.ones_like(values[slot]) for slot in program.output_slots]
-        _, grads = interpreter.backward(program, args, saved, saved.tensors, grad_outputs,
-                                     (True,) * len(program.input_slots), keep=True)
+        _, grads = interpreter.backward(program, args, saved, grad_outputs, (True,) * len(program.input_slots),
+                                        keep=True)
     except SpecError as error:
         result.failure = error
         return

@@ -218,7 +218,8 @@ def _symbols(inference: Any) -> str:
     """What the proofs range over: every input dim, and the integer attrs kept symbolic (over the values their
     current ones stand for)."""
     parts = [", ".join(inference.dims)] if inference.dims else []
-    parts += [", ".join(f"{name} >= {least}" for name, least in inference.attrs.items())] if inference.attrs else []
+    attrs = [name if least is None else f"{name} >= {least}" for name, least in inference.attrs.items()]
+    parts += [", ".join(attrs)] if attrs else []
     text = "; ".join(parts) or "none"
     if inference.fixed:
         text += f" (fixed: {', '.join(inference.fixed)})"

@@ -206,7 +206,7 @@ class Inference:
     shapes: dict[str, Shape | None]
     env: dict[str, Any]
     dims: list[str]  # input dims: symbols
-    attrs: dict[str, int]  # integer attrs kept symbolic → the least value the proofs assume (0 or 1)
+    attrs: dict[str, int | None]  # integer attrs kept symbolic → the least value the proofs cover (None: any)
     fixed: list[str]  # integer attrs given their values (the spec needs them)
     opaque: list[str]  # derived dims without a normal form: symbols in their own right
     requirements: list[Requirement] = field(default_factory=list)
@@ -244,7 +244,7 @@ def _infer(spec: Spec, attrs: dict[str, Any], symbolic_attrs: set[str], ranks: d
             assume_at_least(env[name], bound)
     opaque = _derive(spec, env, symbolic_attrs)
     fixed = sorted(set(attrs) - symbolic_attrs - _non_integers(attrs))
-    result = Inference({}, env, dims, {k: v for k, v in least.items() if v is not None}, fixed, opaque)
+    result = Inference({}, env, dims, least, fixed, opaque)
     result.shapes.update(zip(spec.inputs, _input_shapes(spec, env, ranks, symbolic_attrs)))
     for node in spec.ops():
         _infer_op(spec, node, env, symbolic_attrs, result)

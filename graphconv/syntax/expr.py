@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import math
 import operator
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Mapping
@@ -19,6 +20,7 @@ from graphconv.errors import SpecError
 from graphconv.syntax.grammar import open_grammar
 
 # Bounds that keep a hostile spec from hanging the tool on arithmetic (exponentially large numbers).
+NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")  # a name in an expression: expr.lark's NAME token
 MAX_INT_BITS = 256
 MAX_INT_DIGITS = len(str(2 ** MAX_INT_BITS))  # a literal with more digits is over MAX_INT_BITS for sure
 MAX_POWER_EXPONENT = 64
