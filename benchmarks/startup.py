@@ -7,7 +7,8 @@ Each command runs in a fresh interpreter, ``repeats`` times, interleaved with ``
 load on the machine; the table gives medians and each ``graphconv run``'s ratio to ``import torch`` (the target is
 0.2 at most). Python may write bytecode, as it does for a user: one untimed run of each command goes first. The
 first-call figures are medians over calls at ``repeats`` batch sizes not seen before, after ``import torch`` and a
-first call at another size.
+first call at another size — with torch's own number of threads and with one (on a loaded machine, torch's threads
+wait on each other: the same call can take 0.2 ms or 60 ms).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p.name for p in (ROOT / "specs").iterdir() if p.suffix in (".mmd", ".yaml"))
@@ -64,22 +66,34 @@ def first_call_table(repeats: int) -> None:
 
     import graphconv
 
-    op = graphconv.compile(ROOT / "specs" / "conv2d.mmd")
+    for threads in (torch.get_num_threads(), 1):
+        torch.set_num_threads(threads)
+        first_calls(graphconv.compile(ROOT / "specs" / "conv2d.mmd"), repeats)
+
+
+def first_calls(op: Any, repeats: int) -> None:
+    """Calls with batch sizes the op has not seen, each timed, then again at the same size."""
+    import torch
+
     kernel = torch.randn(3, 3, 3, 3)
     op(torch.randn(1, 3, 8, 8), kernel)  # the op's code and torch's kernels warm
-    calls, checks = [], []
+    first, again, checks = [], [], []
     for batch in range(2, 2 + repeats):
         x = torch.randn(batch, 3, 8, 8)
-        start = time.perf_counter()
-        op(x, kernel)
-        calls.append(time.perf_counter() - start)
+        first.append(timed(lambda: op(x, kernel)))
+        again.append(timed(lambda: op(x, kernel)))
         env = op.binder.bind([x.shape, kernel.shape], op.binder.attrs({}))
-        start = time.perf_counter()
-        op.check_declared_shapes((x, kernel), env)
-        checks.append(time.perf_counter() - start)
-    print(f"\nfirst call of specs/conv2d.mmd compiled, with new shapes (batch 2 to {1 + repeats} of 3×8×8): "
-          f"{statistics.median(calls) * 1e3:.2f} ms median, of which the declared-shape check "
-          f"{statistics.median(checks) * 1e6:.0f} µs")
+        checks.append(timed(lambda: op.check_declared_shapes((x, kernel), env)))
+    print(f"specs/conv2d.mmd compiled, calls with batch sizes 2 to {1 + repeats} (×3×8×8), torch threads "
+          f"{torch.get_num_threads()}: first call with the new shapes {statistics.median(first) * 1e3:.2f} ms, "
+          f"the next call {statistics.median(again) * 1e3:.2f} ms, the declared-shape check alone "
+          f"{statistics.median(checks) * 1e6:.0f} µs (medians)")
+
+
+def timed(call: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -87,6 +101,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     startup_table(args.repeats)
+    print()
     first_call_table(args.repeats)
 
 

@@ -516,8 +516,11 @@ def assuming() -> Iterator[None]:
 
 def assume_at_least(x: int | Dim, least: int | Dim) -> None:
     """Take ``x >= least`` as known inside :func:`assuming` (elsewhere: nothing)."""
-    facts, difference = _facts.get(), add(x, negate(least))
-    if facts is None or not isinstance(difference, Dim):
+    facts = _facts.get()
+    if facts is None:
+        return
+    difference = add(x, negate(least))
+    if not isinstance(difference, Dim):
         return
     variable, constant = _split_constant(difference)
     facts[variable.key] = max(facts.get(variable.key, -constant), -constant)
