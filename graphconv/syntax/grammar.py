@@ -25,6 +25,9 @@ import lark
 from lark import Lark
 
 
+CALLBACKS = ("transformer", "lexer_callbacks", "postlex", "edit_terminals")  # objects, which Lark does not hash
+
+
 def cache_dir() -> Path | None:
     """The folder for cached parsers (made, private to the user, on first use); None where it cannot be made."""
     base = os.environ.get("GRAPHCONV_CACHE_DIR")
@@ -47,7 +50,7 @@ def open_grammar(name: str, **options: Any) -> Lark:
     text = path.read_text(encoding="utf-8")
     folder = cache_dir()
     if folder is not None:
-        settings = sorted((k, str(v)) for k, v in options.items() if k != "transformer")  # not an object's address
+        settings = sorted((k, str(v)) for k, v in options.items() if k not in CALLBACKS)  # no object's address
         digest = hashlib.sha256(f"{text}{lark.__version__}{settings}".encode()).hexdigest()
         options["cache"] = str(folder / f"{path.stem}-{digest[:16]}.lark-cache")
     return Lark(text, source_path=str(path), parser="lalr", propagate_positions=True, **options)
