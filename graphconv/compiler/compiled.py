@@ -5,8 +5,8 @@ Compiling runs the optimization passes on the op graph (unless ``optimize=False`
 inputs, bind the spec's names from their shapes and the attrs (cached per shapes and attrs, so derived dims and
 op arguments are computed once per new shape), then run the generated code through an autograd.Function — or
 straight, when no gradient is wanted. The first call with a new binding also checks every declared intermediate
-shape, on the meta device, with the spec as written (before any pass). ``backend="inductor"`` runs the generated
-functions compiled by torch.compile (:mod:`graphconv.compiler.inductor`).
+shape by the ops' shape rules (microseconds: no tensor is made), with the spec as written (before any pass).
+``backend="inductor"`` runs the generated functions compiled by torch.compile (:mod:`graphconv.compiler.inductor`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from graphconv.compiler import codegen, function, inductor, interpreter, passes
+from graphconv.compiler import codegen, function, inductor, infer, passes
 from graphconv.compiler.binding import Binder, shape_mismatch
 from graphconv.compiler.codegen.source import identifier
 from graphconv.compiler.program import Program
@@ -94,14 +94,14 @@ class CompiledOp:
         return self.code.arguments(env)
 
     def check_declared_shapes(self, inputs: tuple, env: dict[str, Any]) -> None:
-        """Run the spec as written once on the meta device and compare every declared shape with the real one."""
+        """Infer every shape of the spec as written by the ops' shape rules (an op without one runs on the meta
+        device) and compare each declared shape with it."""
         if not self.spec.meta.shapes:
             return
-        program = Program(self.spec)
-        meta_inputs = [torch.empty(t.shape, dtype=t.dtype, device="meta") for t in inputs]
-        _, _, values = interpreter.forward(program, program.arguments(env), meta_inputs, save=False, keep=True)
-        for name, value in zip(program.names, values):
-            mismatch = shape_mismatch(self.spec, name, tuple(value.shape), env)
+        shapes = infer.concrete_shapes(self.spec, env, [tuple(t.shape) for t in inputs],
+                                       dtype=inputs[0].dtype if inputs else None)
+        for tensor_id, shape in shapes.items():
+            mismatch = shape_mismatch(self.spec, self.spec.tensor(tensor_id).name, shape, env)
             if mismatch:
                 raise mismatch
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from graphconv.compiler.examples import example_inputs
+from graphconv.compiler.infer import spec_rule
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
 from graphconv.ops.lazy_torch import torch
@@ -87,6 +88,7 @@ def spec_op(spec: Spec, name: str | None = None) -> Op:
               source=f"spec {spec.path or spec.name}", parameters=forward.parameters())
     made.vjp(forward.vjp)
     made.samples(forward.samples)
+    made.shape_rule(spec_rule(spec))  # from its own graph: its ops' rules
     return made
 
 

@@ -37,6 +37,7 @@ from typing import Any
 from graphconv.ops.helpers import col2im, may_write_in_place, randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import ShapeRuleError, matmul_shape, ntuple, permuted, reshaped, window_counts
 
 WHOLE_BYTES = 256 * 1024  # patch_matmul goes in chunks when the patch matrix is bigger than this
 CHUNK_BYTES_MIN = 1024 * 1024  # a chunk's patch columns: several small images together (a good GEMM) …
@@ -114,6 +115,17 @@ def _(ctx, grad):
     return (_col2im(grad, g),)
 
 
+@im2col.shape_rule
+def _im2col_shape(input, *, kernel_size, dilation=1, padding=0, stride=1, shape=None):
+    if len(input) != 4:
+        raise ShapeRuleError(f"im2col takes a (b, c, h, w) tensor, got {len(input)} dims")
+    b, c, h, w = input
+    rows, columns = window_counts((h, w), kernel_size, dilation, padding, stride, "im2col")
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    cols = (b, rows * columns, c * kh * kw)
+    return cols if shape is None else reshaped(cols, shape)
+
+
 @im2col.samples
 def _():
     yield (randn(2, 3, 5, 4),), {"kernel_size": (3, 2)}
@@ -170,6 +182,17 @@ def _(ctx, grad):
         return literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
     grad_input, grad_kernel = path.vjp(ctx.input, _kernel(ctx.weight, path.g), grad, ctx.needs)
     return grad_input, (_as_weight_grad(grad_kernel, ctx.weight) if grad_kernel is not None else None)
+
+
+@patch_matmul.shape_rule
+def _(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None, out_shape=None,
+      out_dims=None, low_memory=False):
+    """The literal composition's shapes (every path computes the same result)."""
+    cols = _im2col_shape(input, kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride,
+                         shape=shape)
+    matrix = weight if weight_shape is None else permuted(reshaped(weight, weight_shape), (1, 0))
+    out = matmul_shape(cols, matrix)
+    return out if out_shape is None else permuted(reshaped(out, out_shape), out_dims)
 
 
 @patch_matmul.samples

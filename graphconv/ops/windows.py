@@ -6,6 +6,7 @@ from graphconv.ops.fused import Windows
 from graphconv.ops.helpers import col2im, may_write_in_place, randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import ShapeRuleError, at_least, divides, equal, ntuple, require, window_counts
 
 
 @library_op(cheap=True)
@@ -18,6 +19,18 @@ def unfold(input, *, kernel_size, dilation=1, padding=0, stride=1):
 def _(ctx, grad):
     size = tuple(ctx.shapes[0][-2:])
     return (col2im(grad, size, ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride),)
+
+
+@unfold.shape_rule
+def _(input, *, kernel_size, dilation=1, padding=0, stride=1):
+    if len(input) not in (3, 4):
+        raise ShapeRuleError(f"unfold takes a (c, h, w) or (b, c, h, w) tensor, got {len(input)} dims")
+    *batch, channels, height, width = input
+    for size in (channels, height, width):
+        require(at_least(size, 1), "unfold: the channels, height and width must not be empty")
+    rows, columns = window_counts((height, width), kernel_size, dilation, padding, stride, "unfold")
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    return tuple(batch) + (channels * kh * kw, rows * columns)
 
 
 @unfold.samples
@@ -36,6 +49,20 @@ def fold(input, *, output_size, kernel_size, dilation=1, padding=0, stride=1):
 @fold.vjp
 def _(ctx, grad):
     return (torch.nn.functional.unfold(grad, ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride),)
+
+
+@fold.shape_rule
+def _(input, *, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    if len(input) not in (2, 3):
+        raise ShapeRuleError(f"fold takes a (c·kh·kw, blocks) or (b, c·kh·kw, blocks) tensor, got {len(input)} dims")
+    *batch, patch, blocks = input
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    height, width = ntuple(output_size, 2, "output_size")
+    rows, columns = window_counts((height, width), kernel_size, dilation, padding, stride, "fold")
+    require(at_least(patch, 1), "fold: the columns must not be empty")
+    require(divides(kh * kw, patch), "fold: dim -2 must be a multiple of the kernel's size")
+    require(equal(blocks, rows * columns), "fold: dim -1 must be the number of windows in the output")
+    return tuple(batch) + (patch // (kh * kw), height, width)
 
 
 @fold.samples
