@@ -100,6 +100,15 @@ def _(ctx, grad):
     return (padded[:, :, g.ph: g.ph + g.h, g.pw: g.pw + g.w],)
 
 
+@windows.shape_rule
+def _(input, *, kernel_size, dilation=1, padding=0, stride=1, value=0.0):
+    if len(input) != 4:
+        raise ShapeRuleError(f"windows takes a (b, c, h, w) tensor, got {len(input)} dims")
+    b, c, h, w = input
+    rows, columns = window_counts((h, w), kernel_size, dilation, padding, stride, "windows")
+    return (b, c, rows, columns, *ntuple(kernel_size, 2, "kernel_size"))
+
+
 @windows.samples
 def _():
     yield (randn(2, 3, 5, 4),), {"kernel_size": (3, 2)}
