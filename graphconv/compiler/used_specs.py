@@ -27,6 +27,7 @@ from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import Op
+from graphconv.syntax.expr import is_name
 from graphconv.syntax.metadata import Metadata
 
 SUFFIXES = (".mmd", ".md", ".yaml", ".yml")
@@ -137,7 +138,7 @@ def _used_op(entry: str, folder: Path, load: Callable[[str], Spec], error: Calla
 def _find(entry: str, folder: Path, error: Callable[[str], SpecError]) -> Path:
     suffix = next((s for s in SUFFIXES if entry.endswith(s)), "")
     stem = entry[: len(entry) - len(suffix)]
-    if not stem.isidentifier():
+    if not is_name(stem):
         raise error(f"{entry!r} is not a spec name: give the file's name without a folder, such as conv2d_full "
                     "or conv2d_full.mmd (the name is the op's name)")
     candidates = [folder / entry] if suffix else [folder / f"{stem}{s}" for s in SUFFIXES]

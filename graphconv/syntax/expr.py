@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import math
 import operator
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Mapping
@@ -425,6 +426,20 @@ def _check_number(expr: Expr, value: int | float) -> int | float:
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise SpecError(f"{to_source(expr)} is too large ({value.bit_length()} bits)", line=expr.line, column=expr.column)
     return value
+
+
+def is_name(text: Any) -> bool:
+    """The naming rule for everything a spec names (inputs, attrs, dims, tensors an edge binds, used specs): a
+    Python identifier written as Python reads it. Python folds identifiers to NFKC (``ﬁle`` is ``file``), so a name
+    that is not in that form could not be passed as a keyword, nor read back from generated code."""
+    return isinstance(text, str) and text.isidentifier() and unicodedata.normalize("NFKC", text) == text
+
+
+def name_problem(text: Any) -> str:
+    """Why ``text`` breaks :func:`is_name`, for a message."""
+    if isinstance(text, str) and text.isidentifier():
+        return f"{text!r} is not written as Python reads it: write {unicodedata.normalize('NFKC', text)!r}"
+    return f"{text!r} is not a valid name"
 
 
 def suggest(name: str, known: Any) -> str:

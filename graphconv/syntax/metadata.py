@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphconv.errors import SpecError
-from graphconv.syntax.expr import Call, Expr, Name, as_expr, parse_call, suggest
+from graphconv.syntax.expr import Call, Expr, Name, as_expr, is_name, name_problem, parse_call, suggest
 from graphconv.syntax.yaml_source import YamlDoc
 
 KEYS = ("inputs", "outputs", "attrs", "dims", "shapes", "ops", "example", "reference", "params", "uses")
@@ -76,8 +76,8 @@ class _Reader:
         if not isinstance(value, dict):
             raise self.error(f"{key}: expected a mapping (name: value), got {type(value).__name__}", key)
         for name in value:
-            if not isinstance(name, str) or not name.isidentifier():
-                raise self.error(f"{key}: {name!r} is not a valid name", key, name)
+            if not is_name(name):
+                raise self.error(f"{key}: {name_problem(name)}", key, name)
         return value
 
     def names(self, value: Any, key: str) -> list[str]:
