@@ -21,7 +21,7 @@ from graphconv.ops.lazy_torch import torch
 from graphconv.check.reference import ALLOWED_MODULES, call_reference, read_reference, resolve
 from graphconv.ops.registry import Op, Registry
 from graphconv.syntax.diagram import Diagram, Edge, Node
-from graphconv.syntax.expr import evaluate, names
+from graphconv.syntax.expr import evaluate, names, show_value
 from graphconv.syntax.metadata import WILDCARD, Metadata
 
 SEED = 0
@@ -134,7 +134,7 @@ def _message(error: Exception) -> str:
 
 def _describe(tensors: Sequence[Any], attrs: dict[str, Any]) -> str:
     shapes = ", ".join("None" if t is None else "x".join(map(str, t.shape)) or "scalar" for t in tensors)
-    extra = ", ".join(f"{k}={v!r}" for k, v in attrs.items())
+    extra = ", ".join(f"{k}={show_value(v)}" for k, v in attrs.items())
     return f"({shapes}){' ' + extra if extra else ''}"
 
 
@@ -146,7 +146,7 @@ def cases(spec: Spec, extra: Iterable[dict[str, Any]]) -> list[tuple[str, dict[s
     base = {**spec.meta.example, **{k: _plain(v) for k, v in spec.attrs.items()}}
     found = [("example", base)]
     for case in extra:
-        label = ", ".join(f"{k}={v!r}" for k, v in case.items())
+        label = ", ".join(f"{k}={show_value(v)}" for k, v in case.items())
         found.append((label, {**base, **{k: _plain(v) for k, v in case.items()}}))
     return found
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from graphconv.errors import CallError, ShapeError, SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.syntax.expr import Const, Expr, Name, evaluate, names, suggest, to_source
+from graphconv.syntax.expr import Const, Expr, Name, evaluate, names, show_value, suggest, to_source
 from graphconv.syntax.metadata import WILDCARD
 
 MAX_ELEMENTS = 2 ** 60  # a tensor's size in bytes must fit in 64 bits (torch's limit), at 8 bytes an element
@@ -34,8 +34,8 @@ def show_pattern(pattern: Sequence[Expr]) -> str:
 
 
 def show_shape(shape: Sequence[Any]) -> str:
-    """``(4, 3, 8, 8)``; an unknown size (a wildcard) shows as ``_``."""
-    sizes = ["_" if size is None else str(size) for size in shape]
+    """``(4, 3, 8, 8)``; an unknown size (a wildcard) shows as ``_``, a tuple cut short."""
+    sizes = ["_" if size is None else show_value(size) if isinstance(size, tuple) else str(size) for size in shape]
     return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
 
 
@@ -210,7 +210,7 @@ class Binder:
         for name, shape in zip(self.names, shapes):
             for axis, size in enumerate(shape):
                 if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                    raise self.error(SpecError, f"{name}: dim {axis} of shape {show_shape(shape)} is {size!r}, not "
+                    raise self.error(SpecError, f"{name}: dim {axis} of shape {show_shape(shape)} is {show_value(size)}, not "
                                                  f"a size (an integer ≥ 0)", "inputs", name)
             count = math.prod(shape)
             if count > MAX_ELEMENTS:
@@ -235,9 +235,9 @@ class Binder:
         size = shapes[self.position[name]][axis]
         expected = self.evaluate(entry, env, "inputs", name, axis)
         if size != expected:
-            values = ", ".join(f"{n}={env[n]}" for n in sorted(names(entry)))
-            raise self.mismatch(name, axis, shapes, f"dim {axis} is {size} but {to_source(entry)} is {expected} "
-                                                    f"({values})")
+            values = ", ".join(f"{n}={show_value(env[n])}" for n in sorted(names(entry)))
+            raise self.mismatch(name, axis, shapes, f"dim {axis} is {size} but {to_source(entry)} is "
+                                                    f"{show_value(expected)} ({values})")
 
     def mismatch(self, name: str, axis: int, shapes: list[tuple], message: str, other: str | None = None) -> ShapeError:
         """``name: <message>``, then the shapes involved against their patterns; the caret under the entry."""
@@ -261,7 +261,7 @@ class Binder:
             return evaluate(expr, env)
         except SpecError as error:
             where = ".".join(str(k) for k in key[:2])
-            values = ", ".join(f"{n}={env[n]!r}" for n in sorted(names(expr)) if n in env)
+            values = ", ".join(f"{n}={show_value(env[n])}" for n in sorted(names(expr)) if n in env)
             raise self.error(ShapeError, f"{where}: {error.message}{f' ({values})' if values else ''}",
                              *key) from None
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import torch
 
 import graphconv
+from graphconv.api import read_spec
 from graphconv.errors import CallError
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
@@ -37,11 +37,7 @@ def from_spec(path: str | os.PathLike, *, device: Any = None, dtype: torch.dtype
               **values: Any) -> "SpecModule":
     """A module computing the spec at ``path``; ``values``: its attrs and the dims that shape its parameters."""
     path = str(path)
-    try:
-        source = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"cannot read spec: {error}", path=path) from None
-    return SpecModule(source, path, values, device=device, dtype=dtype)
+    return SpecModule(read_spec(path), path, values, device=device, dtype=dtype)
 
 
 class SpecModule(torch.nn.Module):

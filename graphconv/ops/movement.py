@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from graphconv.ops.helpers import randn, sum_to
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import op
+from graphconv.ops.registry import check_output_count, op
 
 
 def _argsort(order):
@@ -275,6 +275,8 @@ def _split_sizes(length, sizes):
 def split(x, *, sizes, dim=0):
     """Cut ``x`` along ``dim`` into pieces of ``sizes`` (an int: equal pieces, the last may be smaller; a tuple:
     one size per piece). Draw one output per piece."""
+    if isinstance(sizes, int) and sizes > 0:
+        check_output_count("split", -(-x.size(dim) // sizes))
     return torch.split(x, sizes, dim)
 
 
