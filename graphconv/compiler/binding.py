@@ -11,6 +11,7 @@ per-call guards on the tensors themselves, reaches torch through the tensors it 
 from __future__ import annotations
 
 import math
+import operator
 import sys
 from functools import cached_property
 from typing import Any, Sequence
@@ -178,7 +179,7 @@ class Binder:
 
     def bind(self, shapes: Sequence[Sequence[int]], attrs: dict[str, Any]) -> dict[str, Any]:
         """Unify ``shapes`` (one per input, in call order) with the patterns, then compute the derived dims."""
-        shapes = [tuple(shape) for shape in shapes]
+        shapes = [tuple(_as_size(size) for size in shape) for shape in shapes]
         self.check_sizes(shapes)
         env = dict(attrs)
         bound_at: dict[str, tuple[str, int]] = {}  # symbol → (input, axis) that bound it
@@ -210,8 +211,8 @@ class Binder:
         for name, shape in zip(self.names, shapes):
             for axis, size in enumerate(shape):
                 if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                    raise self.error(SpecError, f"{name}: dim {axis} of shape {show_shape(shape)} is {show_value(size)}, not "
-                                                 f"a size (an integer ≥ 0)", "inputs", name)
+                    raise self.error(SpecError, f"{name}: dim {axis} of shape {show_shape(shape)} is "
+                                                 f"{show_value(size)}, not a size (an integer ≥ 0)", "inputs", name)
             count = math.prod(shape)
             if count > MAX_ELEMENTS:
                 raise self.error(SpecError, f"{name}: shape {show_shape(shape)} has {count} elements, more than a "
@@ -264,6 +265,18 @@ class Binder:
             values = ", ".join(f"{n}={show_value(env[n])}" for n in sorted(names(expr)) if n in env)
             raise self.error(ShapeError, f"{where}: {error.message}{f' ({values})' if values else ''}",
                              *key) from None
+
+
+def _as_size(size: Any) -> Any:
+    """A size as a Python int. ``torch.jit.trace`` hands sizes over as 0-dim integer tensors (so that it can record
+    them); reading them as ints specialises the trace to these shapes, as torch.nn's own layers do when they read a
+    size. Anything that is no integer stays as it is, for ``check_sizes`` to refuse."""
+    if isinstance(size, int):
+        return size
+    try:
+        return operator.index(size)
+    except TypeError:
+        return size
 
 
 def _tensor_type() -> type | tuple:

@@ -50,8 +50,8 @@ class CompiledOp:
     def run(self, inputs: tuple, attrs: dict[str, Any]) -> Any:
         """One call, autocast aside."""
         args = self.arguments(inputs, attrs)
-        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            return function.apply(self.code, args, inputs)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs) or torch.jit.is_tracing():
+            return function.apply(self.code, args, inputs)  # tracing: one path (its check reruns under no_grad)
         try:
             return self.code.forward_nograd(args, *inputs)
         except Exception as error:
