@@ -55,12 +55,12 @@ def _data_segment_cap(limit: int) -> Iterator[None]:
     import resource
 
     _start_threads()  # thread stacks count as data: make them before the cap, as torch would make them after it
+    used = _data_segment()
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    cap = _data_segment() + limit
-    if hard != resource.RLIM_INFINITY:
-        cap = min(cap, hard)
-    if soft != resource.RLIM_INFINITY:
-        cap = min(cap, soft)
+    if used is None:  # no /proc to read it from: the estimate stands alone
+        yield
+        return
+    cap = min(used + limit, *(bound for bound in (soft, hard) if bound != resource.RLIM_INFINITY))
     resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
     try:
         yield
@@ -68,11 +68,14 @@ def _data_segment_cap(limit: int) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
-def _data_segment() -> int:
+def _data_segment() -> int | None:
     """The bytes the process's data segment holds now (``VmData``, what ``RLIMIT_DATA`` limits)."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        found = re.search(r"^VmData:\s+(\d+) kB", status.read(), re.MULTILINE)
-    return int(found.group(1)) * 1024 if found else 0
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            found = re.search(r"^VmData:\s+(\d+) kB", status.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(found.group(1)) * 1024 if found else None
 
 
 def _start_threads() -> None:

@@ -73,7 +73,7 @@ def _fail(args: argparse.Namespace, message: str, status: int) -> int:
 
 
 def _escape_unencodable_output() -> None:
-    """Write what the terminal's encoding cannot (a file name with undecodable bytes) as ``\\x..`` escapes
+    """Write what the terminal's encoding cannot (a file name with undecodable bytes) as backslash escapes
     instead of failing half-way through the output."""
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:

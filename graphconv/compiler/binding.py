@@ -224,7 +224,7 @@ class Binder:
         if size == expected:
             return
         if symbol not in bound_at:
-            message = f"{symbol} is {size} but the attr {symbol} is {expected}"
+            message = f"{symbol} is {size} but the attr {symbol} is {show_value(expected)}"
             raise self.mismatch(name, axis, shapes, message)
         other, other_axis = bound_at[symbol]
         if other == name:

@@ -2,8 +2,8 @@
 
 Only YAML's safe schema is read (``yaml.SafeLoader``): a tag that would build a Python object is a SpecError.
 So are the YAML a hostile file could make expensive (:class:`SpecLoader`): aliases, deep nesting, huge integers,
-number text too long to convert cheaply — and a lone surrogate (``"\ud800"``), which is no character: no file
-or terminal can take it.
+number text too long to convert cheaply — and a lone surrogate (``"\\ud800"``), which is no character: no
+file or terminal can take it.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ MAX_INT_BITS = 256  # as for integers computed in expressions (graphconv.syntax.
 # Longer number text is refused before PyYAML converts it: base 60 (1:00:00:…) costs it time quadratic in the
 # length. A 256-bit integer needs at most 258 characters (0b and 256 binary digits).
 MAX_NUMBER_CHARACTERS = 300
-SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE = re.compile("[\\ud800-\\udfff]")
 
 
 class SpecLoader(yaml.SafeLoader):
@@ -66,7 +66,7 @@ class SpecLoader(yaml.SafeLoader):
         return super().construct_yaml_float(node)
 
     def construct_scalar(self, node: yaml.Node) -> Any:
-        """Every scalar (keys too): UTF-16 surrogate pairs that escapes spell (``"\ud83d\ude00"``, as JSON
+        """Every scalar (keys too): UTF-16 surrogate pairs that escapes spell (``"\\ud83d\\ude00"``, as JSON
         writes 😀) joined into their character, a lone surrogate refused."""
         value = super().construct_scalar(node)
         if isinstance(value, str) and SURROGATE.search(value):
