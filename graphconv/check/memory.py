@@ -60,7 +60,7 @@ def _data_segment_cap(limit: int) -> Iterator[None]:
     if used is None:  # no /proc to read it from: the estimate stands alone
         yield
         return
-    cap = min(used + limit, *(bound for bound in (soft, hard) if bound != resource.RLIM_INFINITY))
+    cap = min([used + limit] + [bound for bound in (soft, hard) if bound != resource.RLIM_INFINITY])
     resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
     try:
         yield
