@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.syntax.expr import Expr, as_expr, evaluate, is_name, suggest
+from graphconv.syntax.expr import Expr, as_expr, evaluate, suggest
 
 ALLOWED_MODULES = ("torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
 KEYS = ("function", "args", "kwargs", "cases")
@@ -63,7 +63,7 @@ class _Reader:
         if not isinstance(args, list):
             raise self.error("args: expected a list", "args")
         kwargs = value.get("kwargs", {name: name for name in self.spec.attrs})
-        if not isinstance(kwargs, dict) or not all(is_name(k) for k in kwargs):
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) and k.isidentifier() for k in kwargs):
             raise self.error("kwargs: expected a mapping of keyword: expression", "kwargs")
         return Reference(
             function,

@@ -22,7 +22,6 @@ from graphconv.syntax.expr import Const, Expr, Name, evaluate, names, show_value
 from graphconv.syntax.metadata import WILDCARD
 
 MAX_ELEMENTS = 2 ** 60  # a tensor's size in bytes must fit in 64 bits (torch's limit), at 8 bytes an element
-LIBRARY = "graphconv.ops."  # the module prefix of the library's ops (Op.source)
 
 
 def is_wildcard(entry: Expr) -> bool:
@@ -69,7 +68,7 @@ class Binder:
     def check_inputs(self, inputs: Sequence[Any]) -> None:
         """The guards a call passes before anything runs, each a CallError naming the spec input: the number of
         inputs, each a tensor, all on one device, the floating-point ones of one dtype, and no integer or bool
-        input that meets a floating-point one in a library op (other than as an index or a condition).
+        input that meets a floating-point one in an op that declares float_inputs (other than as an index or a condition).
 
         Runs on every call: when every input has the first one's dtype and device, it costs a few attribute reads
         per input (well under a microsecond for two inputs).
@@ -105,7 +104,7 @@ class Binder:
             self.check_integer_inputs(inputs)
 
     def check_integer_inputs(self, inputs: Sequence[Any]) -> None:
-        """An integer or bool input may not meet a floating-point input in a library op (a matmul, an add ...)."""
+        """An integer or bool input may not meet a floating-point input in an op with float_inputs (a matmul, an add ...)."""
         for index, value in enumerate(inputs):
             if _computes(value.dtype):
                 continue
@@ -134,10 +133,11 @@ class Binder:
         return meetings
 
     def reached(self, tensor_id: str) -> dict[str, set[str]]:
-        """Library op id → the names of its inputs through which ``tensor_id``'s values arrive, along any path.
+        """Op id → the names of its inputs through which ``tensor_id``'s values arrive, along any path, for the ops
+        that declare ``float_inputs`` (graphconv's own).
 
-        Values flow on through a library op's outputs unless they arrive only as an index or a condition (an index
-        picks values, it does not become one); an op from outside the library (a plugin, an ``--ops`` module, a
+        Values flow on through such an op's outputs unless they arrive only as an index or a condition (an index
+        picks values, it does not become one); an op that does not declare it (a plugin, an ``--ops`` module, a
         used spec) is not looked into: what it makes of an integer input is its own business.
         """
         reached: dict[str, set[str]] = {}
@@ -146,7 +146,7 @@ class Binder:
             tensor = stack.pop()
             for op_id in self.spec.graph.successors(tensor):
                 node = self.spec.op(op_id)
-                if not node.op.source.startswith(LIBRARY):
+                if not node.op.float_inputs:
                     continue
                 names = [node.op.inputs[0]] * len(node.inputs) if node.op.variadic_inputs else node.op.inputs
                 arriving = {name for name, t in zip(names, node.inputs) if t == tensor}

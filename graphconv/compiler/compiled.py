@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from graphconv.compiler import codegen, function, interpreter, memory, passes
+from graphconv.compiler import codegen, function, interpreter, passes
 from graphconv.compiler.binding import Binder, shape_mismatch
 from graphconv.compiler.codegen.source import identifier
 from graphconv.compiler.program import Program
@@ -27,9 +27,8 @@ class CompiledOp:
     def __init__(self, spec: Spec, *, optimize: bool = True, save: str = "all") -> None:
         self.spec = spec
         self.optimized, self.reports = passes.optimize(spec, low_memory=save == "minimal") if optimize else (spec, [])
-        self.program = Program(self.optimized)
-        self.plan = memory.plan(self.program, save)
-        self.code = codegen.generate(self.program, self.plan)
+        self.program = Program(self.optimized, save)
+        self.code = codegen.generate(self.program)
         self.casts_down = function.casts_down(self.program)
         self.binder = Binder(spec)
         self._bindings: dict[Any, tuple] = {}
@@ -98,8 +97,8 @@ class CompiledOp:
     def _signature(self) -> inspect.Signature:
         """Inputs positional, attrs keyword-only (names that are not identifiers shown as the source names them)."""
         taken: set[str] = set()
-        params = [inspect.Parameter(self.code.unit.var(s), inspect.Parameter.POSITIONAL_ONLY)
-                  for s in self.program.input_slots]
+        params = [inspect.Parameter(identifier(name, taken), inspect.Parameter.POSITIONAL_ONLY)
+                  for name in self.spec.input_names]
         params += [inspect.Parameter(identifier(k, taken), inspect.Parameter.KEYWORD_ONLY, default=v)
                    for k, v in self.spec.meta.attrs.items()]
         return inspect.Signature(params)

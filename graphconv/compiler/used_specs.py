@@ -17,7 +17,6 @@ is imported or run at load time.
 """
 from __future__ import annotations
 
-import inspect
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable
@@ -26,8 +25,7 @@ from graphconv.compiler.examples import example_inputs
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import Op
-from graphconv.syntax.expr import is_name
+from graphconv.ops.registry import Attr, Op
 from graphconv.syntax.metadata import Metadata
 
 SUFFIXES = (".mmd", ".md", ".yaml", ".yml")
@@ -42,19 +40,19 @@ _MADE: ContextVar[dict[tuple[str, str], Op] | None] = ContextVar("graphconv_spec
 class SpecForward:
     """The forward of a spec op: calls the compiled spec (compiled on first use, so loading needs no torch).
 
-    Its ``__signature__`` is the spec's: inputs positional, attrs keyword-only with their defaults — which is
-    what :class:`~graphconv.ops.registry.Op` reads to learn the op's inputs and attributes.
+    Its inputs are the spec's inputs and its attributes the spec's attrs, under the spec's own names (any text:
+    they reach it as ``**attrs`` keys, never as Python identifiers).
     """
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self._compiled: Any = None
-        params = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in spec.input_names]
-        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_plain(value))
-                   for name, value in spec.attrs.items()]
-        self.__signature__ = inspect.Signature(params)
         self.__name__ = spec.name
         self.__doc__ = f"The spec {spec.path or spec.name} as an op."
+
+    def parameters(self) -> tuple[list[str], list[Attr]]:
+        """(input names, attributes with their defaults): what the op takes."""
+        return list(self.spec.input_names), [Attr(name, _plain(value)) for name, value in self.spec.attrs.items()]
 
     def compiled(self) -> Any:
         if self._compiled is None:
@@ -67,18 +65,18 @@ class SpecForward:
         return self.compiled()(*inputs, **attrs)
 
     def vjp(self, ctx: Any, grad: Any) -> tuple:
-        """The spec's compiled backward at the saved inputs, for the output gradients in ``grad``."""
-        inputs = [getattr(ctx, name).detach().requires_grad_(need)
-                  for name, need in zip(self.spec.input_names, ctx.needs)]
-        attrs = {name: getattr(ctx, name) for name in self.spec.attrs}
-        with torch.enable_grad():
-            outputs = self.compiled()(*inputs, **attrs)
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        """The spec's compiled backward at the saved inputs: its forward again, then its hand-written VJPs.
+
+        Plain torch ops on the saved inputs as they are (not detached), so in a differentiable backward
+        (``create_graph=True``, ``torch.func``) the gradients it returns carry their graph: second derivatives
+        through a spec op are its VJPs' derivatives, not zeros."""
+        compiled = self.compiled()
+        inputs = [ctx.saved[name] for name in self.spec.input_names]
+        args = compiled.arguments(inputs, {name: ctx.attrs[name] for name in self.spec.attrs})
+        code = compiled.code
+        _, saved, meta = code.forward(args, *inputs)
         grads = grad if isinstance(grad, tuple) else (grad,)
-        pairs = [(out, g) for out, g in zip(outputs, grads) if g is not None]
-        wanted = [t for t in inputs if t.requires_grad]
-        found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True))
-        return tuple(next(found) if need else None for need in ctx.needs)
+        return code.backward(args, saved, meta, ctx.needs, *grads)
 
     def samples(self) -> Any:
         """Inputs made from the spec's ``example`` dims (float64), with its default attrs."""
@@ -91,7 +89,7 @@ def spec_op(spec: Spec, name: str | None = None) -> Op:
     """``spec`` as an op named ``name`` (default: the spec's name)."""
     forward = SpecForward(spec)
     made = Op(forward, name=name or spec.name, save=spec.input_names, outputs=len(spec.outputs),
-              source=f"spec {spec.path or spec.name}")
+              source=f"spec {spec.path or spec.name}", parameters=forward.parameters())
     made.vjp(forward.vjp)
     made.samples(forward.samples)
     return made
@@ -138,7 +136,7 @@ def _used_op(entry: str, folder: Path, load: Callable[[str], Spec], error: Calla
 def _find(entry: str, folder: Path, error: Callable[[str], SpecError]) -> Path:
     suffix = next((s for s in SUFFIXES if entry.endswith(s)), "")
     stem = entry[: len(entry) - len(suffix)]
-    if not is_name(stem):
+    if not stem.isidentifier():
         raise error(f"{entry!r} is not a spec name: give the file's name without a folder, such as conv2d_full "
                     "or conv2d_full.mmd (the name is the op's name)")
     candidates = [folder / entry] if suffix else [folder / f"{stem}{s}" for s in SUFFIXES]

@@ -6,6 +6,7 @@ every op input and attribute is bound, every name an expression reads is declare
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import networkx as nx
@@ -28,7 +29,7 @@ class _Link:
 
     source: str
     target: str
-    binding: str | None  # the parameter an input edge names, if any
+    parameter: str | None  # the parameter an input edge names, if any
     line: int
     column: int
 
@@ -37,6 +38,9 @@ class _Builder:
     def __init__(self, diagram: Diagram, meta: Metadata, registry: Registry, name: str) -> None:
         self.diagram, self.meta, self.registry, self.name = diagram, meta, registry, name
         self.graph = nx.DiGraph()
+        # Where each node first appears in the file (a node keeps the line of its labelled declaration for error
+        # carets, which may come later): input, output and topological order follow first appearance.
+        self.appearance = {node_id: index for index, node_id in enumerate(diagram.nodes)}
 
     def error(self, message: str, line: int | None, column: int | None = None) -> SpecError:
         return SpecError(message, path=self.diagram.path, line=line, column=column, source=self.diagram.source)
@@ -65,8 +69,13 @@ class _Builder:
                     self.meta, dim_order)
 
     def position_key(self, node_id: str) -> str:
-        node = self.graph.nodes[node_id]["node"]
-        return f"{node.line:09d}:{node.column:06d}:{node_id}"
+        return f"{self.first_appearance(node_id):09d}:{node_id}"
+
+    def first_appearance(self, node_id: str) -> int:
+        """The node's place in the file; an op's unnamed output takes its op's."""
+        if node_id not in self.appearance:
+            return self.appearance[self.graph.nodes[node_id]["node"].producer or node_id.removesuffix("_out")]
+        return self.appearance[node_id]
 
     def classify_edges(self) -> list[_Link]:
         nodes, links = self.diagram.nodes, []
@@ -86,16 +95,17 @@ class _Builder:
             if not source_is_op and not target_is_op:
                 raise self.error(f"edge {edge.source} → {edge.target} joins two tensors; put an op (a circle "
                                  "node) between them", edge.line, edge.column)
-            links.append(_Link(edge.source, edge.target, self.binding(edge), edge.line, edge.column))
+            links.append(_Link(edge.source, edge.target, self.named_parameter(edge), edge.line, edge.column))
         return links
 
-    def binding(self, edge: Edge) -> str | None:
-        """The parameter an edge label names: ``|other|`` or ``|other: [b, c]|``; a label that does not start
-        with a name (``|[b, c]|``, ``|(4, 3)|``) only annotates the edge."""
+    def named_parameter(self, edge: Edge) -> str | None:
+        """The parameter an edge label names — the name it starts with, before a space, a colon or its end:
+        ``|other|``, ``|other: [b, c]|``, ``|b 3x4|``; a label that does not start with a name (``|"[b, c]"|``,
+        ``|(4, 3)|``) only annotates the edge."""
         if edge.label is None:
             return None
-        head = edge.label.split(":", 1)[0].strip()
-        return head if head.isidentifier() else None
+        head = re.match(r"\s*([^\W\d]\w*)(?:\s|:|$)", edge.label)
+        return head.group(1) if head else None
 
     @staticmethod
     def is_op(node: Node) -> bool:
@@ -140,7 +150,7 @@ class _Builder:
                 continue
             op, args = self.resolve(node, known)
             outputs = self.op_outputs(node, op, outgoing.get(node.id, []))
-            inputs = self.bind_inputs(node, op, incoming.get(node.id, []))
+            inputs = self.match_inputs(node, op, incoming.get(node.id, []))
             self.graph.add_node(node.id, kind="op",
                                 node=OpNode(node.id, node.label, op, args, inputs, outputs, node.line, node.column))
             for tensor in inputs:
@@ -151,7 +161,7 @@ class _Builder:
 
     def as_tensor_link(self, link: _Link) -> _Link:
         if self.is_op(self.diagram.nodes[link.source]):
-            return _Link(f"{link.source}_out", link.target, link.binding, link.line, link.column)
+            return _Link(f"{link.source}_out", link.target, link.parameter, link.line, link.column)
         return link
 
     def op_outputs(self, node: Node, op: Op, outgoing: list[_Link]) -> tuple[str, ...]:
@@ -184,7 +194,7 @@ class _Builder:
             local = " (defined under graphconv.ops)" if call.name in self.meta.ops else ""
             hint = suggest(calls[-1].name, self.registry.names() + list(self.meta.ops))
             raise self.error(f"unknown op {calls[-1].name!r}{local} in node {node.id}{hint}", node.line, node.column)
-        args = self.bind_attrs(node, op, list(reversed(calls)), known)
+        args = self.match_attrs(node, op, list(reversed(calls)), known)
         return op, args
 
     def expand_local(self, node: Node, call: Call) -> list[Call]:
@@ -200,12 +210,12 @@ class _Builder:
                              f"{' → '.join(c.name for c in calls)}", last.line, last.column)
         return calls
 
-    def bind_attrs(self, node: Node, op: Op, calls: list[Call], known: set[str]) -> dict[str, Expr]:
+    def match_attrs(self, node: Node, op: Op, calls: list[Call], known: set[str]) -> dict[str, Expr]:
         """Attribute values: from the label and local definitions (innermost first), else a spec attr/dim of the
         same name, else the op's default. Unbound → SpecError."""
         bound: dict[str, Expr] = {}
         for call in calls:
-            self.bind_call(node, op, call, bound)
+            self.match_call(node, op, call, bound)
         for attr in op.attrs:
             if attr.name in bound:
                 continue
@@ -223,7 +233,7 @@ class _Builder:
                                  "(or as a dim of an input pattern)", node.line, node.column)
         return bound
 
-    def bind_call(self, node: Node, op: Op, call: Call, bound: dict[str, Expr]) -> None:
+    def match_call(self, node: Node, op: Op, call: Call, bound: dict[str, Expr]) -> None:
         where = f"op {node.id} ({op.signature()})"
         if op.variadic is not None and call.args:
             single = len(call.args) == 1 and isinstance(call.args[0], TupleExpr)
@@ -243,7 +253,7 @@ class _Builder:
                 raise self.error(f"{where} has no parameter {key!r}{hint}", node.line, node.column)
             bound[key] = expr
 
-    def bind_inputs(self, node: Node, op: Op, incoming: list[_Link]) -> tuple[str | None, ...]:
+    def match_inputs(self, node: Node, op: Op, incoming: list[_Link]) -> tuple[str | None, ...]:
         """Tensor inputs: by edge label, else by the tensor's name, else in order of appearance."""
         incoming = sorted(incoming, key=lambda link: (link.line, link.column))
         where = f"op {node.id} ({op.signature()})"
@@ -254,14 +264,14 @@ class _Builder:
         slots: dict[str, str] = {}
         rest = []
         for link in incoming:
-            if link.binding is not None and link.binding not in ("_",):
-                if link.binding not in op.inputs:
-                    hint = suggest(link.binding, op.inputs) or f"; its inputs are {', '.join(op.inputs)}"
-                    raise self.error(f"edge label {link.binding!r} into {where} names no input{hint}", link.line,
+            if link.parameter is not None and link.parameter not in ("_",):
+                if link.parameter not in op.inputs:
+                    hint = suggest(link.parameter, op.inputs) or f"; its inputs are {', '.join(op.inputs)}"
+                    raise self.error(f"edge label {link.parameter!r} into {where} names no input{hint}", link.line,
                                      link.column)
-                if link.binding in slots:
-                    raise self.error(f"{where}: input {link.binding!r} is bound twice", link.line, link.column)
-                slots[link.binding] = link.source
+                if link.parameter in slots:
+                    raise self.error(f"{where}: input {link.parameter!r} is given twice", link.line, link.column)
+                slots[link.parameter] = link.source
             else:
                 rest.append(link)
         for link in list(rest):
@@ -296,7 +306,7 @@ class _Builder:
 
     def tensor_nodes(self) -> list[TensorNode]:
         nodes = [d["node"] for _, d in self.graph.nodes(data=True) if d["kind"] == "tensor"]
-        return sorted(nodes, key=lambda t: (t.line, t.column))
+        return sorted(nodes, key=lambda t: (self.first_appearance(t.id), t.id))
 
     def graph_inputs(self) -> list[str]:
         free = [t for t in self.tensor_nodes() if t.producer is None]

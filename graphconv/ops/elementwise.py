@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from graphconv.ops.helpers import positive, randn, sum_to
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import op
+from graphconv.ops.registry import library_op
 
 
 def _grads(ctx, grad_a, grad_b):
@@ -21,7 +21,7 @@ def _broadcast_samples(make=randn):
     yield (make(3, 1), make(2, 1, 5)), {}
 
 
-@op
+@library_op
 def add(a, b):
     """``a + b``."""
     return a + b
@@ -35,7 +35,7 @@ def _(ctx, grad):
 add.samples(_broadcast_samples)
 
 
-@op
+@library_op
 def sub(a, b):
     """``a - b``."""
     return a - b
@@ -49,7 +49,7 @@ def _(ctx, grad):
 sub.samples(_broadcast_samples)
 
 
-@op(save=("a", "b"))
+@library_op(save=("a", "b"))
 def mul(a, b):
     """``a * b``."""
     return a * b
@@ -63,7 +63,7 @@ def _(ctx, grad):
 mul.samples(_broadcast_samples)
 
 
-@op(save=("a", "b"))
+@library_op(save=("a", "b"))
 def div(a, b):
     """``a / b``."""
     return a / b
@@ -79,7 +79,7 @@ def _():
     yield from _broadcast_samples(positive)
 
 
-@op
+@library_op
 def neg(x):
     """``-x``."""
     return -x
@@ -95,7 +95,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def exp(x):
     """``e ** x``."""
     return torch.exp(x)
@@ -111,7 +111,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@op(save=("x",))
+@library_op(save=("x",))
 def log(x):
     """Natural logarithm."""
     return torch.log(x)
@@ -127,7 +127,7 @@ def _():
     yield (positive(3, 4),), {}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def sqrt(x):
     """Square root."""
     return torch.sqrt(x)
@@ -143,7 +143,7 @@ def _():
     yield (positive(3, 4),), {}
 
 
-@op(name="pow", save=("x",))
+@library_op(name="pow", save=("x",))
 def pow_(x, *, exponent):
     """``x ** exponent`` for a number ``exponent``: ``pow(exponent=2)``."""
     return x**exponent
@@ -151,6 +151,8 @@ def pow_(x, *, exponent):
 
 @pow_.vjp
 def _(ctx, grad):
+    if ctx.exponent == 0:  # x ** 0 is constant: a zero gradient, not 0 * x ** -1 (NaN at x = 0)
+        return (torch.zeros_like(grad),)
     return (grad * ctx.exponent * ctx.x ** (ctx.exponent - 1),)
 
 
@@ -159,9 +161,10 @@ def _():
     yield (randn(3, 4),), {"exponent": 2}
     yield (randn(3, 4),), {"exponent": 3}
     yield (positive(3, 4),), {"exponent": -0.5}
+    yield (randn(3, 4),), {"exponent": 0}
 
 
-@op
+@library_op
 def add_scalar(x, *, value):
     """``x + value`` for a number ``value`` (an attr or a literal): ``add_scalar(value=eps)``."""
     return x + value
@@ -177,7 +180,7 @@ def _():
     yield (randn(3, 4),), {"value": 0.5}
 
 
-@op
+@library_op
 def mul_scalar(x, *, value):
     """``x * value`` for a number ``value``: ``mul_scalar(value=scale)``."""
     return x * value
@@ -193,7 +196,7 @@ def _():
     yield (randn(3, 4),), {"value": -2.5}
 
 
-@op
+@library_op
 def full_like(x, *, value):
     """A tensor of ``x``'s shape, dtype and device filled with the constant ``value`` (no gradient flows to x)."""
     return torch.full_like(x, value)
@@ -209,7 +212,7 @@ def _():
     yield (randn(3, 4),), {"value": 1.5}
 
 
-@op(save=("condition",), index_inputs=("condition",))
+@library_op(save=("condition",), index_inputs=("condition",))
 def where(condition, x, y):
     """``x`` where the boolean ``condition`` holds, else ``y`` (all three broadcast)."""
     return torch.where(condition, x, y)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from graphconv.ops.helpers import col2im, may_write_in_place, randn
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import op
+from graphconv.ops.registry import library_op
 
 WHOLE_BYTES = 256 * 1024  # patch_matmul goes in chunks when the patch matrix is bigger than this
 CHUNK_BYTES_MIN = 1024 * 1024  # a chunk's patch columns: several small images together (a good GEMM) …
@@ -80,7 +80,7 @@ def _im2col(input, kernel_size, dilation, padding, stride, shape):
     return cols if shape is None else cols.reshape(shape)
 
 
-@op
+@library_op(cheap=True)
 def im2col(input, *, kernel_size, dilation=1, padding=0, stride=1, shape=None):
     """``unfold(input).permute(0, 2, 1)`` — (b, patches, c·kh·kw) — reshaped to ``shape`` if given, as one copy."""
     return _im2col(input, kernel_size, dilation, padding, stride, shape)
@@ -198,7 +198,7 @@ def _as_weight_grad(grad_kernel, weight):
     return grad if weight.stride(0) == 1 and weight.shape[1] > 1 else grad.contiguous()
 
 
-@op(save=("input", "weight"))
+@library_op(save=("input", "weight"), lower_precision=True)
 def patch_matmul(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None,
                  out_shape=None, out_dims=None, low_memory=False):
     """``im2col(input, shape=shape) @ W``, then ``.reshape(out_shape).permute(out_dims)`` if given — an im2col

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from graphconv.ops.helpers import randn, sum_to
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import op
+from graphconv.ops.registry import library_op
 
 
-@op(save=("a", "b"))
+@library_op(save=("a", "b"), lower_precision=True)
 def matmul(a, b):
     """Matrix product ``a @ b`` (batched and broadcasting like torch.matmul)."""
     return torch.matmul(a, b)
@@ -39,7 +39,7 @@ def _():
     yield (randn(4), randn(4)), {}
 
 
-@op(save=("a", "b"))
+@library_op(save=("a", "b"), lower_precision=True)
 def bmm(a, b):
     """Batched matrix product of (n, i, k) and (n, k, j) tensors, no broadcasting (torch.bmm)."""
     return torch.bmm(a, b)

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from graphconv.ops.helpers import randn, sum_to
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import check_output_count, op
+from graphconv.ops.registry import check_output_count, library_op
 
 
 def _argsort(order):
     return tuple(sorted(range(len(order)), key=lambda i: order[i]))
 
 
-@op(variadic="shape")
+@library_op(variadic="shape", shape_attr="shape", cheap=True)
 def reshape(x, *, shape):
     """Same elements, another shape (one size may be -1): ``reshape(b * patches, patch_size)``."""
     return x.reshape(shape)
@@ -31,7 +31,7 @@ def _():
     yield (randn(6, 4),), {"shape": (2, -1, 2)}
 
 
-@op(variadic="shape")
+@library_op(variadic="shape", shape_attr="shape", cheap=True)
 def view(x, *, shape):
     """Like reshape, but the input must be laid out so that no copy is needed (torch's ``view``)."""
     return x.view(shape)
@@ -48,7 +48,7 @@ def _():
     yield (randn(12),), {"shape": (-1, 3)}
 
 
-@op
+@library_op(cheap=True)
 def flatten(x, *, start_dim=0, end_dim=-1):
     """Merge dims ``start_dim`` … ``end_dim`` into one: ``flatten(start_dim=1)``."""
     return x.flatten(start_dim, end_dim)
@@ -65,7 +65,7 @@ def _():
     yield (randn(2, 3, 4, 5),), {"start_dim": 1, "end_dim": 2}
 
 
-@op
+@library_op(cheap=True)
 def squeeze(x, *, dim=None):
     """Drop size-1 dims (all of them, or ``dim``: an int or a tuple)."""
     return x.squeeze() if dim is None else x.squeeze(dim)
@@ -83,7 +83,7 @@ def _():
     yield (randn(1, 3, 1),), {"dim": (0, 2)}
 
 
-@op
+@library_op(cheap=True)
 def unsqueeze(x, *, dim):
     """Insert a size-1 dim at ``dim``."""
     return x.unsqueeze(dim)
@@ -100,7 +100,7 @@ def _():
     yield (randn(2, 3),), {"dim": -1}
 
 
-@op(variadic="dims")
+@library_op(variadic="dims", cheap=True)
 def permute(x, *, dims):
     """Reorder dimensions: ``permute(0, 2, 1)``."""
     return x.permute(dims)
@@ -118,7 +118,7 @@ def _():
     yield (randn(3, 4),), {"dims": (-1, 0)}
 
 
-@op
+@library_op(cheap=True)
 def transpose(x, *, dim0, dim1):
     """Swap two dimensions: ``transpose(0, 1)``."""
     return x.transpose(dim0, dim1)
@@ -135,7 +135,7 @@ def _():
     yield (randn(2, 3, 4),), {"dim0": -1, "dim1": 0}
 
 
-@op(variadic="shape")
+@library_op(variadic="shape", cheap=True)
 def expand(x, *, shape):
     """Broadcast size-1 dims (and new leading dims) to ``shape``; -1 keeps a size: ``expand(b, -1, n)``."""
     return x.expand(shape)
@@ -152,7 +152,7 @@ def _():
     yield (randn(1, 4),), {"shape": (2, 5, -1)}
 
 
-@op
+@library_op(cheap=True)
 def pad(x, *, pad, value=0.0):
     """Pad the last dims with ``value``: ``pad=(left, right, top, bottom)`` as torch.nn.functional.pad (constant
     mode); negative sizes crop."""
@@ -175,7 +175,7 @@ def _slices(rank, dim, chosen):
     return (slice(None),) * (dim % rank) + (chosen,)
 
 
-@op(name="slice")
+@library_op(name="slice", cheap=True)
 def slice_(x, *, dim, start=None, end=None, step=1):
     """Elements ``start:end:step`` along ``dim`` (Python slice semantics, ``step`` positive)."""
     return x[_slices(x.dim(), dim, slice(start, end, step))]
@@ -195,7 +195,7 @@ def _():
     yield (randn(2, 6),), {"dim": 1, "end": -2}
 
 
-@op
+@library_op(cheap=True)
 def select(x, *, dim, index):
     """The slice at ``index`` along ``dim``, with that dim removed (``x[:, index]`` for dim 1)."""
     return x.select(dim, index)
@@ -214,7 +214,7 @@ def _():
     yield (randn(2, 3, 4),), {"dim": -1, "index": -1}
 
 
-@op(save=("index",), index_inputs=("index",))
+@library_op(save=("index",), index_inputs=("index",))
 def index_select(x, index, *, dim):
     """The entries at the integer tensor ``index`` along ``dim`` (repeats allowed)."""
     return x.index_select(dim, index)
@@ -231,7 +231,7 @@ def _():
     yield (randn(2, 3, 4), torch.tensor([3, 1])), {"dim": -1}
 
 
-@op
+@library_op
 def cat(*tensors, dim=0):
     """Join tensors along an existing ``dim``."""
     return torch.cat(tensors, dim)
@@ -248,7 +248,7 @@ def _():
     yield (randn(2, 1, 4), randn(2, 3, 4), randn(2, 2, 4)), {"dim": 1}
 
 
-@op
+@library_op
 def stack(*tensors, dim=0):
     """Join same-shaped tensors along a new ``dim``."""
     return torch.stack(tensors, dim)
@@ -271,7 +271,7 @@ def _split_sizes(length, sizes):
     return list(sizes)
 
 
-@op(outputs=None)
+@library_op(outputs=None)
 def split(x, *, sizes, dim=0):
     """Cut ``x`` along ``dim`` into pieces of ``sizes`` (an int: equal pieces, the last may be smaller; a tuple:
     one size per piece). Draw one output per piece."""

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from graphconv.ops.helpers import randn
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import op
+from graphconv.ops.registry import library_op
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def relu(x):
     """``max(x, 0)``; the gradient at 0 is 0, as in torch."""
     return torch.relu(x)
@@ -22,7 +22,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def sigmoid(x):
     """``1 / (1 + e ** -x)``."""
     return torch.sigmoid(x)
@@ -38,7 +38,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def tanh(x):
     """Hyperbolic tangent."""
     return torch.tanh(x)
@@ -54,7 +54,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def softmax(x, *, dim):
     """``exp(x) / sum(exp(x))`` along ``dim``."""
     return torch.softmax(x, dim)
@@ -72,7 +72,7 @@ def _():
     yield (randn(2, 3, 4),), {"dim": 1}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def log_softmax(x, *, dim):
     """``log(softmax(x))`` along ``dim``, computed stably."""
     return torch.log_softmax(x, dim)

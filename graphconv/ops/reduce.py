@@ -8,10 +8,10 @@ from __future__ import annotations
 import math
 
 from graphconv.ops.helpers import kept_shape, randn
-from graphconv.ops.registry import op
+from graphconv.ops.registry import library_op
 
 
-@op(name="sum")
+@library_op(name="sum")
 def sum_(x, *, dim=None, keepdim=False):
     """Sum over ``dim`` (default: every dim)."""
     return x.sum(dim=dim, keepdim=keepdim)
@@ -30,7 +30,7 @@ def _():
     yield (randn(2, 3, 4),), {"dim": (0, -1), "keepdim": True}
 
 
-@op
+@library_op
 def mean(x, *, dim=None, keepdim=False):
     """Mean over ``dim`` (default: every dim)."""
     return x.mean(dim=dim, keepdim=keepdim)
@@ -51,7 +51,7 @@ def _():
     yield (randn(2, 3, 4),), {"dim": (0, 2)}
 
 
-@op(save=("x", "out"))
+@library_op(save=("x", "out"))
 def amax(x, *, dim=None, keepdim=False):
     """Maximum over ``dim`` (default: every dim); the gradient is split evenly between tied maxima."""
     return x.amax(() if dim is None else dim, keepdim=keepdim)
@@ -75,7 +75,7 @@ def _():
     yield (randn(2, 3, 4),), {"dim": (0, 2), "keepdim": True}
 
 
-@op(name="max", save=("x",))
+@library_op(name="max", save=("x",))
 def max_(x, *, dim, keepdim=False):
     """Maximum along one ``dim`` (values only); the gradient goes to the first arg-max, like torch.max(x, dim)."""
     return x.amax(dim, keepdim=keepdim)

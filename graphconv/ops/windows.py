@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from graphconv.ops.helpers import col2im, randn
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import op
+from graphconv.ops.registry import library_op
 
 
-@op
+@library_op(cheap=True)
 def unfold(input, *, kernel_size, dilation=1, padding=0, stride=1):
     """Sliding ``kernel_size`` patches of a (b, c, h, w) batch as columns: (b, c·kh·kw, patches) — im2col."""
     return torch.nn.functional.unfold(input, kernel_size, dilation=dilation, padding=padding, stride=stride)
@@ -25,7 +25,7 @@ def _():
     yield (randn(2, 6, 6),), {"kernel_size": (2, 2), "stride": (2, 1)}
 
 
-@op
+@library_op
 def fold(input, *, output_size, kernel_size, dilation=1, padding=0, stride=1):
     """Sum columns of patches back into a (b, c, h, w) batch — the adjoint of unfold (col2im)."""
     return col2im(input, output_size, kernel_size, dilation, padding, stride)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import difflib
 import math
 import operator
+import re
 import reprlib
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Mapping
@@ -20,6 +20,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from graphconv.errors import SpecError
 
 # Bounds that keep a hostile spec from hanging the tool on arithmetic (exponentially large numbers).
+NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")  # a name in an expression: expr.lark's NAME token
 MAX_INT_BITS = 256
 MAX_INT_DIGITS = len(str(2 ** MAX_INT_BITS))  # a literal with more digits is over MAX_INT_BITS for sure
 MAX_POWER_EXPONENT = 64
@@ -470,20 +471,6 @@ def show_value(value: Any) -> str:
     it whole would hang."""
     text = _SHORT.repr(value)
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
-
-
-def is_name(text: Any) -> bool:
-    """The naming rule for everything a spec names (inputs, attrs, dims, tensors an edge binds, used specs): a
-    Python identifier written as Python reads it. Python folds identifiers to NFKC (``ﬁle`` is ``file``), so a name
-    that is not in that form could not be passed as a keyword, nor read back from generated code."""
-    return isinstance(text, str) and text.isidentifier() and unicodedata.normalize("NFKC", text) == text
-
-
-def name_problem(text: Any) -> str:
-    """Why ``text`` breaks :func:`is_name`, for a message."""
-    if isinstance(text, str) and text.isidentifier():
-        return f"{text!r} is not written as Python reads it: write {unicodedata.normalize('NFKC', text)!r}"
-    return f"{text!r} is not a valid name"
 
 
 def suggest(name: str, known: Any) -> str:

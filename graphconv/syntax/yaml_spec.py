@@ -65,10 +65,10 @@ class _ApplicationReader:
         if op_id in diagram.nodes:
             raise self.error(f"id {op_id!r} is used twice", *at, "id")
         diagram.nodes[op_id] = Node(op_id, label, "circle", line, column)
-        for binding, tensor, key in self.inputs(application.get("inputs"), at):
+        for parameter, tensor, key in self.inputs(application.get("inputs"), at):
             line, column = self.doc.where(*key)
             self.add_tensor(diagram, tensor, line, column)
-            diagram.edges.append(Edge(tensor, op_id, binding, "arrow", line, column))
+            diagram.edges.append(Edge(tensor, op_id, parameter, "arrow", line, column))
         for tensor, key in self.outputs(application, at):
             line, column = self.doc.where(*key)
             self.add_tensor(diagram, tensor, line, column)
