@@ -10,7 +10,10 @@ from the saved inputs (an op saves only inputs and outputs, so a spec op trades 
 its intermediates, like activation checkpointing).
 
 Only spec files are read, named without a path (no ``/``, no ``..``) and looked up in the using spec's own
-folder; a spec that uses itself, directly or not, is an error. Nothing is imported or run at load time.
+folder — a link that leads out of that folder is refused before anything is read; a spec that uses itself,
+directly or not, is an error, and so are specs that use specs more than :data:`MAX_DEPTH` levels deep. Within one
+load each file is read once, however many specs use it (a DAG of specs loads in time linear in its size). Nothing
+is imported or run at load time.
 """
 from __future__ import annotations
 
@@ -27,9 +30,12 @@ from graphconv.ops.registry import Attr, Op
 from graphconv.syntax.metadata import Metadata
 
 SUFFIXES = (".mmd", ".md", ".yaml", ".yml")
+MAX_DEPTH = 32  # specs using specs: each level nests a whole load on the stack
 
 # The spec files being loaded right now, outermost first: how a cycle of uses is found.
 _LOADING: ContextVar[tuple[str, ...]] = ContextVar("graphconv_spec_ops_loading", default=())
+# The ops made from spec files during the outermost load, by (resolved file, op name): each file is loaded once.
+_MADE: ContextVar[dict[tuple[str, str], Op] | None] = ContextVar("graphconv_spec_ops_made", default=None)
 
 
 class SpecForward:
@@ -106,15 +112,28 @@ def used_ops(meta: Metadata, path: str | None, source: str, load: Callable[[str]
         raise error("expected a list of spec names, such as [conv2d_full]")
     if path is None:
         raise error("a spec read from text has no folder to find the specs it uses in; load it from a file")
-    made = []
-    token = _LOADING.set(_LOADING.get() + (str(Path(path).resolve()),))
+    loading = _LOADING.get() + (str(Path(path).resolve()),)
+    if len(loading) > MAX_DEPTH:
+        raise error(f"specs use specs more than {MAX_DEPTH} levels deep: {_chain(loading)}", 0)
+    made_here = _MADE.set({}) if _MADE.get() is None else None  # the outermost load keeps what it made
+    token = _LOADING.set(loading)
     try:
-        for index, entry in enumerate(entries):
-            found = _find(entry, Path(path).parent, lambda message: error(message, index))
-            made.append(_load_used(found, entry, load, lambda message: error(message, index)))
+        return [_used_op(entry, Path(path).parent, load, lambda message, i=index: error(message, i))
+                for index, entry in enumerate(entries)]
     finally:
         _LOADING.reset(token)
-    return made
+        if made_here is not None:
+            _MADE.reset(made_here)
+
+
+def _used_op(entry: str, folder: Path, load: Callable[[str], Spec], error: Callable[[str], SpecError]) -> Op:
+    """The op of the spec file ``entry`` names: made once per file within the outermost load."""
+    found = _find(entry, folder, error)
+    key = (str(found.resolve()), found.stem)
+    made = _MADE.get()
+    if key not in made:
+        made[key] = _load_used(found, load, error)
+    return made[key]
 
 
 def _find(entry: str, folder: Path, error: Callable[[str], SpecError]) -> Path:
@@ -127,16 +146,25 @@ def _find(entry: str, folder: Path, error: Callable[[str], SpecError]) -> Path:
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         raise error(f"no spec file {' or '.join(c.name for c in candidates)} in {folder}")
+    if found.resolve().parent != folder.resolve():
+        raise error(f"{found.name} is a link that leads out of {folder}: a spec uses only spec files in its own "
+                    "folder")
     return found
 
 
-def _load_used(found: Path, entry: str, load: Callable[[str], Spec], error: Callable[[str], SpecError]) -> Op:
+def _load_used(found: Path, load: Callable[[str], Spec], error: Callable[[str], SpecError]) -> Op:
     loading = _LOADING.get()
     key = str(found.resolve())
     if key in loading:
         chain = [Path(p).name for p in loading[loading.index(key):]] + [found.name]
         raise error(f"specs use each other in a cycle: {' → '.join(chain)}")
     return spec_op(load(str(found)), name=found.stem)
+
+
+def _chain(loading: tuple[str, ...]) -> str:
+    """``a.mmd → b.mmd → … → z.mmd``: the first and last files of a long chain of uses."""
+    names = [Path(p).name for p in loading]
+    return " → ".join(names if len(names) <= 6 else names[:3] + ["…"] + names[-3:])
 
 
 def _plain(value: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 from graphconv.errors import SpecError
 from graphconv.syntax.expr import NAME as EXPRESSION_NAME
-from graphconv.syntax.expr import Call, Expr, Name, as_expr, parse_call, suggest
+from graphconv.syntax.expr import Call, Expr, Name, as_expr, parse_call, show_value, suggest
 from graphconv.syntax.yaml_source import YamlDoc
 
 KEYS = ("inputs", "outputs", "attrs", "dims", "shapes", "ops", "example", "reference", "params", "uses")
@@ -124,7 +124,7 @@ class _Reader:
         meta.example = self.mapping(block.get("example"), "example")
         for name, size in meta.example.items():
             if isinstance(size, bool) or not isinstance(size, (int, list)):
-                raise self.error(f"example.{name}: expected an integer, got {size!r}", "example", name)
+                raise self.error(f"example.{name}: expected an integer, got {show_value(size)}", "example", name)
         meta.reference = block.get("reference")
         meta.params, meta.param_init = self.params(block.get("params"))
         meta.uses = block.get("uses")
@@ -141,7 +141,7 @@ class _Reader:
 
     def call(self, value: Any, name: str, key: str = "ops", example: str = "an op call such as \"permute(0, 2, 1)\"") -> Call:
         if not isinstance(value, str):
-            raise self.error(f"{key}.{name}: expected {example}, got {value!r}", key, name)
+            raise self.error(f"{key}.{name}: expected {example}, got {show_value(value)}", key, name)
         line, column = self.doc.where(*self.at, key, name, "<value>")
         try:
             call = parse_call(value)
