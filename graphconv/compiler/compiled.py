@@ -44,7 +44,7 @@ class CompiledOp:
     def __repr__(self) -> str:
         return f"<graphconv op {self.spec.name}{self.__signature__}>"
 
-    def __call__(self, *inputs: torch.Tensor, **attrs: Any) -> Any:
+    def __call__(self, /, *inputs: torch.Tensor, **attrs: Any) -> Any:  # an attr may be named self
         device = inputs[0].device.type if inputs and isinstance(inputs[0], torch.Tensor) else None
         if device is not None and torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
             with torch.autocast(device, enabled=False):

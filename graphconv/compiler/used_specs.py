@@ -63,7 +63,7 @@ class SpecForward:
             self._compiled = CompiledOp(self.spec)
         return self._compiled
 
-    def __call__(self, *inputs: Any, **attrs: Any) -> Any:
+    def __call__(self, /, *inputs: Any, **attrs: Any) -> Any:  # an attr may be named self
         return self.compiled()(*inputs, **attrs)
 
     def vjp(self, ctx: Any, grad: Any) -> tuple:

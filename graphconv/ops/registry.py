@@ -101,7 +101,7 @@ class Op:
         self.rule: Callable | None = None
         self._check_declarations()
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
     def __repr__(self) -> str:
