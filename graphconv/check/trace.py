@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from graphconv.compiler import interpreter
-from graphconv.compiler.binding import Binder, is_wildcard, shape_mismatch, show_pattern
+from graphconv.compiler.binding import Binder, expected_shape, is_wildcard, shape_mismatch, show_pattern
 from graphconv.errors import ShapeError, SpecError
 from graphconv.compiler.program import Program, Step
 from graphconv.graph.opgraph import Spec
@@ -66,13 +66,13 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
     binder = Binder(spec)
     attr_values = binder.attrs({**{k: v for k, v in spec.meta.example.items() if k in spec.meta.attrs},
                                 **(attrs or {})})
-    example = {k: v for k, v in spec.meta.example.items() if k not in spec.meta.attrs}
-    input_dims = {**example, **check_dims(spec, dims or {})}
-    concrete = input_shapes(spec, input_dims, attr_values, check_shapes(spec, shapes or {}))
+    input_dims = {**spec.example_dims, **check_dims(spec, dims or {})}
+    given = {**spec.example_shapes, **check_shapes(spec, shapes or {})}
+    concrete = input_shapes(spec, input_dims, attr_values, given)
     env = binder.bind(concrete, attr_values)
     program = Program(spec)
     args = program.arguments(env)
-    inputs = [_tensor(shape, dtype, device) for shape in concrete]
+    inputs = [_input(spec, name, shape, dtype, device, env) for name, shape in zip(spec.input_names, concrete)]
     result = Trace([_row(spec, name) for name in program.names],
                    {k: v for k, v in env.items() if k not in attr_values}, attr_values, device)
     values = _forward(program, args, inputs, result)
@@ -88,8 +88,9 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
 
 
 def check_dims(spec: Spec, dims: dict[str, Any]) -> dict[str, int]:
-    """The caller's dims: each an input dim (not an attr, not a derived dim) with a size ≥ 0."""
-    symbols = spec.meta.symbols()
+    """The caller's dims: each an input dim (not an attr, not a derived dim) with a size ≥ 0 (a group of dims,
+    ``...batch`` in a pattern, a tuple of them)."""
+    symbols, groups = spec.meta.symbols(), spec.meta.groups()
     for name, size in dims.items():
         if name in spec.meta.attrs:
             raise SpecError(f"--dims {name}: {name!r} is an attr of {spec.name}; set it with --attr {name}=…",
@@ -101,9 +102,18 @@ def check_dims(spec: Spec, dims: dict[str, Any]) -> dict[str, int]:
             known = f"; its input dims are: {', '.join(symbols)}" if symbols else " (it declares no input patterns)"
             raise SpecError(f"--dims {name}: not an input dim of {spec.name}{suggest(name, symbols)}{known}",
                             path=spec.path)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        if name in groups:
+            dims[name] = size = size if isinstance(size, tuple) else (size,)
+            if not all(_is_size(s) for s in size):
+                raise SpecError(f"--dims {name}={size!r}: {name} is a group of dims (...{name}), a tuple of sizes "
+                                f"such as {name}=(2,3) or {name}=()", path=spec.path)
+        elif not _is_size(size):
             raise SpecError(f"--dims {name}={size!r}: a dim is a size, an integer ≥ 0", path=spec.path)
     return dims
+
+
+def _is_size(size: Any) -> bool:
+    return isinstance(size, int) and not isinstance(size, bool) and size >= 0
 
 
 def check_shapes(spec: Spec, shapes: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -151,7 +161,7 @@ def input_shapes(spec: Spec, dims: dict[str, int], attrs: dict[str, Any],
                             f"{', '.join(missing)}: give {'it' if len(missing) == 1 else 'them'} under "
                             f"graphconv.example or with --dims {','.join(f'{m}=…' for m in missing)}", path=spec.path)
         try:
-            shapes.append(tuple(evaluate(entry, env) for entry in pattern))
+            shapes.append(expected_shape(pattern, env))
         except SpecError as error:
             raise error.located(path=spec.path, source=spec.source) from None
     return shapes
@@ -210,6 +220,21 @@ def _backward(program: Program, args: list[dict[str, Any]], inputs: Sequence[tor
         if row.grad_shape != row.shape:
             row.problems.append(f"tensor {row.name!r}: its gradient has shape {row.grad_shape} but the tensor has "
                                 f"{row.shape}")
+
+
+def _input(spec: Spec, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: str,
+           env: dict[str, Any]) -> torch.Tensor:
+    """An input of the dtype class it declares: floating-point ``dtype``, int64 (from its range) or bool."""
+    declared = spec.meta.input_types.get(name)
+    if declared is None or declared.dtype == "float":
+        return _tensor(shape, dtype, device)
+    kind = torch.bool if declared.dtype == "bool" else torch.int64
+    if torch.device(device).type == "meta":
+        return torch.empty(shape, dtype=kind, device="meta")
+    if declared.dtype == "bool":
+        return torch.rand(shape, device=device) < 0.5
+    low, high = (evaluate(bound, env) for bound in declared.range) if declared.range else (0, 1)
+    return torch.randint(low, high, shape, device=device)
 
 
 def _tensor(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:

@@ -89,10 +89,18 @@ def gradcheck(function: Any, tensors: Sequence[Any], *, fast: bool = False) -> s
     inputs = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in tensors]
     try:
         with one_thread():
-            torch.autograd.gradcheck(function, tuple(inputs), raise_exception=True, fast_mode=fast)
+            torch.autograd.gradcheck(lambda *xs: _floating(function(*xs)), tuple(inputs), raise_exception=True,
+                                     fast_mode=fast)
     except Exception as error:  # gradcheck's own failure, or the op's: either way the check fails
         return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
     return None
+
+
+def _floating(outputs: Any) -> Any:
+    """Bool and integer outputs (a comparison's) as float64: gradcheck then checks that no gradient flows."""
+    if isinstance(outputs, (tuple, list)):
+        return tuple(_floating(o) for o in outputs)
+    return outputs if outputs.is_floating_point() else outputs.to(torch.float64)
 
 
 @contextmanager
@@ -143,7 +151,7 @@ def _describe(tensors: Sequence[Any], attrs: dict[str, Any]) -> str:
 
 def cases(spec: Spec, extra: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(label, attrs and input dims) for the example with default attrs, then for each extra case over it."""
-    base = {**spec.meta.example, **{k: _plain(v) for k, v in spec.attrs.items()}}
+    base = {**spec.example_dims, **{k: _plain(v) for k, v in spec.attrs.items()}}
     found = [("example", base)]
     for case in extra:
         label = ", ".join(f"{k}={v!r}" for k, v in case.items())

@@ -1,0 +1,109 @@
+"""Comparisons, masks and triangles: what a causal or padding mask is made of.
+
+A comparison gives a bool tensor (no gradient flows through it); ``masked_fill`` and ``where`` take such a mask
+as an index input. ``triu``/``tril`` keep the upper/lower triangle of the last two dims, so a causal mask is
+``full_like(scores, value=1.0) → tril → eq(value=0)`` and then ``masked_fill(value=-inf)``.
+"""
+from __future__ import annotations
+
+from graphconv.ops.helpers import randn
+from graphconv.ops.lazy_torch import torch
+from graphconv.ops.registry import library_op, op
+
+
+def _comparison(name: str, compare: str, symbol: str):
+    """Register the comparison ``name``: ``a <symbol> b`` for two tensors, or ``a <symbol> value`` without b."""
+
+    def forward(a, b=None, *, value=0.0):
+        return getattr(torch, compare)(a, value if b is None else b)
+
+    forward.__name__ = name
+    forward.__doc__ = (f"``a {symbol} b`` elementwise (broadcasting), or ``a {symbol} value`` when b is not "
+                       "given: a bool tensor, through which no gradient flows.")
+    made = op(forward, name=name)
+
+    @made.vjp
+    def _(ctx, grad):
+        return (None,) * len(ctx.shapes)
+
+    @made.samples
+    def _():
+        yield (randn(3, 4), randn(3, 4)), {}
+        yield (randn(2, 3), randn(3)), {}
+        yield (randn(3, 4), None), {"value": 0.25}
+
+    return made
+
+
+eq = _comparison("eq", "eq", "==")
+ne = _comparison("ne", "ne", "!=")
+lt = _comparison("lt", "lt", "<")
+le = _comparison("le", "le", "<=")
+gt = _comparison("gt", "gt", ">")
+ge = _comparison("ge", "ge", ">=")
+
+
+@op
+def logical_not(x):
+    """``not x`` for a bool tensor (a mask that says which entries to keep, turned into one that says which to
+    drop); for a number tensor, ``x == 0``."""
+    return torch.logical_not(x)
+
+
+@logical_not.vjp
+def _(ctx, grad):
+    return (None,)
+
+
+@logical_not.samples
+def _():
+    yield (randn(3, 4),), {}  # gradcheck needs a floating-point input; bool ones take the same path
+
+
+@library_op(save=("mask",), index_inputs=("mask",))
+def masked_fill(x, mask, *, value):
+    """``x`` with ``value`` where the bool ``mask`` is True (broadcasting over x): ``masked_fill(value=-inf)``."""
+    return x.masked_fill(mask, value)
+
+
+@masked_fill.vjp
+def _(ctx, grad):
+    return (grad.masked_fill(ctx.mask, 0), None)
+
+
+@masked_fill.samples
+def _():
+    yield (randn(3, 4), randn(3, 4) > 0), {"value": -1.5}
+    yield (randn(2, 3, 4), randn(3, 4) > 0), {"value": 0.0}
+
+
+@library_op
+def triu(x, *, diagonal=0):
+    """The upper triangle of the last two dims (from ``diagonal`` up), the rest zero."""
+    return torch.triu(x, diagonal)
+
+
+@triu.vjp
+def _(ctx, grad):
+    return (torch.triu(grad, ctx.diagonal),)
+
+
+@library_op
+def tril(x, *, diagonal=0):
+    """The lower triangle of the last two dims (up to ``diagonal``), the rest zero."""
+    return torch.tril(x, diagonal)
+
+
+@tril.vjp
+def _(ctx, grad):
+    return (torch.tril(grad, ctx.diagonal),)
+
+
+def _triangle_samples():
+    yield (randn(4, 5),), {}
+    yield (randn(2, 4, 3),), {"diagonal": 1}
+    yield (randn(3, 3),), {"diagonal": -1}
+
+
+triu.samples(_triangle_samples)
+tril.samples(_triangle_samples)

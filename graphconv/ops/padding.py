@@ -1,0 +1,78 @@
+"""Padding by copying the input's own entries: reflect, replicate, circular (``torch.nn.functional.pad``'s modes).
+
+Each padded dim is an ``index_select`` with an index that says which input entry every output entry copies, so
+the VJP adds each output gradient back to the entry it copied (``index_add``), dim by dim in reverse. ``pad`` is
+read as torch reads it: ``(left, right)`` for the last dim, then ``(top, bottom)`` for the one before, and so on.
+"""
+from __future__ import annotations
+
+from graphconv.ops.helpers import randn
+from graphconv.ops.lazy_torch import torch
+from graphconv.ops.registry import library_op
+
+
+def source_index(size, before, after, mode, device):
+    """For each position of a dim padded by ``before`` and ``after``: the input position it copies."""
+    if before < 0 or after < 0:
+        raise ValueError(f"{mode} padding must not be negative, got ({before}, {after})")
+    position = torch.arange(-before, size + after, device=device)
+    if mode == "replicate":
+        return position.clamp(0, size - 1)
+    if mode == "circular":
+        return position.remainder(size)
+    if before >= size or after >= size:
+        raise ValueError(f"reflect padding ({before}, {after}) must be smaller than the dim's size {size}")
+    period = 2 * (size - 1)
+    folded = position.remainder(max(period, 1))
+    return torch.where(folded < size, folded, period - folded)
+
+
+def _padded_dims(rank, pad):
+    """(dim, before, after) for each dim ``pad`` names, last dim first."""
+    if len(pad) % 2 or len(pad) // 2 > rank:
+        raise ValueError(f"pad {tuple(pad)} must have two sizes per padded dim, for at most {rank} dims")
+    return [(rank - 1 - i, pad[2 * i], pad[2 * i + 1]) for i in range(len(pad) // 2)]
+
+
+def _pad(x, pad, mode):
+    for dim, before, after in _padded_dims(x.dim(), pad):
+        x = x.index_select(dim, source_index(x.shape[dim], before, after, mode, x.device))
+    return x
+
+
+def _unpad(grad, shape, pad, mode):
+    """The VJP: the dims in reverse order, each gradient entry added back to the input entry it copies."""
+    for dim, before, after in reversed(_padded_dims(len(shape), pad)):
+        index = source_index(shape[dim], before, after, mode, grad.device)
+        grad = grad.new_zeros(grad.shape[:dim] + (shape[dim],) + grad.shape[dim + 1:]).index_add(dim, index, grad)
+    return grad
+
+
+HOW = {"reflect": "mirroring the entries next to the edge", "replicate": "repeating the edge entry",
+       "circular": "wrapping around"}
+
+
+def _padding_op(mode):
+    def forward(x, *, pad):
+        return _pad(x, pad, mode)
+
+    forward.__name__ = f"{mode}_pad"
+    forward.__doc__ = (f"Pad the last dims by {HOW[mode]}: ``pad=(left, right, top, bottom)`` as "
+                       f"torch.nn.functional.pad(mode={mode!r}).")
+    made = library_op(forward, name=f"{mode}_pad")
+
+    @made.vjp
+    def _(ctx, grad):
+        return (_unpad(grad, ctx.shapes[0], ctx.pad, mode),)
+
+    @made.samples
+    def _():
+        yield (randn(2, 3, 5),), {"pad": (2, 1)}
+        yield (randn(1, 2, 4, 5),), {"pad": (1, 2, 3, 0)}
+
+    return made
+
+
+reflect_pad = _padding_op("reflect")
+replicate_pad = _padding_op("replicate")
+circular_pad = _padding_op("circular")
