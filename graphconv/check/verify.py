@@ -163,10 +163,11 @@ def _plain(value: Any) -> Any:
     return tuple(_plain(v) for v in value) if isinstance(value, list) else value
 
 
-def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES, ops: bool = True) -> list[Check]:
+def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES, ops: bool = True,
+               shapes: dict[str, tuple[int, ...]] | None = None) -> list[Check]:
     """Every check of ``graphconv check``: the spec's ops on their samples (unless ``ops`` is False), then per
-    case the compiled spec's gradcheck and its value and gradients against the reference. A bad reference raises
-    SpecError."""
+    case the compiled spec's gradcheck and its value and gradients against the reference. ``shapes``: whole input
+    shapes by name, for inputs without a pattern (over the example's). A bad reference raises SpecError."""
     from graphconv.compiler.compiled import CompiledOp
 
     reference = read_reference(spec)
@@ -179,7 +180,7 @@ def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES, ops: boo
         generator = torch.Generator().manual_seed(SEED + index)
         attrs = {k: v for k, v in values.items() if k in spec.attrs}
         try:
-            inputs = example_inputs(spec, values, generator)
+            inputs = example_inputs(spec, values, generator, shapes=shapes)
             env = derived_dims(spec, values)
         except SpecError as error:  # a case whose dims do not work out fails; the other cases still run
             rows.append(Check("spec gradcheck", spec.name, label, False, error.message))
@@ -197,8 +198,8 @@ def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES, ops: boo
 def compare(spec: Spec, compiled: Any, reference: Any, inputs: list[Any], attrs: dict[str, Any], subject: str,
             label: str, generator: Any) -> list[Check]:
     """Value and input gradients of ``compiled`` and ``reference`` at ``inputs`` under one random output grad."""
-    ours = [t.detach().clone().requires_grad_() for t in inputs]
-    theirs = [t.detach().clone().requires_grad_() for t in inputs]
+    ours = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
+    theirs = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
     try:
         got = _as_tuple(compiled(*ours, **attrs))
         with warnings.catch_warnings():  # the reference's performance hints are not the spec's business
@@ -210,10 +211,12 @@ def compare(spec: Spec, compiled: Any, reference: Any, inputs: list[Any], attrs:
         return [Check("value", subject, label, False, f"the spec has {len(got)} output(s), the reference {len(want)}")]
     rows = [_close("value", subject, label, got, want)]
     upstream = [torch.randn(t.shape, generator=generator, dtype=t.dtype) for t in want]
-    got_grads = torch.autograd.grad(got, ours, upstream, allow_unused=True)
-    want_grads = torch.autograd.grad(want, theirs, upstream, allow_unused=True)
-    for name, g, w in zip(spec.input_names, got_grads, want_grads):
-        rows.append(_close(f"grad {name}", subject, label, [_zeros_if_none(g, w)], [_zeros_if_none(w, g)]))
+    floating = [i for i, t in enumerate(inputs) if t.is_floating_point()]  # int and bool inputs have no gradient
+    got_grads = torch.autograd.grad(got, [ours[i] for i in floating], upstream, allow_unused=True)
+    want_grads = torch.autograd.grad(want, [theirs[i] for i in floating], upstream, allow_unused=True)
+    for i, g, w in zip(floating, got_grads, want_grads):
+        rows.append(_close(f"grad {spec.input_names[i]}", subject, label, [_zeros_if_none(g, w)],
+                           [_zeros_if_none(w, g)]))
     return rows
 
 

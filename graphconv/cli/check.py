@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from graphconv.cli.common import EXIT_OK, EXIT_SHAPE, EXIT_SPEC, import_modules
+from graphconv.cli.common import EXIT_OK, EXIT_SHAPE, EXIT_SPEC, import_modules, parse_assignments
 from graphconv.errors import SpecError
 
 HEADER = ("result", "check", "subject", "case", "detail")
@@ -24,6 +24,7 @@ def add_parser(verbs: Any) -> None:
     check.add_argument("--allow-reference", action="append", default=[], metavar="MODULE",
                        help="also accept reference functions from MODULE (repeatable); by default only "
                             "torch.nn.functional, torch.special, torch.linalg and torch.fft")
+    check.add_argument("--shapes", help="whole input shapes, for inputs without a pattern: x=(2,3),w=(3,4)")
     check.add_argument("--failures", action="store_true", help="print only the checks that fail")
     check.set_defaults(handler=cmd_check)
 
@@ -34,19 +35,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     from graphconv.check.verify import check_spec
 
     modules = import_modules(args.ops)
+    shapes = {name: shape if isinstance(shape, tuple) else (shape,)
+              for name, shape in parse_assignments(args.shapes, "--shapes").items()}
     status = EXIT_OK
     for index, path in enumerate(args.spec):
         if index:
             print()
         try:
             spec = graphconv.load(path, ops=modules)
-            rows = check_spec(spec, allowed=ALLOWED_MODULES + tuple(args.allow_reference))
+            rows = check_spec(spec, allowed=ALLOWED_MODULES + tuple(args.allow_reference), shapes=shapes)
         except SpecError as error:
             print(f"graphconv check: {error}", file=sys.stderr)
             status = EXIT_SPEC
             continue
         failed = [row for row in rows if not row.ok]
         print(f"{path}: {len(rows)} checks, {len(failed)} failed" if failed else f"{path}: all {len(rows)} checks pass")
+        if spec.meta.reference is None:
+            print(f"{path}: no reference: the values and gradients were compared with no torch function (declare one "
+                  "under reference:)")
         _print_table(failed if args.failures else rows)
         if failed and status == EXIT_OK:
             status = EXIT_SHAPE

@@ -1,7 +1,7 @@
 """Inputs for a spec from dims: random tensors shaped by its input patterns (for op samples, check and trace).
 
-Each input is made as it declares itself: floating-point from a normal distribution, ``dtype: int`` uniformly
-from its ``range: [low, high)``, ``dtype: bool`` a fair coin per element.
+Each input is made as it declares itself: floating-point from a standard normal distribution (or uniformly from
+its ``range: [low, high)``), ``dtype: int`` uniformly from its range, ``dtype: bool`` a fair coin per element.
 """
 from __future__ import annotations
 
@@ -60,17 +60,20 @@ def _random(spec: Spec, name: str, declared: InputType, shape: tuple[int, ...], 
         if declared.range is None:
             raise SpecError(f"input {name!r} is dtype int but declares no range to draw its values from: add "
                             f"range: [low, high] (high excluded)", path=spec.path, line=spec.meta.where("inputs", name)[0])
-        low, high = (_bound(spec, name, bound, env) for bound in declared.range)
+        low, high = (_bound(spec, name, bound, env, int) for bound in declared.range)
         return torch.randint(low, high, shape, generator=generator)
+    if declared.range is not None:
+        low, high = (_bound(spec, name, bound, env, (int, float)) for bound in declared.range)
+        return low + (high - low) * torch.rand(shape, generator=generator, dtype=dtype)
     return torch.randn(shape, generator=generator, dtype=dtype)
 
 
-def _bound(spec: Spec, name: str, bound: Expr, env: dict[str, Any]) -> int:
+def _bound(spec: Spec, name: str, bound: Expr, env: dict[str, Any], kind: type | tuple) -> int | float:
     _require(spec, name, bound, env)
     value = evaluate(bound, env)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"input {name!r}: the range bound {value!r} is not an integer", path=spec.path,
-                        line=bound.line, column=bound.column, source=spec.source)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise SpecError(f"input {name!r}: the range bound {value!r} is not {'an integer' if kind is int else 'a number'}",
+                        path=spec.path, line=bound.line, column=bound.column, source=spec.source)
     return value
 
 

@@ -2,6 +2,7 @@
 
     graphconv:
       uses: [conv2d_full]          # the spec file conv2d_full.mmd (or .md, .yaml, .yml) next to this one
+      uses: [graphconv:linear]     # the spec linear.mmd of graphconv's own library (graphconv/library)
 
 A used spec becomes an op named after its file: its tensor inputs are that spec's inputs, its attributes that
 spec's attrs (with their defaults), its outputs that spec's outputs. Its forward is that spec's compiled forward;
@@ -10,7 +11,8 @@ from the saved inputs (an op saves only inputs and outputs, so a spec op trades 
 its intermediates, like activation checkpointing).
 
 Only spec files are read, named without a path (no ``/``, no ``..``) and looked up in the using spec's own
-folder; a spec that uses itself, directly or not, is an error. Nothing is imported or run at load time.
+folder — or, with the ``graphconv:`` prefix, in the shipped library; a spec that uses itself, directly or not, is
+an error. Nothing is imported or run at load time.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from graphconv.ops.registry import Attr, Op
 from graphconv.syntax.metadata import Metadata
 
 SUFFIXES = (".mmd", ".md", ".yaml", ".yml")
+LIBRARY_PREFIX = "graphconv:"
+LIBRARY = Path(__file__).resolve().parents[1] / "library"  # the specs graphconv ships
 
 # The spec files being loaded right now, outermost first: how a cycle of uses is found.
 _LOADING: ContextVar[tuple[str, ...]] = ContextVar("graphconv_spec_ops_loading", default=())
@@ -101,13 +105,17 @@ def used_ops(meta: Metadata, path: str | None, source: str, load: Callable[[str]
     entries = [meta.uses] if isinstance(meta.uses, str) else meta.uses
     if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
         raise error("expected a list of spec names, such as [conv2d_full]")
-    if path is None:
-        raise error("a spec read from text has no folder to find the specs it uses in; load it from a file")
+    local = [entry for entry in entries if not entry.startswith(LIBRARY_PREFIX)]
+    if path is None and local:
+        raise error(f"a spec read from text has no folder to find {local[0]!r} in; load it from a file, or use a "
+                    f"shipped spec ({LIBRARY_PREFIX}{local[0]})")
     made = []
-    token = _LOADING.set(_LOADING.get() + (str(Path(path).resolve()),))
+    token = _LOADING.set(_LOADING.get() + ((str(Path(path).resolve()),) if path else ()))
     try:
         for index, entry in enumerate(entries):
-            found = _find(entry, Path(path).parent, lambda message: error(message, index))
+            in_library = entry.startswith(LIBRARY_PREFIX)
+            name, folder = (entry[len(LIBRARY_PREFIX):], LIBRARY) if in_library else (entry, Path(path).parent)
+            found = _find(name, folder, lambda message: error(message, index))
             made.append(_load_used(found, entry, load, lambda message: error(message, index)))
     finally:
         _LOADING.reset(token)

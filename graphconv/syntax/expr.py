@@ -144,11 +144,24 @@ def _pair(value: Any) -> tuple:
     return _ntuple(value, 2)
 
 
+def _prod(value: Any) -> int | float:
+    """The product of a tuple's numbers (``prod(spatial)``: how many positions a group of dims holds); 1 for ()."""
+    items = value if isinstance(value, tuple) else (value,)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+        raise ValueError(f"expected numbers, got {value!r}")
+    result = 1
+    for item in items:
+        result *= item
+        if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
+            raise ValueError(f"the product is too large (more than {MAX_INT_BITS} bits)")
+    return result
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs, "ceil_div": _ceil_div,
-                                            "pair": _pair, "ntuple": _ntuple}
+                                            "pair": _pair, "ntuple": _ntuple, "prod": _prod}
 ARITY: dict[str, tuple[int, float]] = {"min": (2, math.inf), "max": (2, math.inf), "abs": (1, 1),
-                                       "ceil_div": (2, 2), "pair": (1, 1), "ntuple": (2, 2)}
-TUPLE_FUNCTIONS = ("pair", "ntuple")  # these take any value (a number, a tuple, a string), not only numbers
+                                       "ceil_div": (2, 2), "pair": (1, 1), "ntuple": (2, 2), "prod": (1, 1)}
+TUPLE_FUNCTIONS = ("pair", "ntuple", "prod")  # these take any value (a number, a tuple, a string), not only numbers
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
@@ -300,7 +313,7 @@ def _parse(text: str, start: str, calls: bool = False) -> Any:
     return result
 
 
-def _children(node: Any) -> list:
+def sub_expressions(node: Any) -> list:
     """The sub-expressions of a node (or a call's arguments)."""
     if isinstance(node, (Call, Apply)):
         return list(node.args) + [v for _, v in node.kwargs]
@@ -319,7 +332,7 @@ def _depth(root: Any) -> int:
     while stack:
         node, depth = stack.pop()
         deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in _children(node))
+        stack.extend((child, depth + 1) for child in sub_expressions(node))
     return deepest
 
 
@@ -393,7 +406,7 @@ def names(expr: Expr | Call) -> set[str]:
     if isinstance(expr, (Name, Splice)):
         return {expr.id}
     found: set[str] = set()
-    for child in _children(expr):
+    for child in sub_expressions(expr):
         found |= names(child)
     return found
 

@@ -28,8 +28,9 @@ WILDCARD = "_"
 
 @dataclass(frozen=True)
 class InputType:
-    """What an input declares beyond its shape: its dtype class (``float``, ``int`` or ``bool``) and, for ``int``,
-    the range ``[low, high)`` its generated data is drawn from (``range: [0, classes]``)."""
+    """What an input declares beyond its shape: its dtype class (``float``, ``int`` or ``bool``) and the range
+    ``[low, high)`` its generated data is drawn from uniformly (``range: [0, classes]``; a float input without one
+    is drawn from a standard normal)."""
 
     dtype: str
     range: tuple[Expr, Expr] | None = None
@@ -139,8 +140,8 @@ class _Reader:
                              "inputs", name, "dtype")
         bounds = value.get("range")
         if bounds is not None:
-            if dtype != "int":
-                raise self.error(f"inputs.{name}.range: only an int input has a range", "inputs", name, "range")
+            if dtype == "bool":
+                raise self.error(f"inputs.{name}.range: a bool input has no range", "inputs", name, "range")
             if not isinstance(bounds, list) or len(bounds) != 2:
                 raise self.error(f"inputs.{name}.range: expected [low, high] (high excluded), such as [0, classes]",
                                  "inputs", name, "range")
