@@ -27,6 +27,7 @@ run anything else. Imports no torch until a reference is resolved.
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -39,12 +40,13 @@ from graphconv.syntax.expr import (BINARY, COMPARE, FUNCTIONS, Apply, BinOp, Com
 ALLOWED_MODULES = ("torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
 # Functions of torch itself a reference may call: pure tensor math, nothing that reads, writes or imports.
 TORCH_FUNCTIONS = frozenset({
-    "abs", "amax", "amin", "cat", "chunk", "clamp", "cos", "cumsum", "einsum", "erf", "exp", "flatten", "flip",
-    "full_like", "gather", "index_select", "log", "logical_not", "masked_fill", "matmul", "maximum", "mean",
-    "minimum", "movedim", "narrow", "ones_like", "outer", "permute", "reshape", "roll", "rsqrt", "select",
-    "sigmoid", "sin", "split", "sqrt", "square", "squeeze", "stack", "sum", "take_along_dim", "tanh", "transpose",
-    "tril", "triu", "unsqueeze", "var", "var_mean", "where", "zeros_like",
+    "abs", "add", "amax", "amin", "cat", "chunk", "clamp", "cos", "cumsum", "div", "einsum", "erf", "exp",
+    "flatten", "flip", "full_like", "gather", "index_select", "log", "logical_not", "masked_fill", "matmul",
+    "maximum", "mean", "minimum", "movedim", "mul", "narrow", "ones_like", "outer", "permute", "reshape", "roll",
+    "rsqrt", "select", "sigmoid", "sin", "split", "sqrt", "square", "squeeze", "stack", "sub", "sum",
+    "take_along_dim", "tanh", "transpose", "tril", "triu", "unsqueeze", "var", "var_mean", "where", "zeros_like",
 })
+DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*")  # else: a composite expression
 SHOWN = 48  # characters of a composite reference shown as the subject of a check
 KEYS = ("function", "args", "kwargs", "cases")
 
@@ -82,7 +84,7 @@ class _Reader:
         function = value.get("function")
         if not isinstance(function, str):
             raise self.error("function: expected a dotted name such as torch.nn.functional.conv2d", "function")
-        if "(" in function:
+        if not DOTTED_NAME.fullmatch(function.strip()):
             return self.composite(function, value)
         args = value.get("args", list(self.spec.input_names))
         if not isinstance(args, list):

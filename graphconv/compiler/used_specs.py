@@ -80,7 +80,7 @@ class SpecForward:
         """Inputs made from the spec's ``example`` dims (float64), with its default attrs."""
         attrs = {name: _plain(value) for name, value in self.spec.attrs.items()}
         generator = torch.Generator().manual_seed(0)
-        yield tuple(example_inputs(self.spec, {**self.spec.meta.example, **attrs}, generator)), attrs
+        yield tuple(example_inputs(self.spec, {**self.spec.example_dims, **attrs}, generator)), attrs
 
 
 def spec_op(spec: Spec, name: str | None = None) -> Op:
