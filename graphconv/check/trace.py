@@ -14,11 +14,12 @@ from typing import Any, Sequence
 import torch
 
 from graphconv.compiler import interpreter
-from graphconv.compiler.binding import Binder, expected_shape, is_wildcard, shape_mismatch, show_pattern
+from graphconv.compiler.binding import Binder, shape_mismatch, show_pattern
+from graphconv.compiler.examples import input_shapes
 from graphconv.errors import ShapeError, SpecError
 from graphconv.compiler.program import Program, Step
 from graphconv.graph.opgraph import Spec
-from graphconv.syntax.expr import evaluate, names, suggest, to_source
+from graphconv.syntax.expr import evaluate, suggest, to_source
 
 
 @dataclass
@@ -68,7 +69,7 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
                                 **(attrs or {})})
     input_dims = {**spec.example_dims, **check_dims(spec, dims or {})}
     given = {**spec.example_shapes, **check_shapes(spec, shapes or {})}
-    concrete = input_shapes(spec, input_dims, attr_values, given)
+    concrete = input_shapes(spec, {**attr_values, **input_dims}, given)
     env = binder.bind(concrete, attr_values)
     program = Program(spec)
     args = program.arguments(env)
@@ -129,42 +130,6 @@ def check_shapes(spec: Spec, shapes: dict[str, Any]) -> dict[str, tuple[int, ...
                             path=spec.path)
         checked[name] = shape
     return checked
-
-
-def input_shapes(spec: Spec, dims: dict[str, int], attrs: dict[str, Any],
-                 given: dict[str, tuple[int, ...]]) -> list[tuple[int, ...]]:
-    """Each input's concrete shape: given whole, else its pattern evaluated with ``dims``, ``attrs`` and the
-    derived dims that those determine."""
-    env = {**attrs, **dims}
-    for dim in spec.dim_order:  # those a pattern may read; a dim that fails is reported by the Binder, in place
-        if names(spec.meta.dims[dim]) <= set(env):
-            try:
-                env[dim] = evaluate(spec.meta.dims[dim], env)
-            except SpecError:
-                continue
-    patterns = spec.meta.inputs or {}
-    shapes = []
-    for name in spec.input_names:
-        pattern = patterns.get(name)
-        if name in given:
-            shapes.append(given[name])
-            continue
-        if pattern is None:
-            raise SpecError(f"input {name!r} has no shape pattern under graphconv.inputs: give its shape with "
-                            f"--shapes {name}=(…)", path=spec.path)
-        if any(is_wildcard(entry) for entry in pattern):
-            raise SpecError(f"input {name!r} has a wildcard in its pattern {show_pattern(pattern)}: give its shape "
-                            f"with --shapes {name}=(…)", path=spec.path)
-        missing = sorted({n for entry in pattern for n in names(entry)} - set(env))
-        if missing:
-            raise SpecError(f"input {name!r} {show_pattern(pattern)} needs a value for "
-                            f"{', '.join(missing)}: give {'it' if len(missing) == 1 else 'them'} under "
-                            f"graphconv.example or with --dims {','.join(f'{m}=…' for m in missing)}", path=spec.path)
-        try:
-            shapes.append(expected_shape(pattern, env))
-        except SpecError as error:
-            raise error.located(path=spec.path, source=spec.source) from None
-    return shapes
 
 
 def check_device(device: str) -> str:

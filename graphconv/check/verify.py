@@ -13,16 +13,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
+from graphconv.check.reference import ALLOWED_MODULES, call_reference, read_reference, resolve
 from graphconv.compiler.examples import derived_dims, example_inputs
 from graphconv.errors import SpecError
 from graphconv.graph.build import build_spec
 from graphconv.graph.opgraph import Spec
 from graphconv.ops.lazy_torch import torch
-from graphconv.check.reference import ALLOWED_MODULES, call_reference, read_reference, resolve
 from graphconv.ops.registry import Op, Registry
 from graphconv.syntax.diagram import Diagram, Edge, Node
-from graphconv.syntax.expr import evaluate, names
-from graphconv.syntax.metadata import WILDCARD, Metadata
+from graphconv.syntax.metadata import Metadata
 
 SEED = 0
 

@@ -7,49 +7,64 @@ from __future__ import annotations
 
 from typing import Any
 
+from graphconv.compiler.binding import expected_shape, is_wildcard, show_pattern
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
 from graphconv.ops.lazy_torch import torch
-from graphconv.syntax.expr import Expr, Splice, evaluate, group_value, names
-from graphconv.syntax.metadata import WILDCARD, InputType
+from graphconv.syntax.expr import Expr, evaluate, names
+from graphconv.syntax.metadata import InputType
+
+
+def input_shapes(spec: Spec, values: dict[str, Any], given: dict[str, tuple[int, ...]] | None = None
+                 ) -> list[tuple[int, ...]]:
+    """Each input's concrete shape: given whole (by input name), else its pattern evaluated with ``values``
+    (attrs and input dims, a group of dims as a tuple) and the derived dims that those determine."""
+    env, given = known_dims(spec, values), given or {}
+    patterns = spec.meta.inputs or {}
+    shapes = []
+    for name in spec.input_names:
+        pattern = patterns.get(name)
+        if name in given:
+            shapes.append(given[name])
+            continue
+        if pattern is None:
+            raise SpecError(f"input {name!r} has no shape pattern under graphconv.inputs: give its shape under "
+                            f"graphconv.example ({name}: [2, 3]) or with --shapes {name}=(…)", path=spec.path)
+        if any(is_wildcard(entry) for entry in pattern):
+            raise SpecError(f"input {name!r} has a wildcard in its pattern {show_pattern(pattern)}: give its shape "
+                            f"with --shapes {name}=(…)", path=spec.path)
+        missing = sorted({n for entry in pattern for n in names(entry)} - set(env))
+        if missing:
+            raise SpecError(f"input {name!r} {show_pattern(pattern)} needs a value for "
+                            f"{', '.join(missing)}: give {'it' if len(missing) == 1 else 'them'} under "
+                            f"graphconv.example or with --dims {','.join(f'{m}=…' for m in missing)}", path=spec.path)
+        try:
+            shapes.append(expected_shape(pattern, env))
+        except SpecError as error:
+            raise error.located(path=spec.path, source=spec.source) from None
+    return shapes
+
+
+def known_dims(spec: Spec, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` plus the derived dims they determine (a dim that fails is reported by the Binder, in place)."""
+    env = dict(values)
+    for dim in spec.dim_order:
+        if names(spec.meta.dims[dim]) <= set(env):
+            try:
+                env[dim] = evaluate(spec.meta.dims[dim], env)
+            except SpecError:
+                continue
+    return env
 
 
 def example_inputs(spec: Spec, values: dict[str, Any], generator: Any = None, dtype: Any = None,
                    shapes: dict[str, tuple[int, ...]] | None = None) -> list[Any]:
     """Random inputs shaped by the spec's input patterns, with the dims and attrs in ``values``; ``shapes`` gives
-    whole shapes by input name (for inputs without a pattern; default: the example's)."""
-    given = spec.example_shapes if shapes is None else {**spec.example_shapes, **shapes}
-    env = derived_dims(spec, values, partial=True)
-    tensors = []
-    for name in spec.input_names:
-        shape = given[name] if name in given else _pattern_shape(spec, name, env)
-        declared = spec.meta.input_types.get(name, InputType("float"))
-        tensors.append(_random(spec, name, declared, shape, env, generator, dtype or torch.float64))
-    return tensors
-
-
-def _pattern_shape(spec: Spec, name: str, env: dict[str, Any]) -> tuple[int, ...]:
-    pattern = (spec.meta.inputs or {}).get(name)
-    if pattern is None:
-        raise SpecError(f"input {name!r} has no shape pattern under graphconv.inputs, so it cannot be made: give its "
-                        f"shape under graphconv.example ({name}: [2, 3]) or with --shapes {name}=(2,3)",
-                        path=spec.path)
-    shape: list[int] = []
-    for entry in pattern:
-        _require(spec, name, entry, env)
-        if isinstance(entry, Splice):
-            shape.extend(group_value(entry, env))
-        else:
-            shape.append(evaluate(entry, env))
-    return tuple(shape)
-
-
-def _require(spec: Spec, name: str, entry: Expr, env: dict[str, Any]) -> None:
-    missing = sorted(names(entry) - set(env))
-    if missing:
-        what = "a wildcard '_'" if missing == [WILDCARD] else f"dim {missing[0]!r}"
-        raise SpecError(f"input {name!r}: {what} has no size; give it under graphconv.example",
-                        path=spec.path, line=entry.line, column=entry.column, source=spec.source)
+    whole shapes by input name (for inputs without a pattern), over the example's."""
+    made = input_shapes(spec, values, {**spec.example_shapes, **(shapes or {})})
+    env = known_dims(spec, values)
+    return [_random(spec, name, spec.meta.input_types.get(name, InputType("float")), shape, env, generator,
+                    dtype or torch.float64) for name, shape in zip(spec.input_names, made)]
 
 
 def _random(spec: Spec, name: str, declared: InputType, shape: tuple[int, ...], env: dict[str, Any],
@@ -58,8 +73,10 @@ def _random(spec: Spec, name: str, declared: InputType, shape: tuple[int, ...], 
         return torch.rand(shape, generator=generator) < 0.5
     if declared.dtype == "int":
         if declared.range is None:
+            line, column = spec.meta.where("inputs", name)
             raise SpecError(f"input {name!r} is dtype int but declares no range to draw its values from: add "
-                            f"range: [low, high] (high excluded)", path=spec.path, line=spec.meta.where("inputs", name)[0])
+                            "range: [low, high] (high excluded)", path=spec.path, line=line, column=column,
+                            source=spec.source)
         low, high = (_bound(spec, name, bound, env, int) for bound in declared.range)
         return torch.randint(low, high, shape, generator=generator)
     if declared.range is not None:
@@ -69,19 +86,21 @@ def _random(spec: Spec, name: str, declared: InputType, shape: tuple[int, ...], 
 
 
 def _bound(spec: Spec, name: str, bound: Expr, env: dict[str, Any], kind: type | tuple) -> int | float:
-    _require(spec, name, bound, env)
+    missing = sorted(names(bound) - set(env))
+    if missing:
+        raise SpecError(f"input {name!r}: its range reads {missing[0]!r}, which has no value here", path=spec.path,
+                        line=bound.line, column=bound.column, source=spec.source)
     value = evaluate(bound, env)
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise SpecError(f"input {name!r}: the range bound {value!r} is not {'an integer' if kind is int else 'a number'}",
-                        path=spec.path, line=bound.line, column=bound.column, source=spec.source)
+        what = "an integer" if kind is int else "a number"
+        raise SpecError(f"input {name!r}: the range bound {value!r} is not {what}", path=spec.path,
+                        line=bound.line, column=bound.column, source=spec.source)
     return value
 
 
-def derived_dims(spec: Spec, values: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
-    """``values`` (attrs and input dims) plus every derived dim (``partial``: those that ``values`` determine)."""
+def derived_dims(spec: Spec, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (attrs and input dims) plus every derived dim."""
     env = dict(values)
     for dim in spec.dim_order:
-        if partial and not names(spec.meta.dims[dim]) <= set(env):
-            continue
         env[dim] = evaluate(spec.meta.dims[dim], env)
     return env

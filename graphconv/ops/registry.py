@@ -10,7 +10,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from graphconv.errors import OpClashError, SpecError
+from graphconv.errors import OpClashError
 from graphconv.syntax.expr import suggest
 
 REQUIRED = inspect.Parameter.empty
@@ -259,7 +259,7 @@ class Context:
         self.attrs, self.saved, self.shapes, self.dtypes, self.needs = attrs, saved, shapes, dtypes, needs
 
     def __getattr__(self, name: str) -> Any:  # called only for names that are not fields
-        if name in Context.__slots__:  # a field not yet set (a copy being made): no recursion through self.saved
+        if name in type(self).__slots__:  # a field not yet set (a copy being made): no recursion through self.saved
             raise AttributeError(name)
         if name in self.saved:
             return self.saved[name]

@@ -23,7 +23,7 @@ import types
 from typing import Any, Callable
 
 from graphconv.compiler.codegen import backward as codegen_backward, forward as codegen_forward
-from graphconv.compiler.codegen.source import RUNTIME, Source, Unit, comment, identifier, literal, plain_identifier
+from graphconv.compiler.codegen.source import RUNTIME, Source, Unit, identifier, literal, plain_identifier
 from graphconv.compiler.function import distinct_outputs
 from graphconv.errors import SpecError
 from graphconv.ops.lazy_torch import torch as lazy_torch
@@ -51,6 +51,9 @@ class Inliner:
         self.origins: dict[str, Any] = {}
 
     def add_op_function(self, function: Callable, name: str, op: Op) -> None:
+        if not isinstance(function, types.FunctionType):  # a spec used as an op (uses:) runs its compiled spec
+            raise ExportError(f"cannot export op {op.name}: it is not a Python function but {op.source} "
+                              "(a spec used as an op); export supports specs made of Python ops only")
         self._add(name, _renamed_source(function, name, op), function, op)
 
     def _add(self, name: str, source: str, value: Any, op: Op) -> None:
@@ -272,10 +275,10 @@ def module_source(unit: Unit, *, name: str, origin: str, options: str) -> str:
         raise ExportError(f"cannot export {spec.name}: an op attribute has a value with no literal form")
     defaults = [f"{a}={literal(_plain(v))}" for a, v in zip(attrs, spec.meta.attrs.values())]
     parts = [
-        f'"""{comment(spec.name)}, exported by graphconv from {comment(origin)} ({options}).\n\n'
-        f"Standalone: imports torch only. Call ``{function_name}({', '.join(inputs)}"
-        f"{', *, ' + ', '.join(attrs) if attrs else ''})``;\nthe hand-written VJPs run in backward (their "
-        'derivatives too, in a differentiable backward).\n"""',
+        docstring(f"{spec.name}, exported by graphconv from {origin} ({options}).\n\n"
+                  f"Standalone: imports torch only. Call ``{function_name}({', '.join(inputs)}"
+                  f"{', *, ' + ', '.join(attrs) if attrs else ''})``;\nthe hand-written VJPs run in backward (their "
+                  "derivatives too, in a differentiable backward).\n"),
         "from __future__ import annotations\n\n" + "\n".join(sorted(set(inliner.imports.values()))),
         "\n".join(f"{k} = {v}" for k, v in inliner.constants.items()),
         "# --- ops: each forward and its hand-written VJP, with the helpers they use " + "-" * 30,
@@ -311,6 +314,17 @@ def parameter_name(name: str, taken: set[str], prefix: str) -> str:
         taken.add(name)
         return name
     return identifier(name, taken, prefix)
+
+
+def docstring(text: str) -> str:
+    """``text`` as a triple-quoted literal: backslashes and quotes from spec text escaped, and characters a source
+    file cannot hold as they are (controls, lone surrogates) written as escapes."""
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"""' + "".join(c if c == "\n" or _printable(c) else repr(c)[1:-1] for c in quoted) + '"""'
+
+
+def _printable(character: str) -> bool:
+    return character.isprintable() and not 0xD800 <= ord(character) <= 0xDFFF
 
 
 def comment_literal(node_id: str, label: str) -> str:

@@ -45,11 +45,11 @@ class Source:
 
 
 def literal(value: Any) -> str | None:
-    """Python source for a plain value (None, bool, int, finite float, str, tuple of those), else None."""
+    """Python source for a plain value (None, bool, int, float, str, tuple of those), else None."""
     if value is None or isinstance(value, bool) or type(value) in (int, str):
         return repr(value)
     if type(value) is float:
-        return repr(value) if math.isfinite(value) else None
+        return repr(value) if math.isfinite(value) else f"float({str(value)!r})"  # float('-inf'), float('nan')
     if type(value) is tuple:
         items = [literal(v) for v in value]
         if any(item is None for item in items):
