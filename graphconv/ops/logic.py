@@ -11,36 +11,59 @@ from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op, op
 
 
-def _comparison(name: str, compare: str, symbol: str):
-    """Register the comparison ``name``: ``a <symbol> b`` for two tensors, or ``a <symbol> value`` without b."""
-
-    def forward(a, b=None, *, value=0.0):
-        return getattr(torch, compare)(a, value if b is None else b)
-
-    forward.__name__ = name
-    forward.__doc__ = (f"``a {symbol} b`` elementwise (broadcasting), or ``a {symbol} value`` when b is not "
-                       "given: a bool tensor, through which no gradient flows.")
-    made = op(forward, name=name)
-
-    @made.vjp
-    def _(ctx, grad):
-        return (None,) * len(ctx.shapes)
-
-    @made.samples
-    def _():
-        yield (randn(3, 4), randn(3, 4)), {}
-        yield (randn(2, 3), randn(3)), {}
-        yield (randn(3, 4), None), {"value": 0.25}
-
-    return made
+def _other(b, value):
+    return value if b is None else b
 
 
-eq = _comparison("eq", "eq", "==")
-ne = _comparison("ne", "ne", "!=")
-lt = _comparison("lt", "lt", "<")
-le = _comparison("le", "le", "<=")
-gt = _comparison("gt", "gt", ">")
-ge = _comparison("ge", "ge", ">=")
+def _no_gradient(ctx, grad):
+    return (None,) * len(ctx.shapes)
+
+
+def _comparison_samples():
+    yield (randn(3, 4), randn(3, 4)), {}
+    yield (randn(2, 3), randn(3)), {}
+    yield (randn(3, 4), None), {"value": 0.25}
+
+
+@op
+def eq(a, b=None, *, value=0.0):
+    """``a == b`` elementwise (broadcasting), or ``a == value`` without b: a bool tensor (no gradient flows)."""
+    return torch.eq(a, _other(b, value))
+
+
+@op
+def ne(a, b=None, *, value=0.0):
+    """``a != b`` elementwise (broadcasting), or ``a != value`` without b: a bool tensor (no gradient flows)."""
+    return torch.ne(a, _other(b, value))
+
+
+@op
+def lt(a, b=None, *, value=0.0):
+    """``a < b`` elementwise (broadcasting), or ``a < value`` without b: a bool tensor (no gradient flows)."""
+    return torch.lt(a, _other(b, value))
+
+
+@op
+def le(a, b=None, *, value=0.0):
+    """``a <= b`` elementwise (broadcasting), or ``a <= value`` without b: a bool tensor (no gradient flows)."""
+    return torch.le(a, _other(b, value))
+
+
+@op
+def gt(a, b=None, *, value=0.0):
+    """``a > b`` elementwise (broadcasting), or ``a > value`` without b: a bool tensor (no gradient flows)."""
+    return torch.gt(a, _other(b, value))
+
+
+@op
+def ge(a, b=None, *, value=0.0):
+    """``a >= b`` elementwise (broadcasting), or ``a >= value`` without b: a bool tensor (no gradient flows)."""
+    return torch.ge(a, _other(b, value))
+
+
+for _comparison in (eq, ne, lt, le, gt, ge):
+    _comparison.vjp(_no_gradient)
+    _comparison.samples(_comparison_samples)
 
 
 @op

@@ -48,31 +48,46 @@ def _unpad(grad, shape, pad, mode):
     return grad
 
 
-HOW = {"reflect": "mirroring the entries next to the edge", "replicate": "repeating the edge entry",
-       "circular": "wrapping around"}
+def _padding_samples():
+    yield (randn(2, 3, 5),), {"pad": (2, 1)}
+    yield (randn(1, 2, 4, 5),), {"pad": (1, 2, 3, 0)}
 
 
-def _padding_op(mode):
-    def forward(x, *, pad):
-        return _pad(x, pad, mode)
-
-    forward.__name__ = f"{mode}_pad"
-    forward.__doc__ = (f"Pad the last dims by {HOW[mode]}: ``pad=(left, right, top, bottom)`` as "
-                       f"torch.nn.functional.pad(mode={mode!r}).")
-    made = library_op(forward, name=f"{mode}_pad")
-
-    @made.vjp
-    def _(ctx, grad):
-        return (_unpad(grad, ctx.shapes[0], ctx.pad, mode),)
-
-    @made.samples
-    def _():
-        yield (randn(2, 3, 5),), {"pad": (2, 1)}
-        yield (randn(1, 2, 4, 5),), {"pad": (1, 2, 3, 0)}
-
-    return made
+@library_op
+def reflect_pad(x, *, pad):
+    """Pad the last dims by mirroring the entries next to the edge: ``pad=(left, right, top, bottom)`` as
+    torch.nn.functional.pad(mode='reflect')."""
+    return _pad(x, pad, "reflect")
 
 
-reflect_pad = _padding_op("reflect")
-replicate_pad = _padding_op("replicate")
-circular_pad = _padding_op("circular")
+@reflect_pad.vjp
+def _(ctx, grad):
+    return (_unpad(grad, ctx.shapes[0], ctx.pad, "reflect"),)
+
+
+@library_op
+def replicate_pad(x, *, pad):
+    """Pad the last dims by repeating the edge entry: ``pad=(left, right, top, bottom)`` as
+    torch.nn.functional.pad(mode='replicate')."""
+    return _pad(x, pad, "replicate")
+
+
+@replicate_pad.vjp
+def _(ctx, grad):
+    return (_unpad(grad, ctx.shapes[0], ctx.pad, "replicate"),)
+
+
+@library_op
+def circular_pad(x, *, pad):
+    """Pad the last dims by wrapping around: ``pad=(left, right, top, bottom)`` as
+    torch.nn.functional.pad(mode='circular')."""
+    return _pad(x, pad, "circular")
+
+
+@circular_pad.vjp
+def _(ctx, grad):
+    return (_unpad(grad, ctx.shapes[0], ctx.pad, "circular"),)
+
+
+for _padding in (reflect_pad, replicate_pad, circular_pad):
+    _padding.samples(_padding_samples)

@@ -183,9 +183,12 @@ class BindingSource:
             return []
         shown = "[" + ", ".join(E.to_source(e) for e in pattern) + "]"
         group = next((i for i, entry in enumerate(pattern) if isinstance(entry, E.Splice)), None)
-        rank = f"{param}.dim() != {len(pattern)}" if group is None else f"{param}.dim() < {len(pattern) - 1}"
+        if group is None:
+            rank, expected = f"{param}.dim() != {len(pattern)}", f"{len(pattern)} dims"
+        else:
+            rank, expected = f"{param}.dim() < {len(pattern) - 1}", f"at least {len(pattern) - 1} dims"
         lines = [f"if {rank}:",
-                 f"    raise ValueError({repr(f'{name}: expected dims {shown}, got shape ')}"
+                 f"    raise ValueError({repr(f'{name}: expected {expected} {shown}, got shape ')}"
                  f" + str(tuple({param}.shape)))"]
         for axis, entry in enumerate(pattern):
             at = axis if group is None or axis < group else axis - len(pattern)  # after a group: from the end
