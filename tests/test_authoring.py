@@ -349,3 +349,10 @@ def test_the_cnn_block_matches_torch_in_value_every_gradient_and_running_statist
     torch.testing.assert_close(new_var, running_var)
     for g, h in zip(grads(output, [x, w, b, gamma, beta]), grads(expected, [x, w, b, gamma, beta])):
         torch.testing.assert_close(g, h)
+
+
+def test_the_readme_walkthrough_shows_the_shipped_example():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## From a skeleton to a model\n", 1)[1].split("\n## ", 1)[0]
+    [shown] = __import__("re").findall(r"```mermaid\n(.*?)```", section, __import__("re").S)
+    assert shown == (EXAMPLES / "gelu_mlp.mmd").read_text()

@@ -51,8 +51,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         failed = [row for row in rows if not row.ok]
         print(f"{path}: {len(rows)} checks, {len(failed)} failed" if failed else f"{path}: all {len(rows)} checks pass")
         if spec.meta.reference is None:
-            print(f"{path}: no reference: the values and gradients were compared with no torch function (declare one "
-                  "under reference:)")
+            print(f"{path}: no reference: nothing was compared with a torch function (add reference: to compare "
+                  "values and gradients)")
         _print_table(failed if args.failures else rows)
         if failed and status == EXIT_OK:
             status = EXIT_SHAPE
