@@ -356,3 +356,8 @@ def test_the_readme_walkthrough_shows_the_shipped_example():
     section = readme.split("\n## From a skeleton to a model\n", 1)[1].split("\n## ", 1)[0]
     [shown] = __import__("re").findall(r"```mermaid\n(.*?)```", section, __import__("re").S)
     assert shown == (EXAMPLES / "gelu_mlp.mmd").read_text()
+
+
+@pytest.mark.parametrize("path", sorted(SPECS.glob("*.mmd")) + sorted(EXAMPLES.glob("*.mmd")), ids=lambda p: p.name)
+def test_every_spec_traces_forward_and_backward_on_the_meta_device(path, capsys):
+    assert main(["run", str(path), "--backward"]) == 0

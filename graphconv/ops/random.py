@@ -19,6 +19,8 @@ def keep_mask(shape, dtype, device, p, seed):
 def _scaled_mask(shape, dtype, device, p, seed):
     if p == 1:
         return torch.zeros(shape, dtype=dtype, device=device)
+    if device.type == "meta":  # shapes only: nothing to draw
+        return torch.empty(shape, dtype=dtype, device=device)
     return keep_mask(shape, dtype, device, p, seed) / (1 - p)
 
 
@@ -26,7 +28,7 @@ def _scaled_mask(shape, dtype, device, p, seed):
 def dropout(x, *, p=0.5, seed):
     """Zero each entry with probability ``p`` and scale the rest by ``1 / (1 - p)``; the mask is drawn from
     ``seed`` (an integer), so a call is reproducible. ``p=0`` is the identity (eval mode)."""
-    if p == 0 or x.device.type == "meta":
+    if p == 0:
         return x.clone()
     return x * _scaled_mask(x.shape, x.dtype, x.device, p, seed)
 
