@@ -77,15 +77,16 @@ def _front_matter_doc(diagram: Diagram) -> YamlDoc:
 
 
 def compile(spec: Spec | str | os.PathLike, *, ops: Iterable[OpSource] = (), optimize: bool = True,
-            save: str = "all") -> Any:
+            save: str = "all", backend: str = "eager") -> Any:
     """A differentiable callable (:class:`~graphconv.compiler.compiled.CompiledOp`) from a spec: a loaded
     :class:`Spec` or a path to load.
 
     ``optimize=False`` skips the graph passes; ``save`` is the memory policy: ``"all"`` keeps every value a VJP
-    reads, ``"minimal"`` keeps the inputs and recomputes cheap values in backward.
+    reads, ``"minimal"`` keeps the inputs and recomputes cheap values in backward. ``backend="inductor"`` compiles
+    the generated forward and backward with torch.compile (fused kernels; eager where there is no C++ compiler).
     """
     from graphconv.compiler.compiled import CompiledOp  # imports torch: only when compiling
 
     if not isinstance(spec, Spec):
         spec = load(spec, ops=ops)
-    return CompiledOp(spec, optimize=optimize, save=save)
+    return CompiledOp(spec, optimize=optimize, save=save, backend=backend)

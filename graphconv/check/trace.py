@@ -1,5 +1,6 @@
-"""Shape tracing for ``graphconv run``: run a spec on the meta device (no memory, no compute) — or on real random
-data — and report every tensor's symbolic and concrete shape, and its gradient's with ``backward``.
+"""Shape tracing on torch for ``graphconv run --device``: run a spec on the meta device (no memory, no compute) — or
+on real random data — and report every tensor's concrete shape and dtype, and its gradient's with ``backward``: the
+cross-check of what the shape rules say without torch (``graphconv.check.proof``).
 
 Input shapes come from the input patterns evaluated with the spec's ``example`` dims and the caller's dims (or
 are given whole, for inputs without a pattern). The forward runs op by op so that when an op fails, the shapes up
@@ -8,34 +9,19 @@ its tensor's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
+from graphconv.check.sizes import Row, check_dims, check_shapes, row_of
 from graphconv.compiler import interpreter
-from graphconv.compiler.binding import Binder, shape_mismatch, show_pattern
+from graphconv.compiler.binding import Binder, shape_mismatch
 from graphconv.compiler.examples import input_shapes
 from graphconv.errors import ShapeError, SpecError
 from graphconv.compiler.program import Program, Step
 from graphconv.graph.opgraph import Spec
-from graphconv.syntax.expr import evaluate, suggest, to_source
-
-
-@dataclass
-class Row:
-    """One tensor: the op that produced it (its label; ``input`` for a graph input), its declared (symbolic)
-    shape, and what it turned out to be."""
-
-    name: str
-    op: str
-    op_id: str | None
-    line: int
-    symbolic: str | None
-    shape: tuple[int, ...] | None = None
-    dtype: str | None = None
-    grad_shape: tuple[int, ...] | None = None
-    problems: list[str] = field(default_factory=list)
+from graphconv.syntax.expr import evaluate
 
 
 @dataclass
@@ -74,7 +60,7 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
     program = Program(spec)
     args = program.arguments(env)
     inputs = [_input(spec, name, shape, dtype, device, env) for name, shape in zip(spec.input_names, concrete)]
-    result = Trace([_row(spec, name) for name in program.names],
+    result = Trace([row_of(spec, name) for name in program.names],
                    {k: v for k, v in env.items() if k not in attr_values}, attr_values, device)
     values = _forward(program, args, inputs, result)
     for row, value in zip(result.rows, values):
@@ -86,50 +72,6 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
     if backward and result.failure is None:
         _backward(program, args, inputs, values, result)
     return result
-
-
-def check_dims(spec: Spec, dims: dict[str, Any]) -> dict[str, int]:
-    """The caller's dims: each an input dim (not an attr, not a derived dim) with a size ≥ 0 (a group of dims,
-    ``...batch`` in a pattern, a tuple of them)."""
-    symbols, groups = spec.meta.symbols(), spec.meta.groups()
-    for name, size in dims.items():
-        if name in spec.meta.attrs:
-            raise SpecError(f"--dims {name}: {name!r} is an attr of {spec.name}; set it with --attr {name}=…",
-                            path=spec.path)
-        if name in spec.meta.dims:
-            raise SpecError(f"--dims {name}: {name!r} is derived ({name}: {to_source(spec.meta.dims[name])}); "
-                            "set the dims it is computed from", path=spec.path)
-        if name not in symbols:
-            known = f"; its input dims are: {', '.join(symbols)}" if symbols else " (it declares no input patterns)"
-            raise SpecError(f"--dims {name}: not an input dim of {spec.name}{suggest(name, symbols)}{known}",
-                            path=spec.path)
-        if name in groups:
-            dims[name] = size = size if isinstance(size, tuple) else (size,)
-            if not all(_is_size(s) for s in size):
-                raise SpecError(f"--dims {name}={size!r}: {name} is a group of dims (...{name}), a tuple of sizes "
-                                f"such as {name}=(2,3) or {name}=()", path=spec.path)
-        elif not _is_size(size):
-            raise SpecError(f"--dims {name}={size!r}: a dim is a size, an integer ≥ 0", path=spec.path)
-    return dims
-
-
-def _is_size(size: Any) -> bool:
-    return isinstance(size, int) and not isinstance(size, bool) and size >= 0
-
-
-def check_shapes(spec: Spec, shapes: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Whole input shapes by input name, as tuples of sizes ≥ 0."""
-    checked, inputs = {}, set(spec.input_names)
-    for name, shape in shapes.items():
-        if name not in inputs:
-            raise SpecError(f"--shapes {name}: not an input of {spec.name}{suggest(name, spec.input_names)}; its "
-                            f"inputs are: {', '.join(spec.input_names)}", path=spec.path)
-        shape = shape if isinstance(shape, tuple) else (shape,)
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-            raise SpecError(f"--shapes {name}={shape!r}: a shape is a tuple of integers ≥ 0, e.g. {name}=(2,3)",
-                            path=spec.path)
-        checked[name] = shape
-    return checked
 
 
 def check_device(device: str) -> str:
@@ -206,11 +148,3 @@ def _tensor(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Te
     if torch.device(device).type == "meta":
         return torch.empty(shape, dtype=dtype, device="meta")
     return torch.randn(shape, dtype=dtype, device=device)
-
-
-def _row(spec: Spec, name: str) -> Row:
-    tensor = spec.tensor(spec.tensor_id(name))
-    op = spec.op(tensor.producer) if tensor.producer else None
-    declared = spec.meta.shapes.get(name) or (spec.meta.inputs or {}).get(name)
-    symbolic = show_pattern(declared) if declared is not None else None
-    return Row(name, op.label if op else "input", op.id if op else None, op.line if op else tensor.line, symbolic)

@@ -149,7 +149,7 @@ class Binder:
         stack, seen = [tensor_id], {tensor_id}
         while stack:
             tensor = stack.pop()
-            for op_id in self.spec.graph.successors(tensor):
+            for op_id in self.spec.consumers(tensor):
                 node = self.spec.op(op_id)
                 if not node.op.float_inputs:
                     continue

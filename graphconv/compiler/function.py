@@ -3,7 +3,8 @@
 - :class:`EagerFunction`, the old ``forward(ctx, …)`` style: a few µs per call. Used in plain eager mode.
 - :class:`GraphFunction`, the new style (``forward`` + ``setup_context``): tens of µs more per call (torch binds
   its arguments), but what functorch transforms (vmap, grad, jacrev) and torch.compile require. Used when one
-  of those is active.
+  of those is active. torch.compile traces it whole (no graph break): the generated forward and the hand-written
+  VJPs of the generated backward become part of the model's graph, so inductor fuses across layers.
 
 Both keep what the memory plan saved, plus the inputs. A plain backward runs the generated backward on the saved
 values. A backward that must itself be differentiable (``create_graph=True``: double backward, gradgradcheck,
@@ -23,8 +24,6 @@ from graphconv.compiler.codegen.generated import GeneratedCode
 
 def apply(code: GeneratedCode, args: tuple, inputs: tuple) -> Any:
     """Run the compiled op with autograd: the cheap eager Function unless a transform needs the new style."""
-    if tracing():
-        return _opaque_apply(code, args, inputs)
     if _transformed():
         return _graph_apply(code, args, inputs)
     return EagerFunction.apply(code, args, *inputs)
@@ -32,11 +31,6 @@ def apply(code: GeneratedCode, args: tuple, inputs: tuple) -> Any:
 
 def _graph_apply(code: GeneratedCode, args: tuple, inputs: tuple) -> Any:
     return GraphFunction.apply(Call(code, args), *inputs)
-
-
-# torch.compile runs the Function outside its graph (a break before and after each call): traced, dynamo would
-# have to keep the views forward saves for backward, which its autograd.Function support refuses.
-_opaque_apply = torch.compiler.disable(_graph_apply)
 
 
 def casts_down(program: Any) -> bool:
@@ -77,6 +71,12 @@ def distinct_outputs(outputs: Any, inputs: tuple) -> Any:
     if isinstance(outputs, tuple):
         return tuple(o.view_as(o) if any(o is t for t in inputs) else o for o in outputs)
     return outputs.view_as(outputs) if any(outputs is t for t in inputs) else outputs
+
+
+def unaliased(saved: tuple, inputs: tuple) -> tuple:
+    """What forward keeps, as dynamo can trace it: a view of an input (a reshaped kernel) is cloned, since dynamo
+    refuses an autograd.Function whose forward saves an intermediate that aliases an input or output."""
+    return tuple(t.clone() if t._base is not None and not any(t is i for i in inputs) else t for t in saved)
 
 
 def run_backward(code: GeneratedCode, args: tuple, saved: tuple, meta: tuple, needs: tuple, grads: tuple) -> tuple:
@@ -129,7 +129,8 @@ class GraphFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(call: Call, *inputs: torch.Tensor) -> Any:
-        outputs, call.saved, call.meta = run_forward(call.code, call.args, inputs)
+        outputs, saved, call.meta = run_forward(call.code, call.args, inputs)
+        call.saved = unaliased(saved, inputs) if tracing() else saved
         return distinct_outputs(outputs, inputs)
 
     @staticmethod

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from graphconv.compiler.examples import example_inputs
+from graphconv.compiler.infer import spec_rule
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
 from graphconv.ops.lazy_torch import torch
@@ -44,7 +45,8 @@ class SpecForward:
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
-        self._compiled: Any = None
+        self.input_names, self.attr_names = tuple(spec.input_names), tuple(spec.attrs)  # read once: torch.compile
+        self._compiled: Any = None  # cannot trace the op graph (networkx) that ``spec`` reads them from
         self.__name__ = spec.name
         self.__doc__ = f"The spec {spec.path or spec.name} as an op."
 
@@ -69,8 +71,8 @@ class SpecForward:
         (``create_graph=True``, ``torch.func``) the gradients it returns carry their graph: second derivatives
         through a spec op are its VJPs' derivatives, not zeros."""
         compiled = self.compiled()
-        inputs = [ctx.saved[name] for name in self.spec.input_names]
-        args = compiled.arguments(inputs, {name: ctx.attrs[name] for name in self.spec.attrs})
+        inputs = [ctx.saved[name] for name in self.input_names]
+        args = compiled.arguments(inputs, {name: ctx.attrs[name] for name in self.attr_names})
         code = compiled.code
         _, saved, meta = code.forward(args, *inputs)
         grads = grad if isinstance(grad, tuple) else (grad,)
@@ -90,6 +92,7 @@ def spec_op(spec: Spec, name: str | None = None) -> Op:
               source=f"spec {spec.path or spec.name}", parameters=forward.parameters())
     made.vjp(forward.vjp)
     made.samples(forward.samples)
+    made.shape_rule(spec_rule(spec))  # from its own graph: its ops' rules
     return made
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import networkx as nx
-
 from graphconv.errors import SpecError
+from graphconv.graph.dag import CycleError, topological_order
 from graphconv.graph.opgraph import OpNode, Spec, TensorNode
 from graphconv.ops.registry import Op, Registry
 from graphconv.syntax.diagram import Diagram, Edge, Node
@@ -37,7 +36,8 @@ class _Link:
 class _Builder:
     def __init__(self, diagram: Diagram, meta: Metadata, registry: Registry, name: str) -> None:
         self.diagram, self.meta, self.registry, self.name = diagram, meta, registry, name
-        self.graph = nx.DiGraph()
+        self.nodes: dict[str, TensorNode | OpNode] = {}  # every tensor and op, in the order they are made
+        self.successors: dict[str, list[str]] = {}  # data edges: a tensor's readers, an op's outputs
         # Where each node first appears in the file (a node keeps the line of its labelled declaration for error
         # carets, which may come later): input, output and topological order follow first appearance.
         self.appearance = {node_id: index for index, node_id in enumerate(diagram.nodes)}
@@ -58,14 +58,13 @@ class _Builder:
         links = self.classify_edges()
         self.add_tensors(links)
         self.add_ops(links, known)
-        self.check_cycles()
-        order = list(nx.lexicographical_topological_sort(self.graph, key=self.position_key))
-        op_order = [n for n in order if self.graph.nodes[n]["kind"] == "op"]
+        order = self.topological_order()
+        op_order = [n for n in order if isinstance(self.nodes[n], OpNode)]
         inputs, outputs = self.graph_inputs(), self.graph_outputs()
         self.check_input_names(inputs)
         self.check_patterns(known)
         self.check_example(inputs)
-        return Spec(self.name, self.diagram.path, self.diagram.source, self.graph, inputs, outputs, op_order,
+        return Spec(self.name, self.diagram.path, self.diagram.source, self.nodes, inputs, outputs, op_order,
                     self.meta, dim_order)
 
     def position_key(self, node_id: str) -> str:
@@ -74,7 +73,7 @@ class _Builder:
     def first_appearance(self, node_id: str) -> int:
         """The node's place in the file; an op's unnamed output takes its op's."""
         if node_id not in self.appearance:
-            return self.appearance[self.graph.nodes[node_id]["node"].producer or node_id.removesuffix("_out")]
+            return self.appearance[self.nodes[node_id].producer or node_id.removesuffix("_out")]
         return self.appearance[node_id]
 
     def classify_edges(self) -> list[_Link]:
@@ -122,19 +121,19 @@ class _Builder:
                 raise self.error(f"two tensors are named {name!r}: node {first.id} (line {first.line}) and node "
                                  f"{node.id}", node.line, node.column)
             seen[name] = node
-            self.graph.add_node(node.id, kind="tensor", node=TensorNode(node.id, name, node.line, node.column))
+            self.nodes[node.id] = TensorNode(node.id, name, node.line, node.column)
         for link in links:  # an op feeding an op directly: the value between them is an unnamed tensor
             if self.is_op(self.diagram.nodes[link.source]) and self.is_op(self.diagram.nodes[link.target]):
                 self.add_implicit_tensor(link.source)
 
     def add_implicit_tensor(self, op_id: str) -> str:
         tensor_id = f"{op_id}_out"
-        if tensor_id not in self.graph:
+        if tensor_id not in self.nodes:
             op = self.diagram.nodes[op_id]
             if tensor_id in self.diagram.nodes:
                 raise self.error(f"op {op_id} feeds another op directly, and its unnamed output would be called "
                                  f"{tensor_id!r}, which is taken; name the tensor in between", op.line, op.column)
-            self.graph.add_node(tensor_id, kind="tensor", node=TensorNode(tensor_id, tensor_id, op.line, op.column))
+            self.nodes[tensor_id] = TensorNode(tensor_id, tensor_id, op.line, op.column)
         return tensor_id
 
     # --- ops ------------------------------------------------------------------------------------------------
@@ -151,13 +150,11 @@ class _Builder:
             op, args = self.resolve(node, known)
             outputs = self.op_outputs(node, op, outgoing.get(node.id, []))
             inputs = self.match_inputs(node, op, incoming.get(node.id, []))
-            self.graph.add_node(node.id, kind="op",
-                                node=OpNode(node.id, node.label, op, args, inputs, outputs, node.line, node.column))
-            for tensor in inputs:
+            self.nodes[node.id] = OpNode(node.id, node.label, op, args, inputs, outputs, node.line, node.column)
+            for tensor in dict.fromkeys(inputs):
                 if tensor is not None:
-                    self.graph.add_edge(tensor, node.id)
-            for tensor in outputs:
-                self.graph.add_edge(node.id, tensor)
+                    self.successors.setdefault(tensor, []).append(node.id)
+            self.successors[node.id] = list(outputs)
 
     def as_tensor_link(self, link: _Link) -> _Link:
         if self.is_op(self.diagram.nodes[link.source]):
@@ -172,11 +169,11 @@ class _Builder:
                              "draw every edge from it", node.line, node.column)
         outputs = tuple(dict.fromkeys(to_tensors)) or (self.add_implicit_tensor(node.id),)
         for tensor in outputs:
-            producer = self.graph.nodes[tensor]["node"].producer
+            producer = self.nodes[tensor].producer
             if producer is not None:
-                raise self.error(f"tensor {self.graph.nodes[tensor]['node'].name!r} is produced twice: by op "
+                raise self.error(f"tensor {self.nodes[tensor].name!r} is produced twice: by op "
                                  f"{producer} and by op {node.id}", node.line, node.column)
-            self.graph.nodes[tensor]["node"].producer = node.id
+            self.nodes[tensor].producer = node.id
         if op.outputs is not None and len(outputs) != op.outputs:
             raise self.error(f"op {node.id} ({op.name}) has {op.outputs} output(s) but the diagram draws "
                              f"{len(outputs)}: {', '.join(outputs)}", node.line, node.column)
@@ -275,7 +272,7 @@ class _Builder:
             else:
                 rest.append(link)
         for link in list(rest):
-            name = self.graph.nodes[link.source]["node"].name
+            name = self.nodes[link.source].name
             if name in op.inputs and name not in slots:
                 slots[name] = link.source
                 rest.remove(link)
@@ -293,25 +290,22 @@ class _Builder:
 
     # --- whole-graph checks ---------------------------------------------------------------------------------
 
-    def check_cycles(self) -> None:
-        if nx.is_directed_acyclic_graph(self.graph):  # the common case, several times faster than find_cycle
-            return
+    def topological_order(self) -> list[str]:
+        """Every node after the ones it reads, file position breaking ties; a cycle is an error naming its nodes."""
         try:
-            cycle = nx.find_cycle(self.graph)
-        except nx.NetworkXNoCycle:
-            return
-        ids = [u for u, _ in cycle]
-        first = self.graph.nodes[ids[0]]["node"]
-        raise self.error(f"the graph has a cycle: {' → '.join(ids + [ids[0]])}", first.line, first.column)
+            return topological_order(self.nodes, self.successors, key=self.position_key)
+        except CycleError as error:
+            first = self.nodes[min(error.cycle, key=self.position_key)]
+            raise self.error(f"the graph has a cycle: {error}", first.line, first.column) from None
 
     def tensor_nodes(self) -> list[TensorNode]:
-        nodes = [d["node"] for _, d in self.graph.nodes(data=True) if d["kind"] == "tensor"]
+        nodes = [node for node in self.nodes.values() if isinstance(node, TensorNode)]
         return sorted(nodes, key=lambda t: (self.first_appearance(t.id), t.id))
 
     def graph_inputs(self) -> list[str]:
         free = [t for t in self.tensor_nodes() if t.producer is None]
         for tensor in free:
-            if self.graph.out_degree(tensor.id) == 0:
+            if not self.successors.get(tensor.id):
                 raise self.error(f"tensor {tensor.name!r} is connected to nothing", tensor.line, tensor.column)
         if self.meta.inputs is None:
             return [t.id for t in free]
@@ -333,14 +327,14 @@ class _Builder:
         """The inputs are the compiled op's positional parameters and the attrs its keywords: no attr may have an
         input's name."""
         for tensor_id in inputs:
-            tensor = self.graph.nodes[tensor_id]["node"]
+            tensor = self.nodes[tensor_id]
             if tensor.name in self.meta.attrs:
                 raise self.error_at_meta(f"attrs: {tensor.name!r} is also the name of an input tensor; rename one "
                                          "(both are parameters of the compiled op)", "attrs", tensor.name)
 
     def graph_outputs(self) -> list[str]:
         if self.meta.outputs is None:
-            return [t.id for t in self.tensor_nodes() if t.producer is not None and self.graph.out_degree(t.id) == 0]
+            return [t.id for t in self.tensor_nodes() if t.producer is not None and not self.successors.get(t.id)]
         by_name = {t.name: t for t in self.tensor_nodes()}
         for name in self.meta.outputs:
             if name not in by_name:
@@ -358,21 +352,19 @@ class _Builder:
         for name in self.meta.dims:
             if name in self.meta.attrs or name in self.meta.symbols():
                 raise self.error_at_meta(f"dims.{name} is also declared as an attr or an input dim", "dims", name)
-        deps = nx.DiGraph()
+        readers: dict[str, list[str]] = {}  # dim → the dims computed from it
         for name, expr in self.meta.dims.items():
-            deps.add_node(name)
-            for used in names(expr):
+            for used in sorted(names(expr)):
                 if used not in known:
                     raise self.error(f"dims.{name}: unknown name {used!r}{suggest(used, known)}", expr.line,
                                      expr.column)
                 if used in self.meta.dims:
-                    deps.add_edge(used, name)
+                    readers.setdefault(used, []).append(name)
         try:
-            return list(nx.lexicographical_topological_sort(deps, key=list(self.meta.dims).index))
-        except nx.NetworkXUnfeasible:
-            cycle = [u for u, _ in nx.find_cycle(deps)]
-            raise self.error_at_meta(f"dims depend on each other in a cycle: {' → '.join(cycle + [cycle[0]])}",
-                                     "dims", cycle[0]) from None
+            return topological_order(self.meta.dims, readers, key=list(self.meta.dims).index)
+        except CycleError as error:
+            raise self.error_at_meta(f"dims depend on each other in a cycle: {error}", "dims",
+                                     error.cycle[0]) from None
 
     def check_patterns(self, known: set[str]) -> None:
         tensors = {t.name for t in self.tensor_nodes()}
@@ -394,7 +386,7 @@ class _Builder:
         """Each example entry sets an input dim (an integer; a group of dims: a list), an attr, or the whole shape
         of an input (a list of sizes)."""
         dims, groups = set(self.meta.symbols()), self.meta.groups()
-        names = {self.graph.nodes[t]["node"].name for t in inputs}
+        names = {self.nodes[t].name for t in inputs}
         settable = dims | set(self.meta.attrs) | names
         for name, value in self.meta.example.items():
             if name not in settable:

@@ -28,20 +28,22 @@ from graphconv.syntax.expr import evaluate, names, suggest, to_source
 
 
 @lru_cache(maxsize=64)
-def compiled(source: str, path: str | None) -> Any:
-    """The spec with this text (read as if at ``path``: ``uses:`` looks next to it), compiled once."""
-    return graphconv.compile(graphconv.loads(source, path=path))
+def compiled(source: str, path: str | None, backend: str = "eager") -> Any:
+    """The spec with this text (read as if at ``path``: ``uses:`` looks next to it), compiled once per backend."""
+    return graphconv.compile(graphconv.loads(source, path=path), backend=backend)
 
 
 def from_spec(path: str | os.PathLike, *, device: Any = None, dtype: torch.dtype | None = None,
-              **values: Any) -> "SpecModule":
-    """A module computing the spec at ``path``; ``values``: its attrs and the dims that shape its parameters."""
+              backend: str = "eager", **values: Any) -> "SpecModule":
+    """A module computing the spec at ``path``; ``values``: its attrs and the dims that shape its parameters;
+    ``backend``: as :func:`graphconv.compile` takes it (``"inductor"``: its generated code compiled by
+    torch.compile)."""
     path = str(path)
     try:
         source = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(f"cannot read spec: {error}", path=path) from None
-    return SpecModule(source, path, values, device=device, dtype=dtype)
+    return SpecModule(source, path, values, device=device, dtype=dtype, backend=backend)
 
 
 class SpecModule(torch.nn.Module):
@@ -49,13 +51,14 @@ class SpecModule(torch.nn.Module):
     inputs in spec order and returns what the spec returns."""
 
     def __init__(self, source: str, path: str | None, values: dict[str, Any], *, device: Any = None,
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, backend: str = "eager") -> None:
         super().__init__()
-        self._source, self._path, self._values = source, path, dict(values)
-        self._op = compiled(source, path)
+        self._source, self._path, self._values, self._backend = source, path, dict(values), backend
+        self._op = compiled(source, path, backend)
         spec = self._op.spec
         self._attrs, dims = split_values(spec, self._values)
-        self._inputs = [name for name in spec.input_names if name not in spec.meta.params]
+        self._input_names = list(spec.input_names)  # read once: torch.compile cannot trace the op graph (networkx)
+        self._inputs = [name for name in self._input_names if name not in spec.meta.params]
         shapes = parameter_shapes(spec, {**self._attrs, **dims})
         for name, shape in shapes.items():
             self.register_parameter(name, torch.nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
@@ -73,7 +76,7 @@ class SpecModule(torch.nn.Module):
             raise CallError(f"{self.spec.name} module takes {len(self._inputs)} input(s) "
                             f"({', '.join(self._inputs)}) but {len(inputs)} were given", path=self._path)
         given = dict(zip(self._inputs, inputs))
-        args = [given[name] if name in given else getattr(self, name) for name in self.spec.input_names]
+        args = [given[name] if name in given else getattr(self, name) for name in self._input_names]
         return self._op(*args, **self._attrs)
 
     def extra_repr(self) -> str:
@@ -86,7 +89,7 @@ class SpecModule(torch.nn.Module):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self._op = compiled(self._source, self._path)
+        self._op = compiled(self._source, self._path, state.get("_backend", "eager"))
 
 
 def split_values(spec: Spec, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

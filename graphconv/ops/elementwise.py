@@ -8,6 +8,7 @@ from __future__ import annotations
 from graphconv.ops.helpers import positive, randn, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import broadcast_shapes
 
 
 def _grads(ctx, grad_a, grad_b):
@@ -33,6 +34,7 @@ def _(ctx, grad):
 
 
 add.samples(_broadcast_samples)
+add.shape_rule(broadcast_shapes)
 
 
 @library_op
@@ -47,6 +49,7 @@ def _(ctx, grad):
 
 
 sub.samples(_broadcast_samples)
+sub.shape_rule(broadcast_shapes)
 
 
 @library_op(save=("a", "b"))
@@ -61,6 +64,7 @@ def _(ctx, grad):
 
 
 mul.samples(_broadcast_samples)
+mul.shape_rule(broadcast_shapes)
 
 
 @library_op(save=("a", "b"))
@@ -72,6 +76,9 @@ def div(a, b):
 @div.vjp
 def _(ctx, grad):
     return _grads(ctx, lambda: grad / ctx.b, lambda: -grad * ctx.a / (ctx.b * ctx.b))
+
+
+div.shape_rule(broadcast_shapes)
 
 
 @div.samples
@@ -90,6 +97,11 @@ def _(ctx, grad):
     return (-grad,)
 
 
+@neg.shape_rule
+def _(x):
+    return x
+
+
 @neg.samples
 def _():
     yield (randn(3, 4),), {}
@@ -104,6 +116,11 @@ def exp(x):
 @exp.vjp
 def _(ctx, grad):
     return (grad * ctx.out,)
+
+
+@exp.shape_rule
+def _(x):
+    return x
 
 
 @exp.samples
@@ -122,6 +139,11 @@ def _(ctx, grad):
     return (grad / ctx.x,)
 
 
+@log.shape_rule
+def _(x):
+    return x
+
+
 @log.samples
 def _():
     yield (positive(3, 4),), {}
@@ -136,6 +158,11 @@ def sqrt(x):
 @sqrt.vjp
 def _(ctx, grad):
     return (grad / (2 * ctx.out),)
+
+
+@sqrt.shape_rule
+def _(x):
+    return x
 
 
 @sqrt.samples
@@ -154,6 +181,11 @@ def _(ctx, grad):
     if ctx.exponent == 0:  # x ** 0 is constant: a zero gradient, not 0 * x ** -1 (NaN at x = 0)
         return (torch.zeros_like(grad),)
     return (grad * ctx.exponent * ctx.x ** (ctx.exponent - 1),)
+
+
+@pow_.shape_rule
+def _(x, *, exponent):
+    return x
 
 
 @pow_.samples
@@ -175,6 +207,11 @@ def _(ctx, grad):
     return (grad,)
 
 
+@add_scalar.shape_rule
+def _(x, *, value):
+    return x
+
+
 @add_scalar.samples
 def _():
     yield (randn(3, 4),), {"value": 0.5}
@@ -191,6 +228,11 @@ def _(ctx, grad):
     return (grad * ctx.value,)
 
 
+@mul_scalar.shape_rule
+def _(x, *, value):
+    return x
+
+
 @mul_scalar.samples
 def _():
     yield (randn(3, 4),), {"value": -2.5}
@@ -205,6 +247,11 @@ def full_like(x, *, value):
 @full_like.vjp
 def _(ctx, grad):
     return (None,)
+
+
+@full_like.shape_rule
+def _(x, *, value):
+    return x
 
 
 @full_like.samples
@@ -224,6 +271,9 @@ def _(ctx, grad):
     grad_x = sum_to(torch.where(ctx.condition, grad, zero), ctx.shapes[1]) if ctx.needs[1] else None
     grad_y = sum_to(torch.where(ctx.condition, zero, grad), ctx.shapes[2]) if ctx.needs[2] else None
     return None, grad_x, grad_y
+
+
+where.shape_rule(broadcast_shapes)
 
 
 @where.samples

@@ -4,6 +4,7 @@ from __future__ import annotations
 from graphconv.ops.helpers import randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import dim_index
 
 
 @library_op(save=("out",))
@@ -15,6 +16,11 @@ def relu(x):
 @relu.vjp
 def _(ctx, grad):
     return (grad * (ctx.out > 0),)
+
+
+@relu.shape_rule
+def _(x):
+    return x
 
 
 @relu.samples
@@ -33,6 +39,11 @@ def _(ctx, grad):
     return (grad * ctx.out * (1 - ctx.out),)
 
 
+@sigmoid.shape_rule
+def _(x):
+    return x
+
+
 @sigmoid.samples
 def _():
     yield (randn(3, 4),), {}
@@ -47,6 +58,11 @@ def tanh(x):
 @tanh.vjp
 def _(ctx, grad):
     return (grad * (1 - ctx.out * ctx.out),)
+
+
+@tanh.shape_rule
+def _(x):
+    return x
 
 
 @tanh.samples
@@ -66,6 +82,12 @@ def _(ctx, grad):
     return (out * (grad - (grad * out).sum(ctx.dim, keepdim=True)),)
 
 
+@softmax.shape_rule
+def _(x, *, dim):
+    dim_index(dim, len(x))
+    return x
+
+
 @softmax.samples
 def _():
     yield (randn(3, 4),), {"dim": -1}
@@ -81,6 +103,12 @@ def log_softmax(x, *, dim):
 @log_softmax.vjp
 def _(ctx, grad):
     return (grad - torch.exp(ctx.out) * grad.sum(ctx.dim, keepdim=True),)
+
+
+@log_softmax.shape_rule
+def _(x, *, dim):
+    dim_index(dim, len(x))
+    return x
 
 
 @log_softmax.samples

@@ -9,6 +9,7 @@ import math
 
 from graphconv.ops.helpers import kept_shape, randn
 from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import ShapeRuleError, at_least, reduced, reduced_dims, require
 
 
 @library_op(name="sum")
@@ -21,6 +22,11 @@ def sum_(x, *, dim=None, keepdim=False):
 def _(ctx, grad):
     shape = ctx.shapes[0]
     return (grad.reshape(kept_shape(shape, ctx.dim)).expand(shape),)
+
+
+@sum_.shape_rule
+def _(x, *, dim=None, keepdim=False):
+    return reduced(x, dim, keepdim)
 
 
 @sum_.samples
@@ -42,6 +48,11 @@ def _(ctx, grad):
     kept = kept_shape(shape, ctx.dim)
     count = math.prod(shape) // max(math.prod(kept), 1)
     return (grad.reshape(kept).expand(shape) / count,)
+
+
+@mean.shape_rule
+def _(x, *, dim=None, keepdim=False):
+    return reduced(x, dim, keepdim)
 
 
 @mean.samples
@@ -68,6 +79,18 @@ def _all_or(dim, rank):
     return tuple(range(rank)) if dim is None else dim
 
 
+@amax.shape_rule
+def _(x, *, dim=None, keepdim=False):
+    return _nonempty_reduction(x, dim, keepdim, "amax")
+
+
+def _nonempty_reduction(x, dim, keepdim, name):
+    """A maximum has no identity: the dims it reduces must not be empty."""
+    for axis in reduced_dims(len(x), dim):
+        require(at_least(x[axis], 1), f"{name}: a maximum over an empty dim has no value")
+    return reduced(x, dim, keepdim)
+
+
 @amax.samples
 def _():
     yield (randn(3, 4),), {}
@@ -86,6 +109,13 @@ def _(ctx, grad):
     kept = kept_shape(ctx.shapes[0], ctx.dim)
     first = ctx.x.argmax(ctx.dim, keepdim=True)
     return (grad.new_zeros(ctx.shapes[0]).scatter(ctx.dim, first, grad.reshape(kept)),)
+
+
+@max_.shape_rule
+def _(x, *, dim, keepdim=False):
+    if isinstance(dim, (tuple, list)):
+        raise ShapeRuleError(f"max: dim must be one dim, got {tuple(dim)}")
+    return _nonempty_reduction(x, dim, keepdim, "max")
 
 
 @max_.samples

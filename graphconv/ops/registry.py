@@ -40,6 +40,10 @@ class Op:
     ``index_inputs`` names the inputs that take integer or bool tensors — indices, conditions — whose values pick
     the result's values rather than flow into it (a compiled op's input checks let such a tensor differ in dtype).
 
+    ``op.shape_rule`` decorates its shape rule: ``rule(*input_shapes, **attrs)`` gives the output shape (one per
+    output for an op with several), on ints or symbolic sizes — see :mod:`graphconv.ops.shapes`. An op without one
+    is run on torch's meta device to learn its shapes.
+
     Traits the compiler reads (an op declares them; the compiler keeps no lists of op names):
     ``float_inputs`` — every other input takes a floating-point tensor (a compiled op refuses an integer or bool
     one there; ops that do not say are not judged); ``cheap`` — its outputs cost no more to recompute in backward
@@ -83,6 +87,7 @@ class Op:
         self.shape_attr = shape_attr
         self.backward: Callable | None = None
         self.sample_inputs: Callable | None = None
+        self.rule: Callable | None = None
         self._check_declarations()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -95,6 +100,19 @@ class Op:
         """Attach the hand-written VJP (used as a decorator)."""
         self.backward = backward
         return backward
+
+    def shape_rule(self, rule: Callable) -> Callable:
+        """Attach the shape rule (used as a decorator): ``rule(*input_shapes, **attrs) -> shape``."""
+        self.rule = rule
+        return rule
+
+    def infer_shapes(self, shapes: Iterable[tuple], attrs: dict[str, Any]) -> list[tuple]:
+        """The output shapes its shape rule gives (one per output) for these input shapes and attribute values
+        (sizes are ints or symbolic; attributes not given take the op's defaults). Raises ShapeRuleError
+        (graphconv.ops.shapes) when the shapes do not fit; the op must have a rule."""
+        defaults = {a.name: a.default for a in self.attrs if not a.required}
+        result = self.rule(*shapes, **{**defaults, **attrs})
+        return [tuple(shape) for shape in ([result] if self.outputs == 1 else result)]
 
     def samples(self, make: Callable) -> Callable:
         """Attach sample inputs for the registry-wide gradcheck: ``make()`` yields ``(tensors, attrs)`` pairs."""
@@ -235,13 +253,15 @@ def register_op(
     variadic: str | None = None,
     outputs: int | None = 1,
     index_inputs: Iterable[str] = (),
+    shape_rule: Callable | None = None,
     registry: Registry = REGISTRY,
     **traits: Any,
 ) -> Op:
-    """Register an op from a forward and its VJP in one call."""
+    """Register an op from a forward and its VJP (and optionally its shape rule) in one call."""
     made = Op(forward, name=name, save=save, variadic=variadic, outputs=outputs, index_inputs=index_inputs,
               **traits)
     made.vjp(vjp)
+    made.rule = shape_rule
     return registry.add(made)
 
 

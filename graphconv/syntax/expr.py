@@ -17,6 +17,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from graphconv.errors import SpecError
+from graphconv.syntax.grammar import open_grammar
 
 # Bounds that keep a hostile spec from hanging the tool on arithmetic (exponentially large numbers).
 NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")  # a name in an expression: expr.lark's NAME token
@@ -281,8 +282,9 @@ MAX_DEPTH = 100  # deeper expressions are refused: evaluating them would exhaust
 
 
 @lru_cache(maxsize=None)
-def _parser(start: str) -> Lark:
-    return Lark.open("expr.lark", rel_to=__file__, parser="lalr", start=start, propagate_positions=True)
+def _parser() -> Lark:
+    """One parser for both start rules (built on first use, so importing this module costs no grammar)."""
+    return open_grammar("expr.lark", start=["call", "expr"])
 
 
 @lru_cache(maxsize=4096)
@@ -292,7 +294,7 @@ def _parse(text: str, start: str, calls: bool = False) -> Any:
     if len(text) > MAX_LENGTH:
         raise SpecError(f"expression longer than {MAX_LENGTH} characters ({len(text)})", line=1, column=1)
     try:
-        result = ExprTransformer(calls).transform(_parser(start).parse(text))
+        result = ExprTransformer(calls).transform(_parser().parse(text, start=start))
     except RecursionError:
         raise SpecError(f"expression nested more than {MAX_DEPTH} levels deep", line=1, column=1) from None
     except UnexpectedInput as error:

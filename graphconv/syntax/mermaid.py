@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from lark import Lark, Token, Transformer, v_args
+from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 from graphconv.errors import SpecError
 from graphconv.syntax.diagram import Diagram, Edge, Node, Subgraph
+from graphconv.syntax.grammar import open_grammar
 from graphconv.syntax.markdown import find_mermaid_block, is_markdown
 from graphconv.syntax.yaml_source import safe_load
 
@@ -336,8 +337,8 @@ _ARROWS = ("LINK", "START_NORMAL", "START_THICK", "START_DOTTED", "NORMAL_END", 
 
 # The transformer runs inside the LALR parser (no parse tree is built): twice as fast on big diagrams, and a
 # SpecError raised by a rule method reaches the caller as it is, never wrapped in lark's VisitError.
-_PARSER = Lark.open("mermaid.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
-                    transformer=MermaidTransformer(), lexer_callbacks=dict.fromkeys(_ARROWS, _arrow_only))
+_PARSER = open_grammar("mermaid.lark", transformer=MermaidTransformer(),
+                       lexer_callbacks=dict.fromkeys(_ARROWS, _arrow_only))
 
 
 def _check_node_id(token: Token, followed_by_space: bool) -> None:

@@ -172,8 +172,8 @@ class Rewriter:
         nodes = self.graph.nodes
         order = [n for n in nx.lexicographical_topological_sort(self.graph, key=self._position)
                  if nodes[n]["kind"] == "op"]
-        return dataclasses.replace(self.base, graph=self.graph, inputs=list(self.inputs), outputs=list(self.outputs),
-                                   order=order)
+        return dataclasses.replace(self.base, nodes={n: data["node"] for n, data in nodes(data=True)},
+                                   inputs=list(self.inputs), outputs=list(self.outputs), order=order)
 
     # --- what passes ask --------------------------------------------------------------------------------------
 
