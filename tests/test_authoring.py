@@ -121,9 +121,9 @@ def test_integer_targets_are_declared_made_from_their_range_and_guarded(capsys):
     torch.testing.assert_close(loss(x, target, label_smoothing=0.2), F.cross_entropy(x, target, label_smoothing=0.2))
     with pytest.raises(CallError, match="input 'target' is float64 but the spec declares it int"):
         loss(x, target.double())
-    assert main(["run", str(SPECS / "cross_entropy.mmd")]) == 0
+    assert main(["run", str(SPECS / "cross_entropy.mmd"), "--device", "meta"]) == 0
     [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("target ")]
-    assert row.split()[-1] == "int64"
+    assert "int64" in row.split()
 
 
 def test_a_bool_input_masks_and_a_float_input_may_have_a_range():

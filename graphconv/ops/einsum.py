@@ -10,6 +10,8 @@ from __future__ import annotations
 from graphconv.ops.helpers import randn, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import ShapeRuleError, broadcast_shapes, broadcastable, require
+from graphconv.syntax import symbolic
 
 ELLIPSIS = "..."
 
@@ -62,6 +64,35 @@ def _operand_grad(ctx, grad, terms, output, index):
                 partial = partial.unsqueeze(axis)
         partial = partial.expand(ctx.shapes[index])
     return sum_to(partial, ctx.shapes[index])
+
+
+@einsum.shape_rule
+def _(*operands, equation):
+    try:
+        terms, output = parse_equation(equation, len(operands))
+    except ValueError as error:
+        raise ShapeRuleError(str(error)) from None
+    sizes, ellipses = {}, []
+    for term, shape in zip(terms, operands):
+        letters = term.replace(ELLIPSIS, "")
+        if len(shape) < len(letters) or (ELLIPSIS not in term and len(shape) != len(letters)):
+            raise ShapeRuleError(f"einsum: {term!r} does not fit an operand of {len(shape)} dims")
+        before = term.index(ELLIPSIS) if ELLIPSIS in term else len(letters)
+        spread = len(shape) - len(letters)
+        ellipses.append(tuple(shape[before:before + spread]))
+        for letter, size in zip(letters, tuple(shape[:before]) + tuple(shape[before + spread:])):
+            if letter in sizes:
+                require(broadcastable(sizes[letter], size), f"einsum: the sizes of {letter!r} must broadcast")
+                size = symbolic.call("broadcast", sizes[letter], size)
+            sizes[letter] = size
+    unknown = set(output.replace(ELLIPSIS, "")) - set(sizes)
+    if unknown:
+        raise ShapeRuleError(f"einsum: the output names {''.join(sorted(unknown))!r}, which no operand has")
+    if ELLIPSIS not in output:
+        return tuple(sizes[letter] for letter in output)
+    head, tail = output.split(ELLIPSIS)
+    return (tuple(sizes[letter] for letter in head) + tuple(broadcast_shapes(*ellipses))
+            + tuple(sizes[letter] for letter in tail))
 
 
 @einsum.samples

@@ -8,6 +8,7 @@ from __future__ import annotations
 from graphconv.ops.helpers import randn, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op, op
+from graphconv.ops.shapes import ShapeRuleError, at_least, broadcast_shapes, dim_index, require
 
 
 @library_op(save=("index",), index_inputs=("index",))
@@ -19,6 +20,19 @@ def gather(x, index, *, dim):
 @gather.vjp
 def _(ctx, grad):
     return (grad.new_zeros(ctx.shapes[0]).scatter_add(ctx.dim, ctx.index, grad), None)
+
+
+@gather.shape_rule
+def _(x, index, *, dim):
+    if len(index) != len(x):
+        raise ShapeRuleError(f"gather: the index has {len(index)} dims, the input {len(x)}")
+    axis = dim_index(dim, len(x))
+    if any(size == 0 for size in index if isinstance(size, int)):  # torch takes an empty index of any size
+        return index
+    for d, (size, picked) in enumerate(zip(x, index)):
+        if d != axis:
+            require(at_least(size, picked), f"gather: the index may not be larger than the input at dim {d}")
+    return index
 
 
 @gather.samples
@@ -50,6 +64,15 @@ def _(ctx, grad):
     return (sum_to(full, shape), None)
 
 
+@take_along_dim.shape_rule
+def _(x, indices, *, dim):
+    if len(indices) != len(x):
+        raise ShapeRuleError(f"take_along_dim: the indices have {len(indices)} dims, the input {len(x)}")
+    axis = dim_index(dim, len(x))
+    broadcast = broadcast_shapes(_with_size(x, axis, 1), _with_size(indices, axis, 1))
+    return tuple(_with_size(broadcast, axis, indices[axis]))
+
+
 @take_along_dim.samples
 def _():
     yield (randn(3, 5), torch.tensor([[0], [4], [4]])), {"dim": 1}
@@ -69,6 +92,11 @@ def _(ctx, grad):
     return (None, None)
 
 
+@one_hot.shape_rule
+def _(index, like, *, num_classes):
+    return tuple(index) + (num_classes,)
+
+
 @one_hot.samples
 def _():
     yield (torch.tensor([0, 2, 1, 2]), randn(1)), {"num_classes": 3}
@@ -83,6 +111,12 @@ def cumsum(x, *, dim):
 @cumsum.vjp
 def _(ctx, grad):
     return (grad.flip(ctx.dim).cumsum(ctx.dim).flip(ctx.dim),)
+
+
+@cumsum.shape_rule
+def _(x, *, dim):
+    dim_index(dim, len(x))
+    return x
 
 
 @cumsum.samples

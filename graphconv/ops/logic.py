@@ -6,9 +6,10 @@ as an index input. ``triu``/``tril`` keep the upper/lower triangle of the last t
 """
 from __future__ import annotations
 
-from graphconv.ops.helpers import randn
+from graphconv.ops.helpers import randn, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op, op
+from graphconv.ops.shapes import ShapeRuleError, broadcast_shapes
 
 
 def _other(b, value):
@@ -61,8 +62,13 @@ def ge(a, b=None, *, value=0.0):
     return torch.ge(a, _other(b, value))
 
 
+def _comparison_shape(a, b=None, *, value=0.0):
+    return a if b is None else broadcast_shapes(a, b)
+
+
 for _comparison in (eq, ne, lt, le, gt, ge):
     _comparison.vjp(_no_gradient)
+    _comparison.shape_rule(_comparison_shape)
     _comparison.samples(_comparison_samples)
 
 
@@ -78,6 +84,11 @@ def _(ctx, grad):
     return (None,)
 
 
+@logical_not.shape_rule
+def _(x):
+    return x
+
+
 @logical_not.samples
 def _():
     yield (randn(3, 4),), {}  # gradcheck needs a floating-point input; bool ones take the same path
@@ -85,19 +96,25 @@ def _():
 
 @library_op(save=("mask",), index_inputs=("mask",))
 def masked_fill(x, mask, *, value):
-    """``x`` with ``value`` where the bool ``mask`` is True (broadcasting over x): ``masked_fill(value=-inf)``."""
-    return x.masked_fill(mask, value)
+    """``x`` with ``value`` where the bool ``mask`` is True (the two broadcast): ``masked_fill(value=-inf)``."""
+    return torch.masked_fill(x, mask, value)
 
 
 @masked_fill.vjp
 def _(ctx, grad):
-    return (grad.masked_fill(ctx.mask, 0), None)
+    return (sum_to(grad.masked_fill(ctx.mask, 0), ctx.shapes[0]), None)
+
+
+@masked_fill.shape_rule
+def _(x, mask, *, value):
+    return broadcast_shapes(x, mask)
 
 
 @masked_fill.samples
 def _():
     yield (randn(3, 4), randn(3, 4) > 0), {"value": -1.5}
     yield (randn(2, 3, 4), randn(3, 4) > 0), {"value": 0.0}
+    yield (randn(3, 1), randn(3, 4) > 0), {"value": 2.0}
 
 
 @library_op
@@ -128,5 +145,13 @@ def _triangle_samples():
     yield (randn(3, 3),), {"diagonal": -1}
 
 
+def _triangle_shape(x, *, diagonal=0):
+    if len(x) < 2:
+        raise ShapeRuleError(f"a triangle needs at least 2 dims, got {len(x)}")
+    return x
+
+
 triu.samples(_triangle_samples)
 tril.samples(_triangle_samples)
+triu.shape_rule(_triangle_shape)
+tril.shape_rule(_triangle_shape)

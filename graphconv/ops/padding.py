@@ -9,6 +9,7 @@ from __future__ import annotations
 from graphconv.ops.helpers import randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import ShapeRuleError, at_least, require
 
 
 def source_index(size, before, after, mode, device):
@@ -87,6 +88,35 @@ def circular_pad(x, *, pad):
 @circular_pad.vjp
 def _(ctx, grad):
     return (_unpad(grad, ctx.shapes[0], ctx.pad, "circular"),)
+
+
+def _padded_shape(x, pad, mode):
+    """The input's shape with each padded dim grown by its two pads (reflect: each pad below the dim's size)."""
+    if len(pad) % 2 or len(pad) // 2 > len(x):
+        raise ShapeRuleError(f"{mode}_pad: {len(pad)} sizes for a tensor of {len(x)} dims (two per padded dim)")
+    shape = list(x)
+    for dim, before, after in _padded_dims(len(x), pad):
+        for side in (before, after):
+            require(at_least(side, 0), f"{mode} padding must not be negative")
+            if mode == "reflect":
+                require(at_least(x[dim] - 1, side), "reflect padding must be smaller than the dim it pads")
+        shape[dim] = x[dim] + before + after
+    return tuple(shape)
+
+
+@reflect_pad.shape_rule
+def _(x, *, pad):
+    return _padded_shape(x, tuple(pad), "reflect")
+
+
+@replicate_pad.shape_rule
+def _(x, *, pad):
+    return _padded_shape(x, tuple(pad), "replicate")
+
+
+@circular_pad.shape_rule
+def _(x, *, pad):
+    return _padded_shape(x, tuple(pad), "circular")
 
 
 for _padding in (reflect_pad, replicate_pad, circular_pad):

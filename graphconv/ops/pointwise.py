@@ -11,6 +11,7 @@ import math
 from graphconv.ops.helpers import positive, randn, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op, op
+from graphconv.ops.shapes import broadcast_shapes
 
 
 @library_op(save=("out",))
@@ -22,6 +23,11 @@ def rsqrt(x):
 @rsqrt.vjp
 def _(ctx, grad):
     return (-0.5 * grad * ctx.out ** 3,)
+
+
+@rsqrt.shape_rule
+def _(x):
+    return x
 
 
 @rsqrt.samples
@@ -40,6 +46,11 @@ def _(ctx, grad):
     return (grad * (2 / math.sqrt(math.pi)) * torch.exp(-ctx.x * ctx.x),)
 
 
+@erf.shape_rule
+def _(x):
+    return x
+
+
 @erf.samples
 def _():
     yield (randn(3, 4),), {}
@@ -54,6 +65,11 @@ def abs_(x):
 @abs_.vjp
 def _(ctx, grad):
     return (grad * torch.sign(ctx.x),)
+
+
+@abs_.shape_rule
+def _(x):
+    return x
 
 
 @abs_.samples
@@ -72,6 +88,11 @@ def _(ctx, grad):
     return (grad * torch.cos(ctx.x),)
 
 
+@sin.shape_rule
+def _(x):
+    return x
+
+
 @sin.samples
 def _():
     yield (randn(3, 4),), {}
@@ -86,6 +107,11 @@ def cos(x):
 @cos.vjp
 def _(ctx, grad):
     return (-grad * torch.sin(ctx.x),)
+
+
+@cos.shape_rule
+def _(x):
+    return x
 
 
 @cos.samples
@@ -107,6 +133,11 @@ def _(ctx, grad):
     if ctx.max is not None:
         inside = inside & (ctx.x <= ctx.max)
     return (grad * inside,)
+
+
+@clamp.shape_rule
+def _(x, *, min=None, max=None):
+    return x
 
 
 @clamp.samples
@@ -156,6 +187,8 @@ def _pair_samples():
 
 maximum.samples(_pair_samples)
 minimum.samples(_pair_samples)
+maximum.shape_rule(broadcast_shapes)
+minimum.shape_rule(broadcast_shapes)
 
 
 @op(index_inputs=("like",))
@@ -168,6 +201,11 @@ def type_as(x, like):
 @type_as.vjp
 def _(ctx, grad):
     return (grad.to(ctx.dtypes[0]) if ctx.dtypes[0].is_floating_point else None, None)
+
+
+@type_as.shape_rule
+def _(x, like):
+    return x
 
 
 @type_as.samples
