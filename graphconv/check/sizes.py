@@ -8,7 +8,7 @@ from typing import Any
 from graphconv.compiler.binding import show_pattern
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.syntax.expr import suggest, to_source
+from graphconv.syntax.expr import show_value, suggest, to_source
 
 
 @dataclass
@@ -47,12 +47,12 @@ def check_dims(spec: Spec, dims: dict[str, Any]) -> dict[str, int]:
             raise SpecError(f"--dims {name}: not an input dim of {spec.name}{suggest(name, symbols)}{known}",
                             path=spec.path)
         if name in groups:
-            dims[name] = size = size if isinstance(size, tuple) else (size,)
+            dims[name] = size = tuple(size) if isinstance(size, (tuple, list)) else (size,)
             if not all(_is_size(s) for s in size):
-                raise SpecError(f"--dims {name}={size!r}: {name} is a group of dims (...{name}), a tuple of sizes "
-                                f"such as {name}=(2,3) or {name}=()", path=spec.path)
+                raise SpecError(f"--dims {name}={show_value(size)}: {name} is a group of dims (...{name}), a tuple of "
+                                f"sizes such as {name}=(2,3) or {name}=()", path=spec.path)
         elif not _is_size(size):
-            raise SpecError(f"--dims {name}={size!r}: a dim is a size, an integer ≥ 0", path=spec.path)
+            raise SpecError(f"--dims {name}={show_value(size)}: a dim is a size, an integer ≥ 0", path=spec.path)
     return dims
 
 
@@ -69,7 +69,8 @@ def check_shapes(spec: Spec, shapes: dict[str, Any]) -> dict[str, tuple[int, ...
                             f"inputs are: {', '.join(spec.input_names)}", path=spec.path)
         shape = shape if isinstance(shape, tuple) else (shape,)
         if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-            raise SpecError(f"--shapes {name}={shape!r}: a shape is a tuple of integers ≥ 0, e.g. {name}=(2,3)",
+            raise SpecError(f"--shapes {name}={show_value(shape)}: a shape is a tuple of integers ≥ 0, "
+                            f"e.g. {name}=(2,3)",
                             path=spec.path)
         checked[name] = shape
     return checked

@@ -76,11 +76,13 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
 
 def check_device(device: str) -> str:
     try:
-        kind = torch.device(device).type
+        parsed = torch.device(device)
     except RuntimeError as error:
         raise SpecError(f"--device {device}: {error}") from None
-    if kind == "cuda" and not torch.cuda.is_available():
+    if parsed.type == "cuda" and not torch.cuda.is_available():
         raise SpecError(f"--device {device}: CUDA is not available here; the meta device checks shapes anywhere")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise SpecError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices here")
     return device
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -72,9 +71,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def run_once(args: argparse.Namespace) -> int:
     """Check the spec once and print the report."""
-    if args.device not in (None, "meta"):
-        check_memory(args)
-    spec, result = load_and_prove(args, backward=args.backward, device=args.device)
+    if args.device in (None, "meta"):
+        spec, result = load_and_prove(args, backward=args.backward, device=args.device)
+    else:
+        spec, result = run_within_memory(args, lambda: load_and_prove(args, backward=args.backward,
+                                                                       device=args.device))
     if args.json:
         print(json.dumps(trace_json(spec, result), indent=2))
     else:
@@ -152,13 +153,35 @@ def _checked(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
 
-def check_memory(args: argparse.Namespace) -> None:
+def run_within_memory(args: argparse.Namespace, run: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any]:
+    """``run()`` on a real device within ``--max-memory``: refused first when a meta trace at these sizes makes
+    more, then run under a cap the system enforces (graphconv.check.memory) — an allocation past it, anywhere in
+    the run, is the same refusal."""
+    from graphconv.check.memory import is_out_of_memory, memory_cap
+    from graphconv.check.trace import check_device
+
+    limit = parse_bytes(args.max_memory, "--max-memory")
+    check_device(args.device)
+    check_memory(args, limit)
+    try:
+        with memory_cap(limit, args.device):
+            spec, result = run()
+    except Exception as error:
+        if is_out_of_memory(error):
+            raise over_memory(args, limit) from None
+        raise
+    if is_out_of_memory(result.failure):
+        raise over_memory(args, limit)
+    return spec, result
+
+
+def check_memory(args: argparse.Namespace, limit: int) -> None:
     """Refuse a real-device run whose tensors would take more than ``--max-memory``: a meta run (free at any size)
     gives every tensor's shape first, so a spec's ``example:`` cannot make graphconv allocate without bound."""
-    limit = parse_bytes(args.max_memory, "--max-memory")
+    from graphconv.check.memory import traced_bytes
+
     _, shapes = load_and_trace(args, backward=args.backward, device="meta")
-    needed = sum(_bytes(row.shape, row.dtype) + (_bytes(row.grad_shape, row.dtype) if args.backward else 0)
-                 for row in shapes.rows)
+    needed = traced_bytes(shapes)
     if needed > limit:
         raise SpecError(f"--device {args.device}: at these sizes the tensors take about {show_bytes(needed)} "
                         f"(inputs, intermediates{' and gradients' if args.backward else ''}), over --max-memory "
@@ -166,12 +189,10 @@ def check_memory(args: argparse.Namespace) -> None:
                         "--max-memory", path=args.spec)
 
 
-def _bytes(shape: tuple[int, ...] | None, dtype: str | None) -> int:
-    import torch
-
-    if shape is None or dtype is None:
-        return 0
-    return math.prod(shape) * getattr(torch, dtype).itemsize
+def over_memory(args: argparse.Namespace, limit: int) -> SpecError:
+    return SpecError(f"--device {args.device}: the run needed more than --max-memory {show_bytes(limit)} (an op "
+                     "allocates more than the tensors it makes: matmul copies broadcast inputs whole); raise "
+                     "--max-memory, or check the shapes on the meta device (the default)", path=args.spec)
 
 
 def trace_json(spec: Any, result: Any) -> dict[str, Any]:

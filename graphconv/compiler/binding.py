@@ -11,13 +11,15 @@ per-call guards on the tensors themselves, reaches torch through the tensors it 
 from __future__ import annotations
 
 import math
+import operator
 import sys
 from functools import cached_property
 from typing import Any, Sequence
 
 from graphconv.errors import CallError, ShapeError, SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.syntax.expr import Const, Expr, Name, Splice, evaluate, group_value, names, suggest, to_source
+from graphconv.syntax.expr import (Const, Expr, Name, Splice, evaluate, group_value, names, show_value, suggest,
+                                   to_source)
 from graphconv.syntax.metadata import WILDCARD
 
 MAX_ELEMENTS = 2 ** 60  # a tensor's size in bytes must fit in 64 bits (torch's limit), at 8 bytes an element
@@ -33,8 +35,8 @@ def show_pattern(pattern: Sequence[Expr]) -> str:
 
 
 def show_shape(shape: Sequence[Any]) -> str:
-    """``(4, 3, 8, 8)``; an unknown size (a wildcard) shows as ``_``."""
-    sizes = ["_" if size is None else str(size) for size in shape]
+    """``(4, 3, 8, 8)``; an unknown size (a wildcard) shows as ``_``, a tuple cut short."""
+    sizes = ["_" if size is None else show_value(size) if isinstance(size, tuple) else str(size) for size in shape]
     return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
 
 
@@ -184,7 +186,7 @@ class Binder:
 
     def bind(self, shapes: Sequence[Sequence[int]], attrs: dict[str, Any]) -> dict[str, Any]:
         """Unify ``shapes`` (one per input, in call order) with the patterns, then compute the derived dims."""
-        shapes = [tuple(shape) for shape in shapes]
+        shapes = [tuple(as_size(size) for size in shape) for shape in shapes]
         self.check_sizes(shapes)
         env = dict(attrs)
         bound_at: dict[str, tuple[str, int]] = {}  # symbol → (input, axis) that bound it
@@ -234,8 +236,8 @@ class Binder:
         for name, shape in zip(self.names, shapes):
             for axis, size in enumerate(shape):
                 if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                    raise self.error(SpecError, f"{name}: dim {axis} of shape {show_shape(shape)} is {size!r}, not "
-                                                 f"a size (an integer ≥ 0)", "inputs", name)
+                    raise self.error(SpecError, f"{name}: dim {axis} of shape {show_shape(shape)} is "
+                                                 f"{show_value(size)}, not a size (an integer ≥ 0)", "inputs", name)
             count = math.prod(shape)
             if count > MAX_ELEMENTS:
                 raise self.error(SpecError, f"{name}: shape {show_shape(shape)} has {count} elements, more than a "
@@ -247,7 +249,7 @@ class Binder:
         if size == expected:
             return
         if symbol not in bound_at:
-            message = f"{symbol} is {size} but the attr {symbol} is {expected}"
+            message = f"{symbol} is {size} but the attr {symbol} is {show_value(expected)}"
             raise self.mismatch(name, index, shapes, message)
         other, other_axis = bound_at[symbol]
         shown = f"...{symbol}" if isinstance(size, tuple) else symbol
@@ -260,9 +262,9 @@ class Binder:
                          env: dict) -> None:
         expected = self.evaluate(entry, env, "inputs", name, index)
         if size != expected:
-            values = ", ".join(f"{n}={env[n]}" for n in sorted(names(entry)))
-            raise self.mismatch(name, index, shapes, f"dim {axis} is {size} but {to_source(entry)} is {expected} "
-                                                     f"({values})")
+            values = ", ".join(f"{n}={show_value(env[n])}" for n in sorted(names(entry)))
+            raise self.mismatch(name, index, shapes, f"dim {axis} is {size} but {to_source(entry)} is "
+                                                     f"{show_value(expected)} ({values})")
 
     def mismatch(self, name: str, index: int, shapes: list[tuple], message: str, other: str | None = None) -> ShapeError:
         """``name: <message>``, then the shapes involved against their patterns; the caret under pattern entry
@@ -308,9 +310,21 @@ class Binder:
             return evaluate(expr, env)
         except SpecError as error:
             where = ".".join(str(k) for k in key[:2])
-            values = ", ".join(f"{n}={env[n]!r}" for n in sorted(names(expr)) if n in env)
+            values = ", ".join(f"{n}={show_value(env[n])}" for n in sorted(names(expr)) if n in env)
             raise self.error(ShapeError, f"{where}: {error.message}{f' ({values})' if values else ''}",
                              *key) from None
+
+
+def as_size(size: Any) -> Any:
+    """A size as a Python int. ``torch.jit.trace`` hands sizes over as 0-dim integer tensors (so that it can record
+    them); reading them as ints specialises the trace to these shapes, as torch.nn's own layers do when they read a
+    size. Anything that is no integer stays as it is, for ``check_sizes`` to refuse."""
+    if isinstance(size, int):
+        return size
+    try:
+        return operator.index(size)
+    except TypeError:
+        return size
 
 
 def _tensor_type() -> type | tuple:

@@ -16,11 +16,10 @@ from typing import Any
 import torch
 
 from graphconv.compiler import codegen, function, inductor, infer, passes
-from graphconv.compiler.binding import Binder, shape_mismatch
+from graphconv.compiler.binding import Binder, as_size, shape_mismatch
 from graphconv.compiler.codegen.source import identifier
 from graphconv.compiler.program import Program
 from graphconv.compiler.used_specs import SpecForward
-from graphconv.errors import CallError
 from graphconv.graph.opgraph import Spec
 
 CACHE_LIMIT = 256
@@ -54,14 +53,9 @@ class CompiledOp:
 
     def run(self, inputs: tuple, attrs: dict[str, Any]) -> Any:
         """One call, autocast aside."""
-        if torch.jit.is_tracing():
-            raise CallError(f"{self.spec.name}: torch.jit.trace cannot record a graphconv op: it binds the spec's dims "
-                            "from the input shapes as Python ints, which the tracer hands over as tensors, and runs a "
-                            "Python autograd.Function the TorchScript graph cannot keep; use torch.compile or "
-                            "torch.export instead", path=self.spec.path)
         args = self.arguments(inputs, attrs)
-        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            return function.apply(self.code, args, inputs)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs) or torch.jit.is_tracing():
+            return function.apply(self.code, args, inputs)  # tracing: one path (its check reruns under no_grad)
         try:
             return self.code.forward_nograd(args, *inputs)
         except Exception as error:
@@ -98,7 +92,7 @@ class CompiledOp:
         device) and compare each declared shape with it."""
         if not self.spec.meta.shapes:
             return
-        shapes = infer.concrete_shapes(self.spec, env, [tuple(t.shape) for t in inputs],
+        shapes = infer.concrete_shapes(self.spec, env, [tuple(map(as_size, t.shape)) for t in inputs],
                                        dtype=inputs[0].dtype if inputs else None)
         for tensor_id, shape in shapes.items():
             mismatch = shape_mismatch(self.spec, self.spec.tensor(tensor_id).name, shape, env)

@@ -11,8 +11,11 @@ from the saved inputs (an op saves only inputs and outputs, so a spec op trades 
 its intermediates, like activation checkpointing).
 
 Only spec files are read, named without a path (no ``/``, no ``..``) and looked up in the using spec's own
-folder — or, with the ``graphconv:`` prefix, in the shipped library; a spec that uses itself, directly or not, is
-an error. Nothing is imported or run at load time.
+folder (or, with the ``graphconv:`` prefix, in the shipped library) — a link that leads out of that folder is refused
+before anything is read; a spec that uses itself,
+directly or not, is an error, and so are specs that use specs more than :data:`MAX_DEPTH` levels deep. Within one
+load each file is read once, however many specs use it (a DAG of specs loads in time linear in its size). Nothing
+is imported or run at load time.
 """
 from __future__ import annotations
 
@@ -29,11 +32,14 @@ from graphconv.ops.registry import Attr, Op
 from graphconv.syntax.metadata import Metadata
 
 SUFFIXES = (".mmd", ".md", ".yaml", ".yml")
+MAX_DEPTH = 32  # specs using specs: each level nests a whole load on the stack
 LIBRARY_PREFIX = "graphconv:"
 LIBRARY = Path(__file__).resolve().parents[1] / "library"  # the specs graphconv ships
 
 # The spec files being loaded right now, outermost first: how a cycle of uses is found.
 _LOADING: ContextVar[tuple[str, ...]] = ContextVar("graphconv_spec_ops_loading", default=())
+# The ops made from spec files during the outermost load, by (resolved file, op name): each file is loaded once.
+_MADE: ContextVar[dict[tuple[str, str], Op] | None] = ContextVar("graphconv_spec_ops_made", default=None)
 
 
 class SpecForward:
@@ -112,17 +118,31 @@ def used_ops(meta: Metadata, path: str | None, source: str, load: Callable[[str]
     if path is None and local:
         raise error(f"a spec read from text has no folder to find {local[0]!r} in; load it from a file, or use a "
                     f"shipped spec ({LIBRARY_PREFIX}{local[0]})")
-    made = []
-    token = _LOADING.set(_LOADING.get() + ((str(Path(path).resolve()),) if path else ()))
+    loading = _LOADING.get() + ((str(Path(path).resolve()),) if path else ())
+    if len(loading) > MAX_DEPTH:
+        raise error(f"specs use specs more than {MAX_DEPTH} levels deep: {_chain(loading)}", 0)
+    made_here = _MADE.set({}) if _MADE.get() is None else None  # the outermost load keeps what it made
+    token = _LOADING.set(loading)
     try:
-        for index, entry in enumerate(entries):
-            in_library = entry.startswith(LIBRARY_PREFIX)
-            name, folder = (entry[len(LIBRARY_PREFIX):], LIBRARY) if in_library else (entry, Path(path).parent)
-            found = _find(name, folder, lambda message: error(message, index))
-            made.append(_load_used(found, entry, load, lambda message: error(message, index)))
+        return [_used_op(entry, Path(path).parent if path else LIBRARY, load,
+                         lambda message, i=index: error(message, i)) for index, entry in enumerate(entries)]
     finally:
         _LOADING.reset(token)
-    return made
+        if made_here is not None:
+            _MADE.reset(made_here)
+
+
+def _used_op(entry: str, folder: Path, load: Callable[[str], Spec], error: Callable[[str], SpecError]) -> Op:
+    """The op of the spec file ``entry`` names (in ``folder``, or ``graphconv:NAME`` in the library): made once per
+    file within the outermost load."""
+    if entry.startswith(LIBRARY_PREFIX):
+        entry, folder = entry[len(LIBRARY_PREFIX):], LIBRARY
+    found = _find(entry, folder, error)
+    key = (str(found.resolve()), found.stem)
+    made = _MADE.get()
+    if key not in made:
+        made[key] = _load_used(found, load, error)
+    return made[key]
 
 
 def _find(entry: str, folder: Path, error: Callable[[str], SpecError]) -> Path:
@@ -135,16 +155,25 @@ def _find(entry: str, folder: Path, error: Callable[[str], SpecError]) -> Path:
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         raise error(f"no spec file {' or '.join(c.name for c in candidates)} in {folder}")
+    if found.resolve().parent != folder.resolve():
+        raise error(f"{found.name} is a link that leads out of {folder}: a spec uses only spec files in its own "
+                    "folder")
     return found
 
 
-def _load_used(found: Path, entry: str, load: Callable[[str], Spec], error: Callable[[str], SpecError]) -> Op:
+def _load_used(found: Path, load: Callable[[str], Spec], error: Callable[[str], SpecError]) -> Op:
     loading = _LOADING.get()
     key = str(found.resolve())
     if key in loading:
         chain = [Path(p).name for p in loading[loading.index(key):]] + [found.name]
         raise error(f"specs use each other in a cycle: {' → '.join(chain)}")
     return spec_op(load(str(found)), name=found.stem)
+
+
+def _chain(loading: tuple[str, ...]) -> str:
+    """``a.mmd → b.mmd → … → z.mmd``: the first and last files of a long chain of uses."""
+    names = [Path(p).name for p in loading]
+    return " → ".join(names if len(names) <= 6 else names[:3] + ["…"] + names[-3:])
 
 
 def _plain(value: Any) -> Any:

@@ -32,6 +32,7 @@ DOT_SHAPES = {
 }
 DOT_RANKDIR = {"TB": "TB", "TD": "TB", "BT": "BT", "LR": "LR", "RL": "RL"}
 PLAIN_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENTITY_START = re.compile(r"#(?=\w+;)")  # a '#' that Mermaid would read as the start of an entity code (#quot;)
 MERMAID_KEYWORDS = {"end", "graph", "flowchart", "subgraph", "direction", "style", "classDef", "class", "click",
                     "linkStyle", "default", "call", "href", "callback"}
 
@@ -92,10 +93,12 @@ def _front_matter(spec: Spec, diagram: Diagram) -> str:
 
 
 def mermaid_text(text: str) -> str:
-    """A node or edge label: bare when it is a plain name, else quoted (Mermaid has no escape for ``"``)."""
+    """A node or edge label: bare when it is a plain name, else quoted, with Mermaid's entity codes for what it
+    would misread: ``"`` as ``#quot;`` (it has no other escape), and a ``#`` that starts an entity code as ``#35;``
+    (``a#quot;b`` stays those seven characters when read back)."""
     if PLAIN_LABEL.fullmatch(text) and text not in MERMAID_KEYWORDS:
         return text
-    return '"' + text.replace('"', "#quot;") + '"'
+    return '"' + ENTITY_START.sub("#35;", text).replace('"', "#quot;") + '"'
 
 
 def mermaid_ids(diagram: Diagram) -> dict[str, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from graphconv.ops.helpers import randn, sum_to
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import library_op
+from graphconv.ops.registry import check_output_count, library_op
 from graphconv.ops.shapes import (ShapeRuleError, at_least, dim_index, equal, expandable, numel, permuted, require,
                                   reshaped)
 from graphconv.syntax import symbolic
@@ -429,6 +429,8 @@ def _split_sizes(length, sizes):
 def split(x, *, sizes, dim=0):
     """Cut ``x`` along ``dim`` into pieces of ``sizes`` (an int: equal pieces, the last may be smaller; a tuple:
     one size per piece). Draw one output per piece."""
+    if isinstance(sizes, int) and sizes > 0:
+        check_output_count("split", -(-x.size(dim) // sizes))
     return torch.split(x, sizes, dim)
 
 

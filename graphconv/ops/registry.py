@@ -14,6 +14,17 @@ from graphconv.errors import OpClashError
 from graphconv.syntax.expr import suggest
 
 REQUIRED = inspect.Parameter.empty
+# Tensors one op may make. An op whose number of outputs depends on its arguments (``outputs=None``, such as
+# split) checks it with check_output_count before making them: on the meta device a split of a dim of 10**9 into
+# pieces of 1 would otherwise make 10**9 tensors, far more than any diagram draws.
+MAX_OUTPUTS = 10_000
+
+
+def check_output_count(op_name: str, count: int) -> None:
+    """Refuse (ValueError) to make more than :data:`MAX_OUTPUTS` tensors in one op."""
+    if count > MAX_OUTPUTS:
+        raise ValueError(f"{op_name} would make {count} tensors, more than one op may make ({MAX_OUTPUTS}); a "
+                         "diagram draws one output per tensor")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import difflib
 import math
 import operator
 import re
+import reprlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Mapping
@@ -25,6 +26,9 @@ MAX_INT_BITS = 256
 MAX_INT_DIGITS = len(str(2 ** MAX_INT_BITS))  # a literal with more digits is over MAX_INT_BITS for sure
 MAX_POWER_EXPONENT = 64
 MAX_LENGTH = 10_000  # characters in one expression or label: longer text is refused before parsing
+# Items in one value, counted through nested tuples: a tuple of tuples that share their items is cheap to build
+# (d2: (d1, d1, d1, d1)) and exponential to print, compare or hash.
+MAX_VALUE_ITEMS = 10_000
 
 CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None, "true": True, "false": False,
                              "inf": math.inf}
@@ -133,10 +137,10 @@ def _ceil_div(a: int, b: int) -> int:
 def _ntuple(value: Any, n: int) -> tuple:
     """``value`` as a tuple of ``n`` items: a number repeated, a tuple of ``n`` as it is (torch's ``_ntuple``)."""
     if not isinstance(n, int) or not 1 <= n <= MAX_NTUPLE:
-        raise ValueError(f"the length must be an integer from 1 to {MAX_NTUPLE}, got {n!r}")
+        raise ValueError(f"the length must be an integer from 1 to {MAX_NTUPLE}, got {show_value(n)}")
     if isinstance(value, tuple):
         if len(value) != n:
-            raise ValueError(f"expected {n} values, got {value!r}")
+            raise ValueError(f"expected {n} values, got {show_value(value)}")
         return value
     return (value,) * n
 
@@ -384,7 +388,8 @@ def as_expr(value: Any, line: int = 0, column: int = 0) -> Expr:
         return Tuple(line, column, tuple(as_expr(v, line, column) for v in value))
     if value is None or isinstance(value, (bool, int, float)):
         return Const(line, column, value)
-    raise SpecError(f"expected a number, a name, an expression or a list, got {value!r}", line=line, column=column)
+    raise SpecError(f"expected a number, a name, an expression or a list, got {show_value(value)}", line=line,
+                    column=column)
 
 
 def _shift(expr: Expr, line: int, column: int) -> Expr:
@@ -422,7 +427,7 @@ def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
             raise SpecError(f"unknown name {expr.id!r}{suggest(expr.id, env)}", line=expr.line, column=expr.column)
         return env[expr.id]
     if isinstance(expr, Tuple):
-        return _tuple(expr, env)
+        return _check_size(expr, _tuple(expr, env))
     if isinstance(expr, Splice):
         raise SpecError(f"...{expr.id} splices a group of dims: write it inside a shape or a tuple "
                         f"((...{expr.id}, n)), or use {expr.id} for the tuple itself", line=expr.line,
@@ -434,15 +439,16 @@ def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
         return _check_number(expr, -_number(expr.operand, env))
     if isinstance(expr, Function) and expr.name in TUPLE_FUNCTIONS:
         try:
-            return FUNCTIONS[expr.name](*(evaluate(a, env) for a in expr.args))
+            value = FUNCTIONS[expr.name](*(evaluate(a, env) for a in expr.args))
         except (TypeError, ValueError) as error:
             raise SpecError(f"{to_source(expr)}: {error}", line=expr.line, column=expr.column) from None
+        return _check_size(expr, value)
     if isinstance(expr, Function):
         return _arithmetic(expr, FUNCTIONS[expr.name], *(_number(a, env) for a in expr.args))
     if isinstance(expr, Conditional):
         test = evaluate(expr.test, env)
         if not isinstance(test, bool):
-            raise SpecError(f"the condition {to_source(expr.test)} is {test!r}, not True or False",
+            raise SpecError(f"the condition {to_source(expr.test)} is {show_value(test)}, not True or False",
                             line=expr.test.line, column=expr.test.column)
         return evaluate(expr.then if test else expr.otherwise, env)
     if isinstance(expr, Compare):
@@ -484,23 +490,26 @@ def _compare(expr: Compare, left: Any, right: Any) -> bool:
         return COMPARE[expr.op](left, right)
     for side, value in ((expr.left, left), (expr.right, right)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(f"{to_source(side)} is {value!r}, not a number", line=side.line, column=side.column)
+            raise SpecError(f"{to_source(side)} is {show_value(value)}, not a number", line=side.line,
+                            column=side.column)
     return COMPARE[expr.op](left, right)
 
 
 def _subscript(expr: Subscript, target: Any, index: Any) -> Any:
     if not isinstance(target, tuple):
-        raise SpecError(f"{to_source(expr.target)} is {target!r}, not a tuple", line=expr.line, column=expr.column)
-    if isinstance(index, bool) or not isinstance(index, int) or not -len(target) <= index < len(target):
-        raise SpecError(f"index {index!r} out of range for {to_source(expr.target)} = {target!r}", line=expr.line,
+        raise SpecError(f"{to_source(expr.target)} is {show_value(target)}, not a tuple", line=expr.line,
                         column=expr.column)
+    if isinstance(index, bool) or not isinstance(index, int) or not -len(target) <= index < len(target):
+        raise SpecError(f"index {show_value(index)} out of range for {to_source(expr.target)} = "
+                        f"{show_value(target)}", line=expr.line, column=expr.column)
     return target[index]
 
 
 def _number(expr: Expr, env: Mapping[str, Any]) -> int | float:
     value = evaluate(expr, env)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"{to_source(expr)} is {value!r}, not a number", line=expr.line, column=expr.column)
+        raise SpecError(f"{to_source(expr)} is {show_value(value)}, not a number", line=expr.line,
+                        column=expr.column)
     return value
 
 
@@ -522,6 +531,41 @@ def _check_number(expr: Expr, value: int | float) -> int | float:
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise SpecError(f"{to_source(expr)} is too large ({value.bit_length()} bits)", line=expr.line, column=expr.column)
     return value
+
+
+def _check_size(expr: Expr, value: Any) -> Any:
+    if _items_over(value, MAX_VALUE_ITEMS):
+        raise SpecError(f"{to_source(expr)} holds more than {MAX_VALUE_ITEMS} items (counted through nested "
+                        "tuples)", line=expr.line, column=expr.column)
+    return value
+
+
+def _items_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` holds more than ``limit`` items, counting each tuple and each item of nested tuples.
+    Stops at the limit: walking a tuple of tuples that share their items costs at most ``limit`` steps."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(item, tuple):
+            stack.extend(item)
+    return False
+
+
+MAX_SHOWN = 160  # characters of a value in a message
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxtuple, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxset = 3, 8, 8, 8, 8
+_SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = MAX_SHOWN, MAX_SHOWN, MAX_SHOWN
+
+
+def show_value(value: Any) -> str:
+    """``repr(value)`` cut short for a message: a few items of each tuple, list or dict, a few levels deep, at
+    most :data:`MAX_SHOWN` characters. Every message that shows a value uses it: a value can be huge, and printing
+    it whole would hang."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
 
 
 def suggest(name: str, known: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from graphconv.errors import SpecError
 from graphconv.syntax.expr import NAME as EXPRESSION_NAME
-from graphconv.syntax.expr import Call, Expr, Name, Splice, as_expr, parse_call, suggest
+from graphconv.syntax.expr import Call, Expr, Name, Splice, as_expr, parse_call, show_value, suggest
 from graphconv.syntax.yaml_source import YamlDoc
 
 DTYPES = ("float", "int", "bool")  # the dtype classes an input may declare
@@ -176,7 +176,7 @@ class _Reader:
         for name, size in meta.example.items():
             if isinstance(size, bool) or not isinstance(size, (int, list)):
                 raise self.error(f"example.{name}: expected an integer (a dim), or a list (a group of dims, an "
-                                 f"input's whole shape), got {size!r}", "example", name)
+                                 f"input's whole shape), got {show_value(size)}", "example", name)
         meta.reference = block.get("reference")
         meta.params, meta.param_init = self.params(block.get("params"))
         meta.uses = block.get("uses")
@@ -193,7 +193,7 @@ class _Reader:
 
     def call(self, value: Any, name: str, key: str = "ops", example: str = "an op call such as \"permute(0, 2, 1)\"") -> Call:
         if not isinstance(value, str):
-            raise self.error(f"{key}.{name}: expected {example}, got {value!r}", key, name)
+            raise self.error(f"{key}.{name}: expected {example}, got {show_value(value)}", key, name)
         line, column = self.doc.where(*self.at, key, name, "<value>")
         try:
             call = parse_call(value)

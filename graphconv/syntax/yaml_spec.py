@@ -15,6 +15,7 @@ from typing import Any
 
 from graphconv.errors import SpecError
 from graphconv.syntax.diagram import Diagram, Edge, Node
+from graphconv.syntax.expr import show_value
 from graphconv.syntax.metadata import KEYS, Metadata, read_metadata
 from graphconv.syntax.yaml_source import YamlDoc, load_yaml
 
@@ -58,7 +59,7 @@ class _ApplicationReader:
                 raise self.error(f"unknown key {key!r} in an op application", *at, key)
         label = application["op"]
         if not isinstance(label, str):
-            raise self.error(f"op: expected an op name or call, got {label!r}", *at, "op")
+            raise self.error(f"op: expected an op name or call, got {show_value(label)}", *at, "op")
         op_id = str(application.get("id", f"op{index + 1}"))
         line, column = self.doc.where(*at)
         if op_id in diagram.nodes:
