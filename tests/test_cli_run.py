@@ -150,7 +150,7 @@ def test_a_spec_without_front_matter_runs_with_whole_input_shapes(tmp_path, caps
     assert shapes(report) == {"x": [2, 3, 4], "w": [6, 5], "P_out": [2, 4, 3], "flat": [4, 6], "y": [4, 5]}
     assert shapes(report, "grad_shape") == shapes(report)
     code, _, err = run(capsys, path)
-    assert code == 2 and "input 'x' has no shape pattern under graphconv.inputs: give its shape with --shapes" in err
+    assert code == 2 and "input 'x' has no shape pattern under graphconv.inputs: give its shape under graphconv.example (x: [2, 3]) or with --shapes" in err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -23,8 +23,8 @@ def test_gradgradcheck_every_shipped_spec(name, save):
     spec = graphconv.load(SPECS / name)
     op = graphconv.compile(spec, save=save)
     attrs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.attrs.items()}
-    inputs = example_inputs(spec, {**spec.meta.example, **attrs}, torch.Generator().manual_seed(0))
-    inputs = [t.requires_grad_() for t in inputs]
+    inputs = example_inputs(spec, {**spec.example_dims, **attrs}, torch.Generator().manual_seed(0))
+    inputs = [t.requires_grad_(t.is_floating_point()) for t in inputs]  # int targets, bool masks: no gradient
     assert torch.autograd.gradgradcheck(lambda *xs: op(*xs), inputs, fast_mode=True)
 
 

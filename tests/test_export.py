@@ -169,15 +169,16 @@ def test_every_shipped_spec_exports_and_matches_in_value_and_both_derivatives(tm
     module = import_path(export(tmp_path, ROOT / "specs" / name, "--name", "op"))
     compiled = graphconv.compile(spec)
     attrs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.attrs.items()}
-    inputs = [t.requires_grad_() for t in example_inputs(spec, {**spec.meta.example, **attrs},
-                                                         torch.Generator().manual_seed(0))]
+    inputs = [t.requires_grad_(t.is_floating_point()) for t in example_inputs(spec, {**spec.example_dims, **attrs},
+                                                                              torch.Generator().manual_seed(0))]
+    floating = [t for t in inputs if t.is_floating_point()]  # int and bool inputs (targets, masks) have no gradient
 
     def derivatives(op):
         outputs = op(*inputs)
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        grads = torch.autograd.grad([o.pow(2).sum() for o in outputs], inputs, create_graph=True)
-        second = torch.autograd.grad(sum(g.sum() for g in grads), inputs, allow_unused=True)
-        return outputs, grads, [s if s is not None else torch.zeros_like(t) for s, t in zip(second, inputs)]
+        grads = torch.autograd.grad([o.pow(2).sum() for o in outputs], floating, create_graph=True)
+        second = torch.autograd.grad(sum(g.sum() for g in grads), floating, allow_unused=True)
+        return outputs, grads, [s if s is not None else torch.zeros_like(t) for s, t in zip(second, floating)]
 
     for got, want in zip(derivatives(module.op), derivatives(compiled)):
         torch.testing.assert_close(got, want)

@@ -156,7 +156,7 @@ def test_subgraphs_nested_100_levels_are_read_and_101_refused_at_the_101st():
 
 
 def test_a_dim_of_2_to_the_58_runs_on_the_meta_device():
-    result = trace(graphconv.load(SPECS / "linear.mmd"), {"b": 2 ** 58, "in_features": 4})
+    result = trace(graphconv.load(SPECS / "linear.mmd"), {"batch": (2 ** 58,), "in_features": 4})
     assert result.ok and result.rows[-1].shape == (2 ** 58, 3)
 
 

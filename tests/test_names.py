@@ -34,14 +34,15 @@ def test_show_keeps_an_entity_code_that_a_mermaid_name_spells_out(tmp_path, caps
     assert graphconv.loads(out).input_names == ["a#quot;b"]
 
 
-@pytest.mark.parametrize("block, key", [
-    (f"inputs: {{x: [n]}}\n  attrs: {{{LIGATURE}: 1}}", "attrs"),
-    (f"inputs: {{x: [n]}}\n  dims: {{{LIGATURE}: n}}", "dims"),
-    (f"inputs: {{x: [n]}}\n  example: {{{LIGATURE}: 2}}", "example"),
+@pytest.mark.parametrize("block, key, why", [
+    (f"inputs: {{x: [n]}}\n  attrs: {{{LIGATURE}: 1}}", "attrs", "is not a valid name"),
+    (f"inputs: {{x: [n]}}\n  dims: {{{LIGATURE}: n}}", "dims", "is not a valid name"),
+    # example also takes an input's whole shape, by the input's name (any text): the name must be one
+    (f"inputs: {{x: [n]}}\n  example: {{{LIGATURE}: 2}}", "example", "is not an input dim, an attr or an input"),
 ])
-def test_a_name_python_reads_otherwise_is_refused_where_it_is_written(block, key):
+def test_a_name_python_reads_otherwise_is_refused_where_it_is_written(block, key, why):
     with pytest.raises(graphconv.SpecError) as caught:
         graphconv.loads(f"---\ngraphconv:\n  {block}\n---\ngraph LR\n  x --> R((relu)) --> y\n")
     error = caught.value
-    assert error.message.startswith(f"{key}: '{LIGATURE}' is not a valid name")
+    assert error.message.startswith(f"{key}: '{LIGATURE}' {why}")
     assert LIGATURE in str(error).splitlines()[-2]  # the caret's line is the one that writes it

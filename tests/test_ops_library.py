@@ -57,6 +57,8 @@ def test_importing_the_op_library_imports_no_torch():
 def test_ops_declare_their_index_inputs():
     """Inputs that take indices or conditions are declared on the op (the binder lets their dtype differ)."""
     declared = {op.name: set(op.index_inputs) for op in REGISTRY if op.index_inputs}
-    assert declared == {"index_select": {"index"}, "where": {"condition"}}
+    assert declared == {"index_select": {"index"}, "where": {"condition"}, "gather": {"index"},
+                        "take_along_dim": {"indices"}, "masked_fill": {"mask"}, "one_hot": {"index", "like"},
+                        "type_as": {"like"}}
     with pytest.raises(ValueError, match="index_inputs names 'indices', which is not an input"):
         Op(lambda x, index: x, name="pick", index_inputs=("indices",))

@@ -89,7 +89,7 @@ graph LR
 
 def test_watch_checks_again_each_time_the_file_changes(tmp_path, capsys):
     path = write_spec(tmp_path, (SPECS / "linear.mmd").read_text())
-    edits = iter([(SPECS / "linear.mmd").read_text().replace("product: [b, out_features]", "product: [b, b]"),
+    edits = iter([(SPECS / "linear.mmd").read_text().replace("product: [...batch, out_features]", "product: [...batch, in_features]"),
                   "graph LR\n  A(x) --> B((nope)) --> C(y)\n"])
 
     def save_next(_seconds):

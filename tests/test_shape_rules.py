@@ -20,7 +20,8 @@ from test_fuzz_specs import FUZZ, SCALE
 
 def meta_shapes(op, shapes, dtypes, attrs):
     """The op's output shapes on the meta device, or the exception torch raises."""
-    tensors = [torch.empty(shape, dtype=dtype, device="meta") for shape, dtype in zip(shapes, dtypes)]
+    tensors = [None if shape is None else torch.empty(shape, dtype=dtype, device="meta")
+               for shape, dtype in zip(shapes, dtypes)]  # None: an optional input left out
     try:
         result = op.forward(*tensors, **attrs)
     except Exception as error:  # torch's own refusal: RuntimeError, IndexError, ValueError…
@@ -36,8 +37,8 @@ def rule_shapes(op, shapes, attrs):
 
 
 def sample_cases(op):
-    return [([tuple(t.shape) for t in tensors], [t.dtype for t in tensors], attrs)
-            for tensors, attrs in op.sample_inputs()]
+    return [([None if t is None else tuple(t.shape) for t in tensors], [None if t is None else t.dtype for t in tensors],
+             attrs) for tensors, attrs in op.sample_inputs()]
 
 
 OPS = REGISTRY.names()
@@ -53,6 +54,8 @@ def test_every_op_has_a_shape_rule_that_matches_meta_on_its_samples(name):
 
 def resized(shape, data):
     """Each size kept, or redrawn from 0 to 6."""
+    if shape is None:
+        return None
     return tuple(data.draw(st.sampled_from([size, size, 0, 1, 2, 3, 4, 5, 6])) for size in shape)
 
 

@@ -143,9 +143,17 @@ def test_derived_dims_may_depend_on_an_attrs_form():
     assert pad.bind([(5,)], pad.attrs({"padding": (3, 1)}))["o"] == 11
 
 
-def test_true_division_in_a_derived_dim_is_refused():
-    error = shape_error(binder("{x: [n]}", dims='{half: "n / 2"}'), (6,))
-    assert error.message == "dims.half: n / 2 is 3.0, not an integer (use // for integer division)"
+def test_true_division_in_a_dim_that_sizes_something_is_a_spec_error_that_says_where():
+    check = binder("{x: [n], y: [2 * half]}", dims='{half: "n / 2"}')
+    with pytest.raises(SpecError) as caught:
+        check.bind([(6,), (6,)], {})
+    assert not isinstance(caught.value, ShapeError)
+    assert caught.value.message.startswith("dims.half: n / 2 is 3.0, a float, but half is a size (used in inputs.y)")
+    assert "use // for integer division" in caught.value.message
+
+
+def test_a_float_dim_that_sizes_nothing_is_a_value():
+    assert binder("{x: [d]}", dims='{scale: "1 / d ** 0.5"}').bind([(4,)], {})["scale"] == 0.5
 
 
 def test_division_by_zero_in_a_derived_dim_names_the_dim():

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 import graphconv
+from graphconv.check.backward import gradient_tensors
 from conftest import SPECS
 from graphconv.cli import main
 from graphconv.compiler.program import Program
@@ -27,7 +28,9 @@ def labels(diagram, shape: str) -> list[str]:
 def test_every_vjp_is_a_circle_and_the_drawing_parses_back(capsys, name):
     spec = graphconv.load(SPECS / name)
     diagram = graphconv.parse_diagram(drawn(capsys, SPECS / name))
-    assert sorted(labels(diagram, "circle")) == sorted(f"VJP {op.id}: {op.label}" for op in spec.ops())
+    reached = gradient_tensors(spec)  # the ops that only make a mask or an index (a causal mask, int targets) may
+    circles, every = set(labels(diagram, "circle")), {f"VJP {op.id}: {op.label}" for op in spec.ops()}  # be left out
+    assert {f"VJP {op.id}: {op.label}" for op in spec.ops() if reached & set(op.outputs)} <= circles <= every
     assert {label[1:] for label in labels(diagram, "stadium")} == set(spec.output_names)  # the gradients it starts from
 
 

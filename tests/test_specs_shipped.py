@@ -16,7 +16,14 @@ from graphconv.check.verify import check_spec
 
 SHIPPED = sorted(p.name for p in SPECS.glob("*.mmd"))
 SHELF = ["conv2d_full.mmd", "conv1d.mmd", "conv_transpose2d.mmd", "depthwise_conv2d.mmd", "linear.mmd",
-         "avg_pool2d.mmd", "max_pool2d.mmd", "layer_norm.mmd", "scaled_dot_product_attention.mmd"]
+         "avg_pool2d.mmd", "max_pool2d.mmd", "layer_norm.mmd", "scaled_dot_product_attention.mmd",
+         # what a transformer block, a CNN and their losses are written with (issue 15)
+         "gelu.mmd", "gelu_tanh.mmd", "rms_norm.mmd", "swiglu.mmd", "rope.mmd", "causal_attention.mmd",
+         "batch_norm.mmd", "group_norm.mmd", "reflect_pad2d.mmd", "replicate_pad2d.mmd", "circular_pad2d.mmd",
+         "cross_entropy.mmd", "nll_loss.mmd", "mse_loss.mmd"]
+# Specs no torch function can be compared with: dropout draws its mask from a generator of its own (its seed);
+# tests/test_authoring.py checks the mask instead.
+WITHOUT_REFERENCE = {"dropout.mmd"}
 
 
 def test_the_shelf_is_shipped():
@@ -44,18 +51,24 @@ def test_a_built_wheel_carries_every_spec(tmp_path):
 def test_spec_matches_its_reference_in_value_and_every_gradient(name):
     spec = graphconv.load(SPECS / name)
     reference = read_reference(spec)
-    assert reference is not None and reference.function.startswith("torch.nn.functional.")
+    if name in WITHOUT_REFERENCE:
+        assert reference is None
+        return
+    assert reference is not None
+    assert reference.function.startswith("torch.nn.functional.") or reference.expression is not None
     rows = check_spec(spec, ops=False)  # the ops themselves: tests/test_ops_gradcheck.py
     failed = [f"{r.what} [{r.case}]: {r.detail}" for r in rows if not r.ok]
     assert not failed, "\n".join(failed)
     cases = {r.case for r in rows}
     assert len(cases) == 1 + len(reference.cases)
-    wanted = {"spec gradcheck", "value"} | {f"grad {n}" for n in spec.input_names}
+    floating = [n for n in spec.input_names if n not in spec.meta.input_types or
+                spec.meta.input_types[n].dtype == "float"]  # int and bool inputs have no gradient
+    wanted = {"spec gradcheck", "value"} | {f"grad {n}" for n in floating}
     for case in cases:
         assert {r.what for r in rows if r.case == case} == wanted, case
 
 
-@pytest.mark.parametrize("name", SHELF)
+@pytest.mark.parametrize("name", [name for name in SHELF if name not in WITHOUT_REFERENCE])
 def test_shelf_specs_try_several_configurations(name):
     assert len(read_reference(graphconv.load(SPECS / name)).cases) >= 2
 

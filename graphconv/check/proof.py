@@ -21,6 +21,7 @@ from graphconv.compiler.infer import op_shape_error, proved
 from graphconv.compiler.program import Program
 from graphconv.errors import ShapeError, SpecError
 from graphconv.graph.opgraph import Spec
+from graphconv.syntax.expr import Splice
 
 
 @dataclass
@@ -67,13 +68,12 @@ def prove(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
     binder = Binder(spec)
     attr_values = binder.attrs({**{k: v for k, v in spec.meta.example.items() if k in spec.meta.attrs},
                                 **(attrs or {})})
-    example = {k: v for k, v in spec.meta.example.items() if k not in spec.meta.attrs}
-    concrete = input_shapes(spec, {**attr_values, **example, **check_dims(spec, dims or {})},
-                            check_shapes(spec, shapes or {}))
+    concrete = input_shapes(spec, {**attr_values, **spec.example_dims, **check_dims(spec, dims or {})},
+                            {**spec.example_shapes, **check_shapes(spec, shapes or {})})
     env = binder.bind(concrete, attr_values)
     ranks = {name: len(shape) for name, shape in zip(spec.input_names, concrete)
              if (spec.meta.inputs or {}).get(name) is None}
-    inference = infer_symbolic(spec, attr_values, ranks)
+    inference = infer_symbolic(spec, attr_values, ranks, {group: len(env[group]) for group in spec.meta.groups()})
     report = Report([row_of(spec, name) for name in _tensor_names(spec)],
                     {k: v for k, v in env.items() if k not in attr_values}, attr_values, None, inference)
     found: dict[str, tuple] = {}
@@ -81,7 +81,7 @@ def prove(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
         concrete_shapes(spec, env, concrete, into=found)
     except ShapeError as error:
         report.failure = error
-    values = {**env, **_unnamed_sizes(spec, concrete)}
+    values = {**env, **_unnamed_sizes(spec, binder, concrete)}
     report.conditions = [_condition(requirement, inference, values) for requirement in inference.requirements]
     _fail_on_a_condition(spec, report, found)
     for row in report.rows:
@@ -95,16 +95,21 @@ def _tensor_names(spec: Spec) -> list[str]:
     return [tensor.name for tensor in spec.tensors()]
 
 
-def _unnamed_sizes(spec: Spec, shapes: list[tuple]) -> dict[str, int]:
-    """The values of the symbols that stand for sizes the patterns do not name: ``x[1]`` for a wildcard, every
-    dim of an input without a pattern."""
+def _unnamed_sizes(spec: Spec, binder: Binder, shapes: list[tuple]) -> dict[str, int]:
+    """The values of the symbols that stand for sizes the patterns do not name one by one: ``x[1]`` for a
+    wildcard, every dim of an input without a pattern, ``batch[0]``… for a ``...batch`` group."""
     patterns = spec.meta.inputs or {}
     sizes = {}
     for name, shape in zip(spec.input_names, shapes):
         pattern = patterns.get(name)
-        for axis, size in enumerate(shape):
-            if pattern is None or is_wildcard(pattern[axis]):
-                sizes[f"{name}[{axis}]"] = size
+        if pattern is None:
+            sizes.update((f"{name}[{axis}]", size) for axis, size in enumerate(shape))
+            continue
+        for index, _, entry, size in binder.align(name, pattern, shape):
+            if isinstance(entry, Splice):
+                sizes.update((f"{entry.id}[{i}]", s) for i, s in enumerate(size))
+            elif is_wildcard(entry):
+                sizes[f"{name}[{index}]"] = size
     return sizes
 
 

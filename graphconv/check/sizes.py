@@ -32,8 +32,9 @@ class Row:
 
 
 def check_dims(spec: Spec, dims: dict[str, Any]) -> dict[str, int]:
-    """The caller's dims: each an input dim (not an attr, not a derived dim) with a size ≥ 0."""
-    symbols = spec.meta.symbols()
+    """The caller's dims: each an input dim (not an attr, not a derived dim) with a size ≥ 0 (a group of dims,
+    ``...batch`` in a pattern, a tuple of them)."""
+    symbols, groups = spec.meta.symbols(), spec.meta.groups()
     for name, size in dims.items():
         if name in spec.meta.attrs:
             raise SpecError(f"--dims {name}: {name!r} is an attr of {spec.name}; set it with --attr {name}=…",
@@ -45,9 +46,18 @@ def check_dims(spec: Spec, dims: dict[str, Any]) -> dict[str, int]:
             known = f"; its input dims are: {', '.join(symbols)}" if symbols else " (it declares no input patterns)"
             raise SpecError(f"--dims {name}: not an input dim of {spec.name}{suggest(name, symbols)}{known}",
                             path=spec.path)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        if name in groups:
+            dims[name] = size = tuple(size) if isinstance(size, (tuple, list)) else (size,)
+            if not all(_is_size(s) for s in size):
+                raise SpecError(f"--dims {name}={show_value(size)}: {name} is a group of dims (...{name}), a tuple of "
+                                f"sizes such as {name}=(2,3) or {name}=()", path=spec.path)
+        elif not _is_size(size):
             raise SpecError(f"--dims {name}={show_value(size)}: a dim is a size, an integer ≥ 0", path=spec.path)
     return dims
+
+
+def _is_size(size: Any) -> bool:
+    return isinstance(size, int) and not isinstance(size, bool) and size >= 0
 
 
 def check_shapes(spec: Spec, shapes: dict[str, Any]) -> dict[str, tuple[int, ...]]:

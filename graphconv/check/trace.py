@@ -21,6 +21,7 @@ from graphconv.compiler.examples import input_shapes
 from graphconv.errors import ShapeError, SpecError
 from graphconv.compiler.program import Program, Step
 from graphconv.graph.opgraph import Spec
+from graphconv.syntax.expr import evaluate
 
 
 @dataclass
@@ -52,13 +53,13 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
     binder = Binder(spec)
     attr_values = binder.attrs({**{k: v for k, v in spec.meta.example.items() if k in spec.meta.attrs},
                                 **(attrs or {})})
-    example = {k: v for k, v in spec.meta.example.items() if k not in spec.meta.attrs}
-    input_dims = {**example, **check_dims(spec, dims or {})}
-    concrete = input_shapes(spec, {**attr_values, **input_dims}, check_shapes(spec, shapes or {}))
+    input_dims = {**spec.example_dims, **check_dims(spec, dims or {})}
+    given = {**spec.example_shapes, **check_shapes(spec, shapes or {})}
+    concrete = input_shapes(spec, {**attr_values, **input_dims}, given)
     env = binder.bind(concrete, attr_values)
     program = Program(spec)
     args = program.arguments(env)
-    inputs = [_tensor(shape, dtype, device) for shape in concrete]
+    inputs = [_input(spec, name, shape, dtype, device, env) for name, shape in zip(spec.input_names, concrete)]
     result = Trace([row_of(spec, name) for name in program.names],
                    {k: v for k, v in env.items() if k not in attr_values}, attr_values, device)
     values = _forward(program, args, inputs, result)
@@ -128,6 +129,21 @@ def _backward(program: Program, args: list[dict[str, Any]], inputs: Sequence[tor
         if row.grad_shape != row.shape:
             row.problems.append(f"tensor {row.name!r}: its gradient has shape {row.grad_shape} but the tensor has "
                                 f"{row.shape}")
+
+
+def _input(spec: Spec, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: str,
+           env: dict[str, Any]) -> torch.Tensor:
+    """An input of the dtype class it declares: floating-point ``dtype``, int64 (from its range) or bool."""
+    declared = spec.meta.input_types.get(name)
+    if declared is None or declared.dtype == "float":
+        return _tensor(shape, dtype, device)
+    kind = torch.bool if declared.dtype == "bool" else torch.int64
+    if torch.device(device).type == "meta":
+        return torch.empty(shape, dtype=kind, device="meta")
+    if declared.dtype == "bool":
+        return torch.rand(shape, device=device) < 0.5
+    low, high = (evaluate(bound, env) for bound in declared.range) if declared.range else (0, 1)
+    return torch.randint(low, high, shape, device=device)
 
 
 def _tensor(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:

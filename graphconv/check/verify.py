@@ -90,10 +90,18 @@ def gradcheck(function: Any, tensors: Sequence[Any], *, fast: bool = False) -> s
     inputs = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in tensors]
     try:
         with one_thread():
-            torch.autograd.gradcheck(function, tuple(inputs), raise_exception=True, fast_mode=fast)
+            torch.autograd.gradcheck(lambda *xs: _floating(function(*xs)), tuple(inputs), raise_exception=True,
+                                     fast_mode=fast)
     except Exception as error:  # gradcheck's own failure, or the op's: either way the check fails
         return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
     return None
+
+
+def _floating(outputs: Any) -> Any:
+    """Bool and integer outputs (a comparison's) as float64: gradcheck then checks that no gradient flows."""
+    if isinstance(outputs, (tuple, list)):
+        return tuple(_floating(o) for o in outputs)
+    return outputs if outputs.is_floating_point() else outputs.to(torch.float64)
 
 
 @contextmanager
@@ -147,7 +155,7 @@ def _describe(tensors: Sequence[Any], attrs: dict[str, Any]) -> str:
 
 def cases(spec: Spec, extra: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(label, attrs and input dims) for the example with default attrs, then for each extra case over it."""
-    base = {**spec.meta.example, **{k: _plain(v) for k, v in spec.attrs.items()}}
+    base = {**spec.example_dims, **{k: _plain(v) for k, v in spec.attrs.items()}}
     found = [("example", base)]
     for case in extra:
         label = ", ".join(f"{k}={show_value(v)}" for k, v in case.items())
@@ -159,10 +167,11 @@ def _plain(value: Any) -> Any:
     return tuple(_plain(v) for v in value) if isinstance(value, list) else value
 
 
-def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES, ops: bool = True) -> list[Check]:
+def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES, ops: bool = True,
+               shapes: dict[str, tuple[int, ...]] | None = None) -> list[Check]:
     """Every check of ``graphconv check``: the spec's ops on their samples (unless ``ops`` is False), then per
-    case the compiled spec's gradcheck and its value and gradients against the reference. A bad reference raises
-    SpecError."""
+    case the compiled spec's gradcheck and its value and gradients against the reference. ``shapes``: whole input
+    shapes by name, for inputs without a pattern (over the example's). A bad reference raises SpecError."""
     from graphconv.compiler.compiled import CompiledOp
 
     reference = read_reference(spec)
@@ -175,7 +184,7 @@ def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES, ops: boo
         generator = torch.Generator().manual_seed(SEED + index)
         attrs = {k: v for k, v in values.items() if k in spec.attrs}
         try:
-            inputs = example_inputs(spec, values, generator)
+            inputs = example_inputs(spec, values, generator, shapes=shapes)
             env = derived_dims(spec, values)
         except SpecError as error:  # a case whose dims do not work out fails; the other cases still run
             rows.append(Check("spec gradcheck", spec.name, label, False, error.message))
@@ -194,9 +203,10 @@ def compare(spec: Spec, compiled: Any, reference: Any, inputs: list[Any], attrs:
             label: str, generator: Any) -> list[Check]:
     """Value and input gradients of ``compiled`` and ``reference`` at ``inputs`` under one random output grad.
     Whatever the reference returns — another number of outputs, a shape, a dtype, something not a tensor — is a
-    failed row, never an exception."""
-    ours = [t.detach().clone().requires_grad_() for t in inputs]
-    theirs = [t.detach().clone().requires_grad_() for t in inputs]
+    failed row, never an exception. Int and bool inputs (targets, masks) have no gradient to compare."""
+    ours = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
+    theirs = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
+    floating = [i for i, t in enumerate(inputs) if t.is_floating_point()]
     try:
         got = _as_tuple(compiled(*ours, **attrs))
         with warnings.catch_warnings():  # the reference's performance hints are not the spec's business
@@ -211,15 +221,16 @@ def compare(spec: Spec, compiled: Any, reference: Any, inputs: list[Any], attrs:
         return [value]
     try:
         upstream = [torch.randn(t.shape, generator=generator, dtype=t.dtype) for t in want]
-        got_grads = _input_grads(got, ours, upstream)
-        want_grads = _input_grads(want, theirs, upstream)
+        got_grads = _input_grads(got, [ours[i] for i in floating], upstream)
+        want_grads = _input_grads(want, [theirs[i] for i in floating], upstream)
     except Exception as error:
         if is_out_of_memory(error):
             raise
         return [value, Check("grad", subject, label, False, f"cannot compare the gradients: {_message(error)}")]
     rows = [value]
-    for name, g, w in zip(spec.input_names, got_grads, want_grads):
-        rows.append(_close(f"grad {name}", subject, label, [_zeros_if_none(g, w)], [_zeros_if_none(w, g)]))
+    for i, g, w in zip(floating, got_grads, want_grads):
+        rows.append(_close(f"grad {spec.input_names[i]}", subject, label, [_zeros_if_none(g, w)],
+                           [_zeros_if_none(w, g)]))
     return rows
 
 

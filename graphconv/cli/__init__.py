@@ -13,12 +13,12 @@ import os
 import sys
 from typing import Sequence
 
-from graphconv.cli import check, compile, export, ops, run, show
+from graphconv.cli import check, compile, export, new, ops, run, show
 from graphconv.cli.common import EXIT_INTERRUPTED, EXIT_SHAPE, EXIT_SPEC
 from graphconv.errors import ShapeError
 from graphconv.errors import SpecError
 
-VERBS = [run, show, check, ops, compile, export]
+VERBS = [run, show, check, ops, compile, export, new]
 OUTPUT_ERRORS = {errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT, errno.EBADF}
 
 

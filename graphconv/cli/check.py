@@ -10,7 +10,8 @@ import argparse
 import sys
 from typing import Any
 
-from graphconv.cli.common import EXIT_OK, EXIT_SHAPE, EXIT_SPEC, import_modules, parse_bytes, show_bytes
+from graphconv.cli.common import (EXIT_OK, EXIT_SHAPE, EXIT_SPEC, import_modules, parse_assignments, parse_bytes,
+                                  show_bytes)
 from graphconv.errors import SpecError
 from graphconv.syntax.expr import show_value
 
@@ -27,6 +28,7 @@ def add_parser(verbs: Any) -> None:
     check.add_argument("--allow-reference", action="append", default=[], metavar="MODULE",
                        help="also accept reference functions from MODULE (repeatable); by default only "
                             "torch.nn.functional, torch.special, torch.linalg and torch.fft")
+    check.add_argument("--shapes", help="whole input shapes, for inputs without a pattern: x=(2,3),w=(3,4)")
     check.add_argument("--failures", action="store_true", help="print only the checks that fail")
     check.add_argument("--max-memory", default=MAX_MEMORY,
                        help=f"refuse a spec whose example or cases would take more than this (the spec and its "
@@ -45,13 +47,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         if index:
             print()
         try:
-            rows = check_within_memory(graphconv.load(path, ops=modules), args, limit)
+            spec = graphconv.load(path, ops=modules)
+            rows = check_within_memory(spec, args, limit)
         except SpecError as error:
             print(f"graphconv check: {error}", file=sys.stderr)
             status = EXIT_SPEC
             continue
         failed = [row for row in rows if not row.ok]
         print(f"{path}: {len(rows)} checks, {len(failed)} failed" if failed else f"{path}: all {len(rows)} checks pass")
+        if spec.meta.reference is None:
+            print(f"{path}: no reference: nothing was compared with a torch function (add reference: to compare "
+                  "values and gradients)")
         _print_table(failed if args.failures else rows)
         if failed and status == EXIT_OK:
             status = EXIT_SHAPE
@@ -68,12 +74,18 @@ def check_within_memory(spec: Any, args: argparse.Namespace, limit: int) -> list
     estimate_memory(spec, limit)
     try:
         with memory_cap(limit, "cpu"):
-            return check_spec(spec, allowed=ALLOWED_MODULES + tuple(args.allow_reference))
+            return check_spec(spec, allowed=ALLOWED_MODULES + tuple(args.allow_reference), shapes=given_shapes(args))
     except Exception as error:
         if is_out_of_memory(error):
             raise SpecError(f"checking it needed more than --max-memory {show_bytes(limit)}; raise --max-memory",
                             path=spec.path) from None
         raise
+
+
+def given_shapes(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
+    """``--shapes x=(2,3)``: whole input shapes by name, for inputs without a pattern."""
+    return {name: shape if isinstance(shape, tuple) else (shape,)
+            for name, shape in parse_assignments(args.shapes, "--shapes").items()}
 
 
 def estimate_memory(spec: Any, limit: int) -> None:

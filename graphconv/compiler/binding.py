@@ -3,8 +3,8 @@ attrs), and the checks that come with it.
 
 Unification against the ``inputs`` patterns: a bare name binds a symbol on its first use and must agree on every
 later one (``kernel: in_channels is 4 but input_batch says 3``), a literal must match exactly, ``_`` matches
-anything, and an expression entry (``2 * c``) must equal its value once the symbols and derived dims are known.
-Derived dims are then computed once per binding, in dependency order. An input with no pattern binds nothing:
+anything, ``...group`` takes any number of dims (the tuple of their sizes binds ``group``), and an expression entry
+(``2 * c``) must equal its value once the symbols and derived dims are known. Derived dims are then computed once per binding, in dependency order. An input with no pattern binds nothing:
 its dims come only from its actual shape. Imports no torch: it works on shape tuples (``check_inputs``, the
 per-call guards on the tensors themselves, reaches torch through the tensors it is given).
 """
@@ -18,7 +18,8 @@ from typing import Any, Sequence
 
 from graphconv.errors import CallError, ShapeError, SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.syntax.expr import Const, Expr, Name, evaluate, names, show_value, suggest, to_source
+from graphconv.syntax.expr import (Const, Expr, Name, Splice, evaluate, group_value, names, show_value, suggest,
+                                   to_source)
 from graphconv.syntax.metadata import WILDCARD
 
 MAX_ELEMENTS = 2 ** 60  # a tensor's size in bytes must fit in 64 bits (torch's limit), at 8 bytes an element
@@ -49,6 +50,8 @@ class Binder:
         patterns = spec.meta.inputs or {}
         self.patterns = [patterns.get(name) for name in self.names]
         self.attr_names = list(spec.meta.attrs)
+        types = spec.meta.input_types
+        self.typed = [(index, types[name].dtype) for index, name in enumerate(self.names) if name in types]
         self.check_pattern_names()
 
     def error(self, cls: type, message: str, *key: Any) -> SpecError:
@@ -67,7 +70,7 @@ class Binder:
 
     def check_inputs(self, inputs: Sequence[Any]) -> None:
         """The guards a call passes before anything runs, each a CallError naming the spec input: the number of
-        inputs, each a tensor, all on one device, the floating-point ones of one dtype, and no integer or bool
+        inputs, each a tensor, each of the dtype class its declaration says (``dtype: int``), all on one device, the floating-point ones of one dtype, and no integer or bool
         input that meets a floating-point one in an op that declares float_inputs (other than as an index or a condition).
 
         Runs on every call: when every input has the first one's dtype and device, it costs a few attribute reads
@@ -79,6 +82,10 @@ class Binder:
         for index, value in enumerate(inputs):
             if not isinstance(value, tensor):
                 raise self.input_error(index, f"must be a torch.Tensor, got {type(value).__name__}")
+        for index, kind in self.typed:
+            if dtype_class(inputs[index].dtype) != kind:
+                raise self.input_error(index, f"is {_dtype(inputs[index].dtype)} but the spec declares it {kind}; "
+                                              f"convert it, e.g. {self.names[index]}.{_CONVERSION[kind]}()")
         if inputs:
             device, dtype = inputs[0].device, inputs[0].dtype
             for value in inputs:
@@ -183,27 +190,45 @@ class Binder:
         self.check_sizes(shapes)
         env = dict(attrs)
         bound_at: dict[str, tuple[str, int]] = {}  # symbol → (input, axis) that bound it
+        expressions = []
         for name, pattern, shape in zip(self.names, self.patterns, shapes):
             if pattern is None:
                 continue
+            for index, axis, entry, size in self.align(name, pattern, shape):
+                if isinstance(entry, (Name, Splice)) and not is_wildcard(entry):
+                    if entry.id in env:
+                        self.check_symbol(name, index, axis, entry.id, size, shapes, env, bound_at)
+                    else:
+                        env[entry.id], bound_at[entry.id] = size, (name, axis)
+                elif isinstance(entry, Const) and entry.value != size:
+                    raise self.mismatch(name, index, shapes, f"dim {axis} is {size} but the pattern says "
+                                                             f"{to_source(entry)}")
+                elif not isinstance(entry, (Name, Const)):
+                    expressions.append((name, index, axis, entry, size))
+        self.derive(env)
+        for name, index, axis, entry, size in expressions:
+            self.check_expression(name, index, axis, entry, size, shapes, env)
+        return env
+
+    def align(self, name: str, pattern: Sequence[Expr], shape: tuple) -> list[tuple[int, int, Expr, Any]]:
+        """(pattern index, first axis, entry, size) per pattern entry; a ``...group`` takes the sizes between the
+        entries before and after it, as a tuple (any number of them, none included)."""
+        group = next((i for i, entry in enumerate(pattern) if isinstance(entry, Splice)), None)
+        if group is None:
             if len(shape) != len(pattern):
                 raise self.error(ShapeError, f"{name}: expected {len(pattern)} dims {show_pattern(pattern)}, got "
                                              f"shape {show_shape(shape)} ({len(shape)} dims)", "inputs", name)
-            for axis, entry in enumerate(pattern):
-                if isinstance(entry, Name) and not is_wildcard(entry):
-                    if entry.id in env:
-                        self.check_symbol(name, axis, entry.id, shapes, env, bound_at)
-                    else:
-                        env[entry.id], bound_at[entry.id] = shape[axis], (name, axis)
-                elif isinstance(entry, Const) and entry.value != shape[axis]:
-                    raise self.mismatch(name, axis, shapes, f"dim {axis} is {shape[axis]} but the pattern says "
-                                                            f"{to_source(entry)}")
-        self.derive(env)
-        for name, pattern, shape in zip(self.names, self.patterns, shapes):
-            for axis, entry in enumerate(pattern or ()):
-                if not isinstance(entry, (Name, Const)):
-                    self.check_expression(name, axis, entry, shapes, env)
-        return env
+            return [(i, i, entry, shape[i]) for i, entry in enumerate(pattern)]
+        fixed = len(pattern) - 1
+        if len(shape) < fixed:
+            raise self.error(ShapeError, f"{name}: expected at least {fixed} dims {show_pattern(pattern)}, got "
+                                         f"shape {show_shape(shape)} ({len(shape)} dims)", "inputs", name)
+        width = len(shape) - fixed
+        aligned = [(i, i, entry, shape[i]) for i, entry in enumerate(pattern[:group])]
+        aligned.append((group, group, pattern[group], shape[group:group + width]))
+        aligned += [(group + 1 + i, group + width + i, entry, shape[group + width + i])
+                    for i, entry in enumerate(pattern[group + 1:])]
+        return aligned
 
     def check_sizes(self, shapes: list[tuple]) -> None:
         """Every size an integer ≥ 0, and no tensor of more than :data:`MAX_ELEMENTS` elements (torch would raise
@@ -218,44 +243,67 @@ class Binder:
                 raise self.error(SpecError, f"{name}: shape {show_shape(shape)} has {count} elements, more than a "
                                              f"tensor can hold (2**60)", "inputs", name)
 
-    def check_symbol(self, name: str, axis: int, symbol: str, shapes: list[tuple], env: dict,
+    def check_symbol(self, name: str, index: int, axis: int, symbol: str, size: Any, shapes: list[tuple], env: dict,
                      bound_at: dict[str, tuple[str, int]]) -> None:
-        size, expected = shapes[self.position[name]][axis], env[symbol]
+        expected = env[symbol]
         if size == expected:
             return
         if symbol not in bound_at:
             message = f"{symbol} is {size} but the attr {symbol} is {show_value(expected)}"
-            raise self.mismatch(name, axis, shapes, message)
+            raise self.mismatch(name, index, shapes, message)
         other, other_axis = bound_at[symbol]
+        shown = f"...{symbol}" if isinstance(size, tuple) else symbol
         if other == name:
-            raise self.mismatch(name, axis, shapes, f"{symbol} is {size} at dim {axis} but {expected} at dim "
-                                                    f"{other_axis}")
-        raise self.mismatch(name, axis, shapes, f"{symbol} is {size} but {other} says {expected}", other)
+            raise self.mismatch(name, index, shapes, f"{shown} is {size} at dim {axis} but {expected} at dim "
+                                                     f"{other_axis}")
+        raise self.mismatch(name, index, shapes, f"{shown} is {size} but {other} says {expected}", other)
 
-    def check_expression(self, name: str, axis: int, entry: Expr, shapes: list[tuple], env: dict) -> None:
-        size = shapes[self.position[name]][axis]
-        expected = self.evaluate(entry, env, "inputs", name, axis)
+    def check_expression(self, name: str, index: int, axis: int, entry: Expr, size: int, shapes: list[tuple],
+                         env: dict) -> None:
+        expected = self.evaluate(entry, env, "inputs", name, index)
         if size != expected:
             values = ", ".join(f"{n}={show_value(env[n])}" for n in sorted(names(entry)))
-            raise self.mismatch(name, axis, shapes, f"dim {axis} is {size} but {to_source(entry)} is "
-                                                    f"{show_value(expected)} ({values})")
+            raise self.mismatch(name, index, shapes, f"dim {axis} is {size} but {to_source(entry)} is "
+                                                     f"{show_value(expected)} ({values})")
 
-    def mismatch(self, name: str, axis: int, shapes: list[tuple], message: str, other: str | None = None) -> ShapeError:
-        """``name: <message>``, then the shapes involved against their patterns; the caret under the entry."""
+    def mismatch(self, name: str, index: int, shapes: list[tuple], message: str, other: str | None = None) -> ShapeError:
+        """``name: <message>``, then the shapes involved against their patterns; the caret under pattern entry
+        ``index``."""
         involved = [name] + ([other] if other else [])
         context = "; ".join(f"{n} has shape {show_shape(shapes[self.position[n]])} for "
                             f"{show_pattern(self.patterns[self.position[n]])}" for n in involved)
-        return self.error(ShapeError, f"{name}: {message} ({context})", "inputs", name, axis)
+        return self.error(ShapeError, f"{name}: {message} ({context})", "inputs", name, index)
 
     def derive(self, env: dict[str, Any]) -> None:
-        """Compute every derived dim into ``env``, once, in dependency order."""
+        """Compute every derived dim into ``env``, once, in dependency order. A dim may be a float (a scale, an
+        epsilon) unless it sizes something: a float size is a SpecError that says where it is used."""
         for dim in self.spec.dim_order:
             expr = self.spec.meta.dims[dim]
             value = self.evaluate(expr, env, "dims", dim)
-            if isinstance(value, float):
-                raise self.error(ShapeError, f"dims.{dim}: {to_source(expr)} is {value}, not an integer "
-                                             f"(use // for integer division)", "dims", dim)
+            if isinstance(value, float) and dim in self.sizes:
+                raise self.error(SpecError, f"dims.{dim}: {to_source(expr)} is {value}, a float, but {dim} is a size "
+                                            f"(used in {self.sizes[dim]}), and sizes are integers: use // for integer "
+                                            f"division. A float value is fine where only op arguments read it (an "
+                                            f"attention scale, an epsilon)", "dims", dim)
             env[dim] = value
+
+    @cached_property
+    def sizes(self) -> dict[str, str]:
+        """Derived dims that size something → where: an input pattern, a declared shape, or the shape argument of
+        a reshape-like op (its ``shape_attr``)."""
+        found: dict[str, str] = {}
+        meta = self.spec.meta
+        patterns = [(f"inputs.{n}", p) for n, p in (meta.inputs or {}).items()]
+        patterns += [(f"shapes.{n}", p) for n, p in meta.shapes.items()]
+        for where, pattern in patterns:
+            for entry in pattern or ():
+                for name in names(entry) & set(meta.dims):
+                    found.setdefault(name, where)
+        for node in self.spec.ops():
+            shape = node.args.get(node.op.shape_attr) if node.op.shape_attr else None
+            for name in (names(shape) & set(meta.dims)) if shape is not None else ():
+                found.setdefault(name, f"op {node.id} ({node.label})")
+        return found
 
     def evaluate(self, expr: Expr, env: dict, *key: Any) -> Any:
         try:
@@ -286,6 +334,16 @@ def _tensor_type() -> type | tuple:
     return torch.Tensor if torch is not None else ()
 
 
+_CONVERSION = {"float": "float", "int": "long", "bool": "bool"}
+
+
+def dtype_class(dtype: Any) -> str:
+    """``float``, ``int`` or ``bool``: the dtype class an input may declare (complex counts as float)."""
+    if dtype.is_floating_point or dtype.is_complex:
+        return "float"
+    return "bool" if str(dtype) == "torch.bool" else "int"
+
+
 def _computes(dtype: Any) -> bool:
     """A floating-point (or complex) dtype: what ops compute in; integer and bool tensors index and select."""
     return dtype.is_floating_point or dtype.is_complex
@@ -293,6 +351,17 @@ def _computes(dtype: Any) -> bool:
 
 def _dtype(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
+
+
+def expected_shape(pattern: Sequence[Expr], env: dict[str, Any]) -> tuple:
+    """A shape pattern's sizes in ``env`` (``...group`` spliced in); None for a wildcard."""
+    sizes: list[Any] = []
+    for entry in pattern:
+        if isinstance(entry, Splice):
+            sizes.extend(group_value(entry, env))
+        else:
+            sizes.append(None if is_wildcard(entry) else evaluate(entry, env))
+    return tuple(sizes)
 
 
 def shape_mismatch(spec: Spec, name: str, actual: Sequence[int], env: dict[str, Any]) -> ShapeError | None:
@@ -307,7 +376,7 @@ def shape_mismatch(spec: Spec, name: str, actual: Sequence[int], env: dict[str, 
     actual = tuple(actual)
     line, column = spec.meta.where("shapes", name)
     try:
-        expected = tuple(None if is_wildcard(e) else evaluate(e, env) for e in declared)
+        expected = expected_shape(declared, env)
     except SpecError as error:
         return ShapeError(f"shapes.{name}: {error.message}", path=spec.path, line=line, column=column,
                           source=spec.source)

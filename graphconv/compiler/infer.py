@@ -25,7 +25,7 @@ from graphconv.errors import ShapeError, SpecError
 from graphconv.graph.opgraph import OpNode, Spec
 from graphconv.ops.shapes import ShapeRuleError, collecting, equal, require
 from graphconv.syntax.claims import Claim
-from graphconv.syntax.expr import Name, evaluate, to_source
+from graphconv.syntax.expr import Name, Splice, evaluate, to_source
 from graphconv.syntax.symbolic import Dim, Namer, Undecided, assume_at_least, assuming, symbol
 from graphconv.syntax.symbolic_expr import evaluate_symbolic
 
@@ -147,19 +147,39 @@ def _bind_patterns(spec: Spec, shapes: Sequence[Shape], attrs: dict[str, Any]) -
         pattern = patterns.get(name)
         if pattern is None:
             continue
-        if len(pattern) != len(shape):
-            raise ShapeRuleError(f"{spec.name}: input {name} takes {len(pattern)} dims, got {len(shape)}")
-        for entry, size in zip(pattern, shape):
-            if isinstance(entry, Name) and not is_wildcard(entry) and entry.id not in env:
+        for entry, size in _aligned(spec, name, pattern, shape):
+            if isinstance(entry, (Name, Splice)) and not is_wildcard(entry) and entry.id not in env:
                 env[entry.id] = size
             elif not is_wildcard(entry):
                 later.append((name, entry, size))
     for dim in spec.dim_order:
         env[dim] = _evaluate_in(spec, spec.meta.dims[dim], env)
     for name, entry, size in later:
-        require(equal(size, _evaluate_in(spec, entry, env)), f"{spec.name}: input {name} must fit "
-                                                             f"{to_source(entry)}")
+        if isinstance(entry, Splice):  # a group used again: as many sizes, each equal
+            expected = env[entry.id]
+            if len(size) != len(expected):
+                raise ShapeRuleError(f"{spec.name}: input {name}: ...{entry.id} is {len(expected)} dims, got "
+                                     f"{len(size)}")
+            pairs = list(zip(size, expected))
+        else:
+            pairs = [(size, _evaluate_in(spec, entry, env))]
+        for got, wanted in pairs:
+            require(equal(got, wanted), f"{spec.name}: input {name} must fit {to_source(entry)}")
     return env
+
+
+def _aligned(spec: Spec, name: str, pattern: Sequence[Any], shape: Shape) -> list[tuple[Any, Any]]:
+    """(entry, size) per pattern entry; a ``...group`` takes the sizes between its neighbours, as a tuple."""
+    group = next((i for i, entry in enumerate(pattern) if isinstance(entry, Splice)), None)
+    if group is None:
+        if len(pattern) != len(shape):
+            raise ShapeRuleError(f"{spec.name}: input {name} takes {len(pattern)} dims, got {len(shape)}")
+        return list(zip(pattern, shape))
+    width = len(shape) - (len(pattern) - 1)
+    if width < 0:
+        raise ShapeRuleError(f"{spec.name}: input {name} takes at least {len(pattern) - 1} dims, got {len(shape)}")
+    sizes = list(shape[:group]) + [tuple(shape[group:group + width])] + list(shape[group + width:])
+    return list(zip(pattern, sizes))
 
 
 def _evaluate_in(spec: Spec, expr: Any, env: dict[str, Any]) -> Any:
@@ -174,13 +194,24 @@ def _require_declared(spec: Spec, env: dict[str, Any], found: dict[str, Shape]) 
         shape = found.get(spec.tensor_id(name))
         if shape is None:
             continue
-        if len(shape) != len(declared):
+        expected = _declared_sizes(spec, declared, env)
+        if len(shape) != len(expected):
             raise ShapeRuleError(f"{spec.name}: tensor {name} has {len(shape)} dims but is declared with "
-                                 f"{len(declared)}")
-        for entry, size in zip(declared, shape):
-            if not is_wildcard(entry):
-                require(equal(size, _evaluate_in(spec, entry, env)), f"{spec.name}: tensor {name} must have its "
-                                                                     "declared shape")
+                                 f"{len(expected)}")
+        for wanted, size in zip(expected, shape):
+            if wanted is not ANY:
+                require(equal(size, wanted), f"{spec.name}: tensor {name} must have its declared shape")
+
+
+def _declared_sizes(spec: Spec, declared: Sequence[Any], env: dict[str, Any]) -> list:
+    """A declared shape's sizes, a ``...group`` spliced in; :data:`ANY` for a wildcard."""
+    sizes: list[Any] = []
+    for entry in declared:
+        if isinstance(entry, Splice):
+            sizes.extend(env[entry.id])
+        else:
+            sizes.append(ANY if is_wildcard(entry) else _evaluate_in(spec, entry, env))
+    return sizes
 
 
 # --- symbolic -----------------------------------------------------------------------------------------------------
@@ -221,23 +252,29 @@ class _Fix(Exception):
         self.attrs = attrs
 
 
-def infer_symbolic(spec: Spec, attrs: dict[str, Any], ranks: dict[str, int] | None = None) -> Inference:
+def infer_symbolic(spec: Spec, attrs: dict[str, Any], ranks: dict[str, int] | None = None,
+                   groups: dict[str, int] | None = None) -> Inference:
     """Symbolic shapes of every tensor, with ``attrs`` the attr values (integer ones become symbols where the spec
-    lets them) and ``ranks`` the number of dims of the inputs without a pattern (their sizes become symbols named
-    ``x[0]``, ``x[1]``…)."""
+    lets them), ``ranks`` the number of dims of the inputs without a pattern (their sizes become symbols named
+    ``x[0]``, ``x[1]``…) and ``groups`` the number of dims of each ``...group`` (its sizes become ``batch[0]``…;
+    a group of unknown length leaves the inputs it sizes, and what they reach, concrete only)."""
     symbolic_attrs = {k for k, v in attrs.items() if isinstance(v, int) and not isinstance(v, bool)}
     while True:
         try:
             with assuming():
-                return _infer(spec, attrs, symbolic_attrs, ranks or {})
+                return _infer(spec, attrs, symbolic_attrs, ranks or {}, groups or {})
         except _Fix as fix:
             symbolic_attrs -= fix.attrs
 
 
-def _infer(spec: Spec, attrs: dict[str, Any], symbolic_attrs: set[str], ranks: dict[str, int]) -> Inference:
+def _infer(spec: Spec, attrs: dict[str, Any], symbolic_attrs: set[str], ranks: dict[str, int],
+           groups: dict[str, int]) -> Inference:
     env = {k: symbol(k) if k in symbolic_attrs else _plain(v) for k, v in attrs.items()}
-    dims = [name for name in spec.meta.symbols() if name not in env]
+    grouped = spec.meta.groups()
+    dims = [name for name in spec.meta.symbols() if name not in env and name not in grouped]
     env.update((name, symbol(name, nonnegative=True)) for name in dims)
+    env.update((name, tuple(symbol(f"{name}[{i}]", True) for i in range(groups[name])))
+               for name in grouped if name in groups)
     least = {name: _least(attrs[name]) for name in attrs if name in symbolic_attrs}
     for name, bound in least.items():
         if bound is not None:
@@ -295,8 +332,14 @@ def _input_shapes(spec: Spec, env: dict[str, Any], ranks: dict[str, int], symbol
             rank = ranks.get(name)
             shapes.append(None if rank is None else tuple(symbol(f"{name}[{axis}]", True) for axis in range(rank)))
             continue
+        if any(isinstance(entry, Splice) and entry.id not in env for entry in pattern):
+            shapes.append(None)  # a group of unknown length: concrete sizes only
+            continue
         shape = []
         for axis, entry in enumerate(pattern):
+            if isinstance(entry, Splice):
+                shape.extend(env[entry.id])
+                continue
             if is_wildcard(entry):
                 shape.append(symbol(f"{name}[{axis}]", True))
                 continue
@@ -381,6 +424,11 @@ def declared_symbolic(spec: Spec, name: str, env: dict[str, Any]) -> list | None
         return None
     values = []
     for entry in declared:
+        if isinstance(entry, Splice):
+            if not isinstance(env.get(entry.id), tuple):
+                return None
+            values.extend(env[entry.id])
+            continue
         try:
             values.append(ANY if is_wildcard(entry) else evaluate_symbolic(entry, env))
         except (Undecided, SpecError):

@@ -2,6 +2,7 @@
 
     graphconv:
       uses: [conv2d_full]          # the spec file conv2d_full.mmd (or .md, .yaml, .yml) next to this one
+      uses: [graphconv:linear]     # the spec linear.mmd of graphconv's own library (graphconv/library)
 
 A used spec becomes an op named after its file: its tensor inputs are that spec's inputs, its attributes that
 spec's attrs (with their defaults), its outputs that spec's outputs. Its forward is that spec's compiled forward;
@@ -10,7 +11,8 @@ from the saved inputs (an op saves only inputs and outputs, so a spec op trades 
 its intermediates, like activation checkpointing).
 
 Only spec files are read, named without a path (no ``/``, no ``..``) and looked up in the using spec's own
-folder — a link that leads out of that folder is refused before anything is read; a spec that uses itself,
+folder (or, with the ``graphconv:`` prefix, in the shipped library) — a link that leads out of that folder is refused
+before anything is read; a spec that uses itself,
 directly or not, is an error, and so are specs that use specs more than :data:`MAX_DEPTH` levels deep. Within one
 load each file is read once, however many specs use it (a DAG of specs loads in time linear in its size). Nothing
 is imported or run at load time.
@@ -31,6 +33,8 @@ from graphconv.syntax.metadata import Metadata
 
 SUFFIXES = (".mmd", ".md", ".yaml", ".yml")
 MAX_DEPTH = 32  # specs using specs: each level nests a whole load on the stack
+LIBRARY_PREFIX = "graphconv:"
+LIBRARY = Path(__file__).resolve().parents[1] / "library"  # the specs graphconv ships
 
 # The spec files being loaded right now, outermost first: how a cycle of uses is found.
 _LOADING: ContextVar[tuple[str, ...]] = ContextVar("graphconv_spec_ops_loading", default=())
@@ -84,7 +88,7 @@ class SpecForward:
         """Inputs made from the spec's ``example`` dims (float64), with its default attrs."""
         attrs = {name: _plain(value) for name, value in self.spec.attrs.items()}
         generator = torch.Generator().manual_seed(0)
-        yield tuple(example_inputs(self.spec, {**self.spec.meta.example, **attrs}, generator)), attrs
+        yield tuple(example_inputs(self.spec, {**self.spec.example_dims, **attrs}, generator)), attrs
 
 
 def spec_op(spec: Spec, name: str | None = None) -> Op:
@@ -110,16 +114,18 @@ def used_ops(meta: Metadata, path: str | None, source: str, load: Callable[[str]
     entries = [meta.uses] if isinstance(meta.uses, str) else meta.uses
     if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
         raise error("expected a list of spec names, such as [conv2d_full]")
-    if path is None:
-        raise error("a spec read from text has no folder to find the specs it uses in; load it from a file")
-    loading = _LOADING.get() + (str(Path(path).resolve()),)
+    local = [entry for entry in entries if not entry.startswith(LIBRARY_PREFIX)]
+    if path is None and local:
+        raise error(f"a spec read from text has no folder to find {local[0]!r} in; load it from a file, or use a "
+                    f"shipped spec ({LIBRARY_PREFIX}{local[0]})")
+    loading = _LOADING.get() + ((str(Path(path).resolve()),) if path else ())
     if len(loading) > MAX_DEPTH:
         raise error(f"specs use specs more than {MAX_DEPTH} levels deep: {_chain(loading)}", 0)
     made_here = _MADE.set({}) if _MADE.get() is None else None  # the outermost load keeps what it made
     token = _LOADING.set(loading)
     try:
-        return [_used_op(entry, Path(path).parent, load, lambda message, i=index: error(message, i))
-                for index, entry in enumerate(entries)]
+        return [_used_op(entry, Path(path).parent if path else LIBRARY, load,
+                         lambda message, i=index: error(message, i)) for index, entry in enumerate(entries)]
     finally:
         _LOADING.reset(token)
         if made_here is not None:
@@ -127,7 +133,10 @@ def used_ops(meta: Metadata, path: str | None, source: str, load: Callable[[str]
 
 
 def _used_op(entry: str, folder: Path, load: Callable[[str], Spec], error: Callable[[str], SpecError]) -> Op:
-    """The op of the spec file ``entry`` names: made once per file within the outermost load."""
+    """The op of the spec file ``entry`` names (in ``folder``, or ``graphconv:NAME`` in the library): made once per
+    file within the outermost load."""
+    if entry.startswith(LIBRARY_PREFIX):
+        entry, folder = entry[len(LIBRARY_PREFIX):], LIBRARY
     found = _find(entry, folder, error)
     key = (str(found.resolve()), found.stem)
     made = _MADE.get()

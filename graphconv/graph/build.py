@@ -63,7 +63,7 @@ class _Builder:
         inputs, outputs = self.graph_inputs(), self.graph_outputs()
         self.check_input_names(inputs)
         self.check_patterns(known)
-        self.check_example(known)
+        self.check_example(inputs)
         return Spec(self.name, self.diagram.path, self.diagram.source, self.nodes, inputs, outputs, op_order,
                     self.meta, dim_order)
 
@@ -374,18 +374,37 @@ class _Builder:
             self.check_pattern_names(f"shapes.{name}", pattern, known)
         for name, pattern in (self.meta.inputs or {}).items():
             self.check_pattern_names(f"inputs.{name}", pattern, known)
+        for name, declared in self.meta.input_types.items():
+            self.check_pattern_names(f"inputs.{name}.range", declared.range, known)
 
     def check_pattern_names(self, where: str, pattern: list[Expr] | None, known: set[str]) -> None:
         for expr in pattern or ():
             for used in sorted(names(expr) - known - {WILDCARD}):
                 raise self.error(f"{where}: unknown name {used!r}{suggest(used, known)}", expr.line, expr.column)
 
-    def check_example(self, known: set[str]) -> None:
-        settable = set(self.meta.symbols()) | set(self.meta.attrs)
-        for name in self.meta.example:
+    def check_example(self, inputs: list[str]) -> None:
+        """Each example entry sets an input dim (an integer; a group of dims: a list), an attr, or the whole shape
+        of an input (a list of sizes)."""
+        dims, groups = set(self.meta.symbols()), self.meta.groups()
+        names = {self.nodes[t].name for t in inputs}
+        settable = dims | set(self.meta.attrs) | names
+        for name, value in self.meta.example.items():
             if name not in settable:
-                raise self.error_at_meta(f"example: {name!r} is not an input dim or attr{suggest(name, settable)}",
-                                         "example", name)
+                raise self.error_at_meta(f"example: {name!r} is not an input dim, an attr or an input"
+                                         f"{suggest(name, settable)}", "example", name)
+            if name in dims:
+                wants_list = name in groups
+                what = "a list of sizes (a group of dims)" if wants_list else "an integer (a dim)"
+            elif name not in self.meta.attrs:
+                wants_list, what = True, "a list of sizes (the input's shape)"
+            else:
+                continue
+            if isinstance(value, list) != wants_list or (wants_list and not all(_is_size(v) for v in value)):
+                raise self.error_at_meta(f"example.{name}: expected {what}, got {value!r}", "example", name)
+
+
+def _is_size(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def build_spec(diagram: Diagram, meta: Metadata, registry: Registry, name: str) -> Spec:

@@ -121,5 +121,18 @@ class Spec:
     def attrs(self) -> dict[str, Any]:
         return self.meta.attrs
 
+    @property
+    def example_shapes(self) -> dict[str, tuple]:
+        """Whole input shapes the ``example`` gives (for inputs without a pattern): input name → sizes."""
+        dims = set(self.meta.symbols()) | set(self.meta.attrs)
+        return {name: tuple(value) for name, value in self.meta.example.items()
+                if name not in dims and name in self.input_names}
+
+    @property
+    def example_dims(self) -> dict[str, Any]:
+        """The ``example``'s input dims (a group of dims as a tuple), without its attrs and whole shapes."""
+        return {name: tuple(value) if isinstance(value, list) else value for name, value in self.meta.example.items()
+                if name in self.meta.symbols()}
+
     def __repr__(self) -> str:
         return (f"<Spec {self.name}: {len(self.order)} ops, inputs {self.input_names}, outputs {self.output_names}>")

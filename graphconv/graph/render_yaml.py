@@ -43,11 +43,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _input_data(meta: Metadata, name: str) -> Any:
+    """An input's pattern, or ``{shape:, dtype:, range:}`` when it declares a type."""
+    pattern = _pattern_data(meta.inputs[name])
+    declared = meta.input_types.get(name)
+    if declared is None:
+        return pattern
+    data: dict[str, Any] = {"shape": pattern, "dtype": declared.dtype}
+    if declared.range is not None:
+        data["range"] = [expr_data(bound) for bound in declared.range]
+    return data
+
+
 def metadata_data(meta: Metadata) -> dict[str, Any]:
     """The ``graphconv:`` block that reads back to ``meta`` (empty keys left out)."""
     data: dict[str, Any] = {}
     if meta.inputs is not None:
-        patterns = {name: _pattern_data(p) for name, p in meta.inputs.items()}
+        patterns = {name: _input_data(meta, name) for name in meta.inputs}
         data["inputs"] = list(patterns) if all(p is None for p in patterns.values()) else patterns
     if meta.outputs is not None:
         data["outputs"] = list(meta.outputs)

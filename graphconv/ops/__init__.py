@@ -1,9 +1,10 @@
 """The op library: the registry and the primitives registered in it (importing this imports no torch).
 
-One module per kind of op, each op's VJP right below its forward: movement, elementwise, reduce, linalg,
-windows, nn.
+One module per kind of op, each op's VJP right below its forward: movement, elementwise, pointwise, logic,
+indexing, reduce, linalg, einsum, windows, padding, nn, random.
 """
 from graphconv.ops import elementwise, linalg, movement, nn, reduce, windows  # noqa: F401  (register the ops)
+from graphconv.ops import einsum, indexing, logic, padding, pointwise, random  # noqa: F401
 from graphconv.ops import fused  # noqa: F401  (the optimizer's fused ops: graphconv.compiler.passes)
 from graphconv.ops.registry import REGISTRY, Op, Registry, op, register_op
 

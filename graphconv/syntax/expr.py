@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
-from lark import Lark, Transformer, v_args
+from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from graphconv.errors import SpecError
@@ -103,6 +103,23 @@ class Function(Expr):
 
 
 @dataclass(frozen=True)
+class Splice(Expr):
+    """``...batch``: a group of dims — any number of them, a tuple — spliced into a shape or a tuple."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class Apply(Expr):
+    """``conv2d(x, w, padding=1)``, ``torch.cat((a, b), dim=-1)``: a call of a named function with keywords,
+    which only a reference expression may make (graphconv.check.reference resolves and checks the name)."""
+
+    name: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[tuple[str, Expr], ...]
+
+
+@dataclass(frozen=True)
 class Call:
     """An op label: the op's name and its arguments (positional, then keyword) as expressions."""
 
@@ -132,11 +149,24 @@ def _pair(value: Any) -> tuple:
     return _ntuple(value, 2)
 
 
+def _prod(value: Any) -> int | float:
+    """The product of a tuple's numbers (``prod(spatial)``: how many positions a group of dims holds); 1 for ()."""
+    items = value if isinstance(value, tuple) else (value,)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+        raise ValueError(f"expected numbers, got {value!r}")
+    result = 1
+    for item in items:
+        result *= item
+        if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
+            raise ValueError(f"the product is too large (more than {MAX_INT_BITS} bits)")
+    return result
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs, "ceil_div": _ceil_div,
-                                            "pair": _pair, "ntuple": _ntuple}
+                                            "pair": _pair, "ntuple": _ntuple, "prod": _prod}
 ARITY: dict[str, tuple[int, float]] = {"min": (2, math.inf), "max": (2, math.inf), "abs": (1, 1),
-                                       "ceil_div": (2, 2), "pair": (1, 1), "ntuple": (2, 2)}
-TUPLE_FUNCTIONS = ("pair", "ntuple")  # these take any value (a number, a tuple, a string), not only numbers
+                                       "ceil_div": (2, 2), "pair": (1, 1), "ntuple": (2, 2), "prod": (1, 1)}
+TUPLE_FUNCTIONS = ("pair", "ntuple", "prod")  # these take any value (a number, a tuple, a string), not only numbers
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
@@ -157,7 +187,12 @@ def _pos(meta_or_token: Any) -> tuple[int, int]:
 
 @v_args(meta=True)
 class ExprTransformer(Transformer):
-    """One method per rule of ``expr.lark``."""
+    """One method per rule of ``expr.lark``. With ``calls`` (a reference expression), a call of any name, dotted
+    or not and with keywords, becomes an :class:`Apply`; otherwise only :data:`FUNCTIONS` may be called."""
+
+    def __init__(self, calls: bool = False) -> None:
+        super().__init__()
+        self.calls = calls
 
     def call(self, meta, children):
         name, arguments = children[0], (children[1] if len(children) > 1 else None) or []
@@ -215,19 +250,30 @@ class ExprTransformer(Transformer):
         return Name(*_pos(token), str(token))
 
     def function(self, meta, children):
-        name, args = children[0], tuple(c for c in children[1:] if c is not None)
-        if str(name) not in FUNCTIONS:
+        parts = [c for c in children if isinstance(c, Token)]
+        arguments = next((c for c in children if isinstance(c, list)), [])
+        name, first = ".".join(parts), parts[0]
+        args = tuple(a for a in arguments if not isinstance(a, tuple))
+        kwargs = tuple(a for a in arguments if isinstance(a, tuple))
+        if self.calls:
+            return Apply(*_pos(first), name, args, kwargs)
+        if name not in FUNCTIONS:
             raise SpecError(
                 f"unknown function {name}() in an expression; allowed: {', '.join(sorted(FUNCTIONS))}",
-                line=name.line,
-                column=name.column,
+                line=first.line,
+                column=first.column,
             )
-        least, most = ARITY[str(name)]
+        if kwargs:
+            raise SpecError(f"{name}() takes no keyword arguments", line=first.line, column=first.column)
+        least, most = ARITY[name]
         if not least <= len(args) <= most:
             count = str(least) if least == most else f"at least {least}"
-            raise SpecError(f"{name}() takes {count} argument(s), got {len(args)}", line=name.line,
-                            column=name.column)
-        return Function(*_pos(name), str(name), args)
+            raise SpecError(f"{name}() takes {count} argument(s), got {len(args)}", line=first.line,
+                            column=first.column)
+        return Function(*_pos(first), name, args)
+
+    def splice(self, meta, children):
+        return Splice(*_pos(meta), str(children[0]))
 
     def tuple(self, meta, children):
         return Tuple(*_pos(meta), tuple(c for c in children if c is not None))
@@ -246,15 +292,20 @@ def _parser() -> Lark:
 
 
 @lru_cache(maxsize=4096)
-def _parse(text: str, start: str) -> Any:
-    """Parse ``text`` from rule ``start``; cached, since labels and dims repeat (the results are immutable)."""
+def _parse(text: str, start: str, calls: bool = False) -> Any:
+    """Parse ``text`` from rule ``start``; cached, since labels and dims repeat (the results are immutable).
+    ``calls``: any function may be called (a reference expression)."""
     if len(text) > MAX_LENGTH:
         raise SpecError(f"expression longer than {MAX_LENGTH} characters ({len(text)})", line=1, column=1)
     try:
-        result = ExprTransformer().transform(_parser().parse(text, start=start))
+        result = ExprTransformer(calls).transform(_parser().parse(text, start=start))
     except RecursionError:
         raise SpecError(f"expression nested more than {MAX_DEPTH} levels deep", line=1, column=1) from None
     except UnexpectedInput as error:
+        dot = _attribute_dot(text)
+        if dot is not None and not isinstance(error, UnexpectedCharacters):  # x.y outside a call: no attributes
+            raise SpecError(f"unexpected character '.' in {text!r} (names have no attributes)", line=1,
+                            column=dot + 1, source=text) from None
         raise SpecError(_describe(error, text), line=error.line, column=error.column, source=text) from None
     except SpecError as error:
         raise error.located(source=text) from None
@@ -268,9 +319,9 @@ def _parse(text: str, start: str) -> Any:
     return result
 
 
-def _children(node: Any) -> list:
+def sub_expressions(node: Any) -> list:
     """The sub-expressions of a node (or a call's arguments)."""
-    if isinstance(node, Call):
+    if isinstance(node, (Call, Apply)):
         return list(node.args) + [v for _, v in node.kwargs]
     found = []
     for value in (getattr(node, f) for f in node.__dataclass_fields__):
@@ -287,8 +338,16 @@ def _depth(root: Any) -> int:
     while stack:
         node, depth = stack.pop()
         deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in _children(node))
+        stack.extend((child, depth + 1) for child in sub_expressions(node))
     return deepest
+
+
+_DOTTED = re.compile(r"'[^']*'|\"[^\"]*\"|[A-Za-z_][A-Za-z_0-9]*(\.)[A-Za-z_]")
+
+
+def _attribute_dot(text: str) -> int | None:
+    """Where the first ``name.name`` of ``text`` (outside string literals) has its dot, if anywhere."""
+    return next((m.start(1) for m in _DOTTED.finditer(text) if m.group(1)), None)
 
 
 def _describe(error: UnexpectedInput, text: str) -> str:
@@ -308,6 +367,11 @@ def parse_call(text: str) -> Call:
 def parse_expr(text: str) -> Expr:
     """Parse one expression: ``(i_h - kernel_h + 2 * padding) // stride + 1``."""
     return _parse(text.strip(), "expr")
+
+
+def parse_reference(text: str) -> Expr:
+    """Parse a reference expression, where any function may be called: ``conv2d(conv2d(x, dw, groups=c), pw)``."""
+    return _parse(text.strip(), "expr", True)
 
 
 def as_expr(value: Any, line: int = 0, column: int = 0) -> Expr:
@@ -338,16 +402,18 @@ def _shift(expr: Expr, line: int, column: int) -> Expr:
             fields[key] = _shift(value, line, column)
         elif isinstance(value, tuple) and value and isinstance(value[0], Expr):
             fields[key] = tuple(_shift(v, line, column) for v in value)
+        elif key == "kwargs":  # an Apply's (keyword, expression) pairs
+            fields[key] = tuple((k, _shift(v, line, column)) for k, v in value)
     fields["line"], fields["column"] = line, column + expr.column - 1
     return type(expr)(**fields)
 
 
 def names(expr: Expr | Call) -> set[str]:
     """The free names an expression (or a call's arguments) reads."""
-    if isinstance(expr, Name):
+    if isinstance(expr, (Name, Splice)):
         return {expr.id}
     found: set[str] = set()
-    for child in _children(expr):
+    for child in sub_expressions(expr):
         found |= names(child)
     return found
 
@@ -361,7 +427,14 @@ def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
             raise SpecError(f"unknown name {expr.id!r}{suggest(expr.id, env)}", line=expr.line, column=expr.column)
         return env[expr.id]
     if isinstance(expr, Tuple):
-        return _check_size(expr, tuple(evaluate(item, env) for item in expr.items))
+        return _check_size(expr, _tuple(expr, env))
+    if isinstance(expr, Splice):
+        raise SpecError(f"...{expr.id} splices a group of dims: write it inside a shape or a tuple "
+                        f"((...{expr.id}, n)), or use {expr.id} for the tuple itself", line=expr.line,
+                        column=expr.column)
+    if isinstance(expr, Apply):
+        raise SpecError(f"{expr.name}(): only a reference expression calls functions with keywords or dotted "
+                        "names", line=expr.line, column=expr.column)
     if isinstance(expr, Neg):
         return _check_number(expr, -_number(expr.operand, env))
     if isinstance(expr, Function) and expr.name in TUPLE_FUNCTIONS:
@@ -390,6 +463,26 @@ def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
             raise SpecError(f"exponent {right} out of range in {to_source(expr)}", line=expr.line, column=expr.column)
         return _arithmetic(expr, BINARY[expr.op], left, right)
     raise TypeError(f"not an expression: {expr!r}")
+
+
+def _tuple(expr: Tuple, env: Mapping[str, Any]) -> tuple:
+    """The items' values, each ``...group`` spliced in."""
+    values: list[Any] = []
+    for item in expr.items:
+        if isinstance(item, Splice):
+            values.extend(group_value(item, env))
+        else:
+            values.append(evaluate(item, env))
+    return tuple(values)
+
+
+def group_value(splice: Splice, env: Mapping[str, Any]) -> tuple:
+    """The tuple a ``...group`` stands for."""
+    value = evaluate(Name(splice.line, splice.column, splice.id), env)
+    if not isinstance(value, tuple):
+        raise SpecError(f"...{splice.id}: {splice.id} is {value!r}, not a group of dims (a tuple)",
+                        line=splice.line, column=splice.column)
+    return value
 
 
 def _compare(expr: Compare, left: Any, right: Any) -> bool:
@@ -486,9 +579,11 @@ PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "/": 2, "%": 2, "**": 4}
 
 def to_source(expr: Expr | Call, parent: float = 0) -> str:
     """Expression text again, with only the parentheses it needs."""
-    if isinstance(expr, Call):
+    if isinstance(expr, (Call, Apply)):
         args = [to_source(a) for a in expr.args] + [f"{k}={to_source(v)}" for k, v in expr.kwargs]
-        return f"{expr.name}({', '.join(args)})" if args else expr.name
+        return f"{expr.name}({', '.join(args)})" if args or isinstance(expr, Apply) else expr.name
+    if isinstance(expr, Splice):
+        return f"...{expr.id}"
     if isinstance(expr, Const):
         return repr(expr.value)
     if isinstance(expr, Name):

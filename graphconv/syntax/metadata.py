@@ -1,8 +1,10 @@
 """The ``graphconv:`` metadata of a spec (Mermaid front matter, or the top level of a YAML spec), checked.
 
-Keys: ``inputs`` (name → shape pattern, in call order), ``outputs``, ``attrs`` (name → default), ``dims``
+Keys: ``inputs`` (name → shape pattern, in call order — ``[...batch, features]`` takes any number of leading dims
+as the group ``batch`` — or name → ``{shape: …, dtype: float|int|bool, range: [low, high]}``), ``outputs``, ``attrs`` (name → default), ``dims``
 (derived dims: name → expression), ``shapes`` (declared shapes of any tensor), ``ops`` (spec-local ops:
-name → op call), ``example`` (dims for ``graphconv run``), ``reference``, ``params`` (the inputs that are a
+name → op call), ``example`` (dims for ``graphconv run`` and ``check``; a group of dims or the whole shape of an
+input without a pattern as a list), ``reference``, ``params`` (the inputs that are a
 module's parameters: a list of names, or name → initialiser call such as ``uniform_fan_in(weight)``; used by
 graphconv.nn.from_spec), ``uses`` (spec files next to this one, each callable as an op; read by
 graphconv.compiler.used_specs).
@@ -15,17 +17,30 @@ from typing import Any
 
 from graphconv.errors import SpecError
 from graphconv.syntax.expr import NAME as EXPRESSION_NAME
-from graphconv.syntax.expr import Call, Expr, Name, as_expr, parse_call, show_value, suggest
+from graphconv.syntax.expr import Call, Expr, Name, Splice, as_expr, parse_call, show_value, suggest
 from graphconv.syntax.yaml_source import YamlDoc
 
+DTYPES = ("float", "int", "bool")  # the dtype classes an input may declare
+INPUT_KEYS = ("shape", "dtype", "range")
 KEYS = ("inputs", "outputs", "attrs", "dims", "shapes", "ops", "example", "reference", "params", "uses")
 WILDCARD = "_"
+
+
+@dataclass(frozen=True)
+class InputType:
+    """What an input declares beyond its shape: its dtype class (``float``, ``int`` or ``bool``) and the range
+    ``[low, high)`` its generated data is drawn from uniformly (``range: [0, classes]``; a float input without one
+    is drawn from a standard normal)."""
+
+    dtype: str
+    range: tuple[Expr, Expr] | None = None
 
 
 @dataclass
 class Metadata:
     title: str | None = None
     inputs: dict[str, list[Expr] | None] | None = None
+    input_types: dict[str, InputType] = field(default_factory=dict)  # inputs declared as {shape:, dtype:}
     outputs: list[str] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     dims: dict[str, Expr] = field(default_factory=dict)
@@ -49,9 +64,14 @@ class Metadata:
         found: list[str] = []
         for pattern in (self.inputs or {}).values():
             for entry in pattern or ():
-                if isinstance(entry, Name) and entry.id != WILDCARD and entry.id not in found:
+                if isinstance(entry, (Name, Splice)) and entry.id != WILDCARD and entry.id not in found:
                     found.append(entry.id)
         return found
+
+    def groups(self) -> set[str]:
+        """Names bound by ``...name`` in the input patterns: each stands for a tuple of dims."""
+        return {entry.id for pattern in (self.inputs or {}).values() for entry in pattern or ()
+                if isinstance(entry, Splice)}
 
 
 class _Reader:
@@ -98,8 +118,35 @@ class _Reader:
         if value is None:
             return None
         if not isinstance(value, list):
-            raise self.error(f"{key[0]}.{key[1]}: expected a list of dims such as [b, channels, 8]", *key)
-        return [self.expr(entry, *key, i) for i, entry in enumerate(value)]
+            raise self.error(f"{key[0]}.{key[1]}: expected a list of dims such as [b, channels, 8] (or [...batch, "
+                             "features] for any number of leading dims)", *key)
+        pattern = [self.expr(entry, *key, i) for i, entry in enumerate(value)]
+        splices = [i for i, entry in enumerate(pattern) if isinstance(entry, Splice)]
+        if len(splices) > 1:
+            raise self.error(f"{key[0]}.{key[1]}: one group of dims (...name) per pattern; this one has "
+                             f"{len(splices)}", *key, splices[1])
+        return pattern
+
+    def typed_input(self, name: str, value: dict) -> tuple[list[Expr] | None, InputType]:
+        """``{shape: [b], dtype: int, range: [0, classes]}``: the pattern, and the dtype class with its range."""
+        for key in value:
+            if key not in INPUT_KEYS:
+                raise self.error(f"inputs.{name}: unknown key {key!r}{suggest(str(key), INPUT_KEYS)}; an input is "
+                                 "a shape pattern or {shape: [...], dtype: float|int|bool, range: [low, high]}",
+                                 "inputs", name, key)
+        dtype = value.get("dtype", "float")
+        if dtype not in DTYPES:
+            raise self.error(f"inputs.{name}.dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}",
+                             "inputs", name, "dtype")
+        bounds = value.get("range")
+        if bounds is not None:
+            if dtype == "bool":
+                raise self.error(f"inputs.{name}.range: a bool input has no range", "inputs", name, "range")
+            if not isinstance(bounds, list) or len(bounds) != 2:
+                raise self.error(f"inputs.{name}.range: expected [low, high] (high excluded), such as [0, classes]",
+                                 "inputs", name, "range")
+            bounds = tuple(self.expr(b, "inputs", name, "range", i) for i, b in enumerate(bounds))
+        return self.pattern(value.get("shape"), "inputs", name, "shape"), InputType(dtype, bounds)
 
     def read(self, block: dict) -> Metadata:
         for key in block:
@@ -110,8 +157,12 @@ class _Reader:
         if isinstance(inputs, list):
             meta.inputs = {name: None for name in self.names(inputs, "inputs")}
         elif inputs is not None:
-            meta.inputs = {n: self.pattern(p, "inputs", n)
-                           for n, p in self.mapping(inputs, "inputs", tensors=True).items()}
+            meta.inputs = {}
+            for n, p in self.mapping(inputs, "inputs", tensors=True).items():
+                if isinstance(p, dict):
+                    meta.inputs[n], meta.input_types[n] = self.typed_input(n, p)
+                else:
+                    meta.inputs[n] = self.pattern(p, "inputs", n)
         meta.outputs = self.names(block.get("outputs"), "outputs") or None
         meta.attrs = self.mapping(block.get("attrs"), "attrs")
         for name in meta.attrs:
@@ -121,10 +172,11 @@ class _Reader:
         meta.shapes = {n: self.pattern(p, "shapes", n)
                        for n, p in self.mapping(block.get("shapes"), "shapes", tensors=True).items()}
         meta.ops = {n: self.call(v, n) for n, v in self.mapping(block.get("ops"), "ops").items()}
-        meta.example = self.mapping(block.get("example"), "example")
+        meta.example = self.mapping(block.get("example"), "example", tensors=True)  # dims, attrs, input shapes
         for name, size in meta.example.items():
             if isinstance(size, bool) or not isinstance(size, (int, list)):
-                raise self.error(f"example.{name}: expected an integer, got {show_value(size)}", "example", name)
+                raise self.error(f"example.{name}: expected an integer (a dim), or a list (a group of dims, an "
+                                 f"input's whole shape), got {show_value(size)}", "example", name)
         meta.reference = block.get("reference")
         meta.params, meta.param_init = self.params(block.get("params"))
         meta.uses = block.get("uses")

@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 from graphconv.errors import SpecError
 from graphconv.syntax import symbolic
-from graphconv.syntax.expr import (BinOp, Compare, Conditional, Const, Expr, Function, Name, Neg, Subscript,
-                                   TUPLE_FUNCTIONS, Tuple, evaluate, suggest, to_source)
+from graphconv.syntax.expr import (BinOp, Compare, Conditional, Const, Expr, Function, Name, Neg, Splice, Subscript,
+                                   TUPLE_FUNCTIONS, Tuple, evaluate, group_value, suggest, to_source)
 from graphconv.syntax.symbolic import Dim, Undecided, has_symbols, symbols_of
 
 ARITHMETIC = {"+": symbolic.add, "-": lambda a, b: symbolic.add(a, symbolic.negate(b)), "*": symbolic.multiply,
@@ -30,7 +30,10 @@ def evaluate_symbolic(expr: Expr, env: Mapping[str, Any]) -> Any:
             raise SpecError(f"unknown name {expr.id!r}{suggest(expr.id, env)}", line=expr.line, column=expr.column)
         return env[expr.id]
     if isinstance(expr, Tuple):
-        return tuple(evaluate_symbolic(item, env) for item in expr.items)
+        items: list[Any] = []
+        for item in expr.items:  # a ...group spliced in: its sizes, symbolic or not
+            items.extend(group_value(item, env) if isinstance(item, Splice) else (evaluate_symbolic(item, env),))
+        return tuple(items)
     if isinstance(expr, Conditional):
         test = evaluate_symbolic(expr.test, env)
         if not isinstance(test, bool):
@@ -78,6 +81,11 @@ def _plain(expr: Expr) -> Any:
 
 
 def _symbolic(expr: Expr, operands: list) -> Any:
+    if isinstance(expr, Function) and expr.name == "prod":
+        product: Any = 1
+        for item in operands[0] if isinstance(operands[0], tuple) else operands:
+            product = symbolic.multiply(product, item)
+        return product
     if isinstance(expr, Function) and expr.name in TUPLE_FUNCTIONS:
         return _plain(_rebuilt(expr, operands))  # pair(stride): items are carried, not computed with
     if isinstance(expr, Compare):

@@ -165,10 +165,10 @@ class BindingSource:
         body: list[str] = []
         for param in attrs:
             body.append(f"{param} = tuple({param}) if isinstance({param}, list) else {param}")
-        checks: list[str] = []
+        checks: list[tuple[str, E.Expr, str]] = []
         for name, param in zip(self.spec.input_names, inputs):
             body += self.unify(name, param, checks)
-        body += checks
+        body += self.check_lines(checks)
         for dim in self.spec.dim_order:
             body.append(f"{self.var(dim)} = {self.expression(self.spec.meta.dims[dim])}")
         values = [self.expression(expr) for _, _, expr in self.unit.arguments.dynamic]
@@ -177,24 +177,38 @@ class BindingSource:
         return "\n".join([head, '    """The op arguments A for these input shapes and attrs."""']
                          + ["    " + line for line in body])
 
-    def unify(self, name: str, param: str, checks: list[str]) -> list[str]:
+    def unify(self, name: str, param: str, checks: list[tuple[str, E.Expr, str]]) -> list[str]:
         pattern = (self.spec.meta.inputs or {}).get(name)
         if pattern is None:
             return []
         shown = "[" + ", ".join(E.to_source(e) for e in pattern) + "]"
-        lines = [f"if {param}.dim() != {len(pattern)}:",
-                 f"    raise ValueError({repr(f'{name}: expected {len(pattern)} dims {shown}, got shape ')}"
+        group = next((i for i, entry in enumerate(pattern) if isinstance(entry, E.Splice)), None)
+        if group is None:
+            rank, expected = f"{param}.dim() != {len(pattern)}", f"{len(pattern)} dims"
+        else:
+            rank, expected = f"{param}.dim() < {len(pattern) - 1}", f"at least {len(pattern) - 1} dims"
+        lines = [f"if {rank}:",
+                 f"    raise ValueError({repr(f'{name}: expected {expected} {shown}, got shape ')}"
                  f" + str(tuple({param}.shape)))"]
         for axis, entry in enumerate(pattern):
-            size = f"{param}.shape[{axis}]"
+            at = axis if group is None or axis < group else axis - len(pattern)  # after a group: from the end
+            size = f"{param}.shape[{at}]"
+            if isinstance(entry, E.Splice):
+                size = f"tuple({param}.shape[{group}:{param}.dim() - {len(pattern) - 1 - group}])"
             if isinstance(entry, E.Name) and entry.id == WILDCARD:
                 continue
-            if isinstance(entry, E.Name) and entry.id not in self.vars:
+            if isinstance(entry, (E.Name, E.Splice)) and entry.id not in self.vars:
                 lines.append(f"{self.var(entry.id)} = {size}")
                 continue
-            message = repr(f"{name}: dim {axis} must be {E.to_source(entry)}, got ")
-            checks += [f"if {size} != {self.expression(entry)}:",
-                       f"    raise ValueError({message} + str({size}))"]
+            checks.append((size, entry, repr(f"{name}: dim {axis} must be {E.to_source(entry)}, got ")))
+        return lines
+
+    def check_lines(self, checks: list[tuple[str, E.Expr, str]]) -> list[str]:
+        """Each size that must equal an entry's value — written once every input has bound its symbols."""
+        lines = []
+        for size, entry, message in checks:
+            value = self.vars[entry.id] if isinstance(entry, E.Splice) else self.expression(entry)
+            lines += [f"if {size} != {value}:", f"    raise ValueError({message} + str({size}))"]
         return lines
 
     def expression(self, expr: E.Expr) -> str:
@@ -210,7 +224,8 @@ class BindingSource:
                                   line=expr.line, column=expr.column)
             return self.vars[expr.id]
         if isinstance(expr, E.Tuple):
-            return "(" + "".join(f"{self.expression(i)}, " for i in expr.items) + ")"
+            return "(" + "".join(f"*{self.vars[i.id]}, " if isinstance(i, E.Splice) and i.id in self.vars
+                                 else f"{self.expression(i)}, " for i in expr.items) + ")"
         if isinstance(expr, E.Neg):
             return f"(-{self.expression(expr.operand)})"
         if isinstance(expr, (E.BinOp, E.Compare)):
@@ -235,6 +250,8 @@ EXPRESSION_HELPERS = {
               "            raise ValueError(f'expected {n} values, got {value!r}')\n        return value\n"
               "    return (value,) * n",
     "pair": "def _gc_pair(value):\n    return _gc_ntuple(value, 2)",
+    "prod": "def _gc_prod(value):\n    result = 1\n    for item in value if isinstance(value, tuple) else (value,):\n"
+            "        result *= item\n    return result",
 }
 
 
@@ -274,7 +291,7 @@ def module_source(unit: Unit, *, name: str, origin: str, options: str) -> str:
         _renamed_source(distinct_outputs, f"{RUNTIME}distinct", None),
         RUNTIME_SOURCE.format(nodes="".join(f"{comment_literal(s.node.id, s.node.label)}, " for s in program.steps),
                               constants="".join(f"{c}, " for c in constants)),
-        *(EXPRESSION_HELPERS[h] for h in ("ceil_div", "ntuple", "pair") if h in binding.helpers),
+        *(EXPRESSION_HELPERS[h] for h in ("ceil_div", "ntuple", "pair", "prod") if h in binding.helpers),
         bind_source,
         functions_source(unit).text().rstrip(),
         FUNCTION.format(function=function_name, inputs=", ".join(inputs),
