@@ -1,5 +1,5 @@
-"""Every shipped spec against its torch reference — value and the gradient of every input, on the example and each
-case the spec lists — plus graphconv.nn.functional (conv2d, conv1d, conv_transpose2d, linear) against torch's."""
+"""Every shipped spec against the autograd oracle (value, gradients, second derivatives) and its torch reference
+(value and the gradient of every input), on the example and each case the spec lists — plus graphconv.nn.functional (conv2d, conv1d, conv_transpose2d, linear) against torch's."""
 import shutil
 import subprocess
 import sys
@@ -40,8 +40,14 @@ def test_a_built_wheel_carries_every_spec(tmp_path):
     assert F.LIBRARY.samefile(SPECS)
 
 
-@pytest.mark.parametrize("name", SHIPPED)
-def test_spec_matches_its_reference_in_value_and_every_gradient(name):
+USES_DOUBLE_BACKWARD = pytest.mark.xfail(strict=True, reason="issue 12: a spec used as an op (uses:) gives first-order "
+                                                                "gradients without a graph under create_graph=True, "
+                                                                "so its second derivatives differ from the oracle")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=USES_DOUBLE_BACKWARD) if n == "conv1d.mmd" else n
+                                  for n in SHIPPED])
+def test_spec_matches_the_oracle_and_its_reference_in_value_and_every_gradient(name):
     spec = graphconv.load(SPECS / name)
     reference = read_reference(spec)
     assert reference is not None and reference.function.startswith("torch.nn.functional.")
@@ -50,7 +56,7 @@ def test_spec_matches_its_reference_in_value_and_every_gradient(name):
     assert not failed, "\n".join(failed)
     cases = {r.case for r in rows}
     assert len(cases) == 1 + len(reference.cases)
-    wanted = {"spec gradcheck", "value"} | {f"grad {n}" for n in spec.input_names}
+    wanted = {"spec gradcheck", "oracle", "value"} | {f"grad {n}" for n in spec.input_names}
     for case in cases:
         assert {r.what for r in rows if r.case == case} == wanted, case
 

@@ -1,7 +1,8 @@
-"""``graphconv check SPEC...``: gradcheck each op the spec uses on its samples, then gradcheck the compiled spec
-and compare it in value and gradient with the spec's ``reference:``, on the example and every listed case.
+"""``graphconv check SPEC...``: gradcheck each op the spec uses on its samples, then gradcheck the compiled spec,
+compare its value, gradients and second derivatives with the autograd oracle (naming the op to blame when they
+differ) and its value and gradients with the spec's ``reference:``, on the example and every listed case.
 
-Prints one row per check. Exit status: 0 when every check passes, 1 when one fails, 2 when a spec (or its
+Prints one row per check, and says so when the spec has no reference (nothing was compared with torch). Exit status: 0 when every check passes, 1 when one fails, 2 when a spec (or its
 reference) is bad.
 """
 from __future__ import annotations
@@ -14,11 +15,13 @@ from graphconv.cli.common import EXIT_OK, EXIT_SHAPE, EXIT_SPEC, import_modules
 from graphconv.errors import SpecError
 
 HEADER = ("result", "check", "subject", "case", "detail")
+NO_REFERENCE = ("no reference: the spec names no torch function to match, so nothing was compared with torch "
+                "(only with the autograd oracle, its own ops' forwards)")
 
 
 def add_parser(verbs: Any) -> None:
-    check = verbs.add_parser("check", help="gradcheck a spec's ops and the compiled spec; compare it with its "
-                                           "reference in value and gradient")
+    check = verbs.add_parser("check", help="gradcheck a spec's ops and the compiled spec; compare it with the "
+                                           "autograd oracle and its reference")
     check.add_argument("spec", nargs="+", help="one or more .mmd, .md or .yaml specs")
     check.add_argument("--ops", action="append", help="import a module of extra ops (repeatable)")
     check.add_argument("--allow-reference", action="append", default=[], metavar="MODULE",
@@ -48,6 +51,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         failed = [row for row in rows if not row.ok]
         print(f"{path}: {len(rows)} checks, {len(failed)} failed" if failed else f"{path}: all {len(rows)} checks pass")
         _print_table(failed if args.failures else rows)
+        if spec.meta.reference is None:
+            print(NO_REFERENCE)
         if failed and status == EXIT_OK:
             status = EXIT_SHAPE
     return status
