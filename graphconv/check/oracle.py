@@ -52,7 +52,7 @@ class Oracle:
                 values[slot] = value
         return values
 
-    def __call__(self, *inputs: torch.Tensor, **attrs: Any) -> Any:
+    def __call__(self, /, *inputs: torch.Tensor, **attrs: Any) -> Any:  # an attr may be named self
         values = self.values(inputs, attrs)
         outputs = tuple(values[s] for s in self.program.output_slots)
         return outputs[0] if len(outputs) == 1 else outputs
