@@ -152,8 +152,13 @@ class Builder:
             return self.pick(named)
         products = [f"{_ref(s)} * {_ref(t)}" for s, v in self.dims.items() for t, w in self.dims.items()
                     if v * w == size and v > 1]
-        if products and self.chance(0.2):
-            return self.pick(products)
+        if products and self.chance(0.3):
+            product = self.pick(products)
+            if not self.chance(0.5):
+                return product
+            derived = self.fresh_symbol()  # a derived dim (front matter dims:) with that value
+            self.dims[derived], self.derived[derived] = size, product
+            return _ref(derived)
         return str(size)
 
     def operand(self, accept: Callable[[Value], bool] = lambda v: True, make: Callable[[], int] | None = None) -> int:
@@ -632,6 +637,11 @@ def _ref(symbol: str) -> str:
     return f"⟨{symbol}⟩"
 
 
+def _fill(text: str, symbol: Callable[[str], str]) -> str:
+    """A label or expression with each dim and attr named by ``symbol``."""
+    return re.sub(r"⟨(\w+)⟩", lambda found: symbol(found.group(1)), text)
+
+
 def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     return all(x == y or x == 1 or y == 1 for x, y in zip(a[::-1], b[::-1]))
 
@@ -688,6 +698,8 @@ class RandomSpec:
             meta["outputs"] = [tensor(i) for i in self.outputs]
         if self.builder.attrs:
             meta["attrs"] = {symbol(name): value for name, value in self.builder.attrs.items()}
+        if self.builder.derived:
+            meta["dims"] = {symbol(name): _fill(expr, symbol) for name, expr in self.builder.derived.items()}
         header = []
         if meta or self.title:
             title = None if plain else self.title
@@ -755,8 +767,7 @@ class Writer:
         return self.mention(v.node, f'["{self.tensor_name(index)}"]')
 
     def op(self, app: Application) -> str:
-        label = re.sub(r"⟨(\w+)⟩", lambda found: self.symbol(found.group(1)), app.label)
-        return self.mention(app.node, f'(("{label}"))')
+        return self.mention(app.node, f'(("{_fill(app.label, self.symbol)}"))')
 
     def write(self, redeclare: bool) -> list[str]:
         for app in self.b.applications:
