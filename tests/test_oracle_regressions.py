@@ -2,9 +2,9 @@
 derivatives in float64) on the backends it broke: the generated code, the exported module, a spec used as an op."""
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -37,28 +37,16 @@ def load_text(tmp_path, text, name="spec.mmd"):
     return graphconv.load(write_spec(tmp_path, text, name))
 
 
-def export_module(tmp_path, spec, name="exported", **options):
-    path = tmp_path / f"{name}.py"
-    path.write_text(export_source(graphconv.compile(spec, **options)), encoding="utf-8")
-    found = importlib.util.spec_from_file_location(name, path)
+def exported_function(tmp_path, spec, **options):
+    """The module ``graphconv export`` writes, imported; its entry point is its last function."""
+    text = export_source(graphconv.compile(spec, **options))
+    path = tmp_path / "exported.py"
+    path.write_text(text, encoding="utf-8")
+    found = importlib.util.spec_from_file_location("exported", path)
     module = importlib.util.module_from_spec(found)
     sys.dont_write_bytecode = True
     found.loader.exec_module(module)
-    return module
-
-
-def exported_function(tmp_path, spec, **options):
-    """The exported module's entry point (named after the spec's title, made an identifier)."""
-    module = export_module(tmp_path, spec, **options)
-    return getattr(module, module.__all__[0]) if hasattr(module, "__all__") else _last_function(module)
-
-
-def _last_function(module):
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(module))
-    return getattr(module, [n.name for n in tree.body if isinstance(n, ast.FunctionDef)][-1])
+    return getattr(module, [node.name for node in ast.parse(text).body if isinstance(node, ast.FunctionDef)][-1])
 
 
 def exported_matches_oracle(tmp_path, spec, inputs, attrs=None, **options):

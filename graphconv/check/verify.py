@@ -26,8 +26,7 @@ from graphconv.ops.lazy_torch import torch
 from graphconv.check.reference import ALLOWED_MODULES, call_reference, read_reference, resolve
 from graphconv.ops.registry import Op, Registry
 from graphconv.syntax.diagram import Diagram, Edge, Node
-from graphconv.syntax.expr import evaluate, names
-from graphconv.syntax.metadata import WILDCARD, Metadata
+from graphconv.syntax.metadata import Metadata
 
 SEED = 0
 
@@ -127,8 +126,8 @@ def gradcheck_message(error: Exception, input_names: Sequence[str] = (), output_
     return message + (f" (max |Δ| {float(largest.group(1)):.1e})" if largest else "")
 
 
-def _named(names: Sequence[str], index: int) -> str:
-    return f" ({names[index]!r})" if index < len(names) else ""
+def _named(known: Sequence[str], index: int) -> str:
+    return f" ({known[index]!r})" if index < len(known) else ""
 
 
 @contextmanager
