@@ -20,6 +20,7 @@ from graphconv.syntax.yaml_source import YamlDoc, load_yaml
 from graphconv.syntax.yaml_spec import parse_yaml_spec
 
 YAML_SUFFIXES = (".yaml", ".yml")
+MAX_SPEC_CHARACTERS = 4 * 2 ** 20  # longer spec text is refused: parsing it would take minutes (about 15 s a MiB)
 
 OpSource = Op | ModuleType
 
@@ -27,15 +28,30 @@ OpSource = Op | ModuleType
 def load(path: str | os.PathLike, *, ops: Iterable[OpSource] = ()) -> Spec:
     """Read and validate the spec at ``path``. ``ops``: extra ops (Op objects or modules that define them)."""
     path = str(path)
+    return loads(read_spec(path), path=path, ops=ops)
+
+
+def read_spec(path: str) -> str:
+    """The text of the spec file at ``path`` (UTF-8). Reads at most one character more than
+    :data:`MAX_SPEC_CHARACTERS`, so a huge file — or a device of endless data — is refused without reading it."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read(MAX_SPEC_CHARACTERS + 1)
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(f"cannot read spec: {error}", path=path) from None
-    return loads(text, path=path, ops=ops)
+    check_size(text, path)
+    return text
+
+
+def check_size(text: str, path: str | None) -> None:
+    if len(text) > MAX_SPEC_CHARACTERS:
+        raise SpecError(f"the spec is longer than {MAX_SPEC_CHARACTERS} characters (4 MiB of ASCII), the limit on a "
+                        "spec's size", path=path)
 
 
 def loads(text: str, *, path: str | None = None, format: str | None = None, ops: Iterable[OpSource] = ()) -> Spec:
     """Validate spec ``text``; ``format`` is ``"mermaid"`` or ``"yaml"`` (default: from the path's suffix)."""
+    check_size(text, path)
     format = format or ("yaml" if path and path.lower().endswith(YAML_SUFFIXES) else "mermaid")
     if format == "yaml":
         diagram, meta = parse_yaml_spec(text, path)
@@ -77,15 +93,16 @@ def _front_matter_doc(diagram: Diagram) -> YamlDoc:
 
 
 def compile(spec: Spec | str | os.PathLike, *, ops: Iterable[OpSource] = (), optimize: bool = True,
-            save: str = "all") -> Any:
+            save: str = "all", backend: str = "eager") -> Any:
     """A differentiable callable (:class:`~graphconv.compiler.compiled.CompiledOp`) from a spec: a loaded
     :class:`Spec` or a path to load.
 
     ``optimize=False`` skips the graph passes; ``save`` is the memory policy: ``"all"`` keeps every value a VJP
-    reads, ``"minimal"`` keeps the inputs and recomputes cheap values in backward.
+    reads, ``"minimal"`` keeps the inputs and recomputes cheap values in backward. ``backend="inductor"`` compiles
+    the generated forward and backward with torch.compile (fused kernels; eager where there is no C++ compiler).
     """
     from graphconv.compiler.compiled import CompiledOp  # imports torch: only when compiling
 
     if not isinstance(spec, Spec):
         spec = load(spec, ops=ops)
-    return CompiledOp(spec, optimize=optimize, save=save)
+    return CompiledOp(spec, optimize=optimize, save=save, backend=backend)

@@ -125,3 +125,65 @@ def test_a_bad_spec_among_good_ones_exits_2_and_the_others_still_run(tmp_path, c
     assert status == 2
     assert "unknown op 'relux'" in err and "did you mean 'relu'" in err
     assert "linear.mmd: all" in out
+
+
+WRONG_REFERENCES = '''\
+import torch
+
+
+def other_shape(x):
+    return x.sum()
+
+
+def other_dtype(x):
+    return torch.relu(x).float()
+
+
+def integers(x):
+    return (x > 0).long()
+
+
+def not_a_tensor(x):
+    return 3
+
+
+def two_outputs(x):
+    return torch.relu(x), x
+
+
+def constant(x):
+    return torch.relu(x).detach()
+
+
+def raises(x):
+    raise RuntimeError("no such luck")
+'''
+
+
+@pytest.mark.parametrize("function, detail", [
+    ("other_shape", "shape (3, 4), reference ()"),
+    ("other_dtype", "dtype float64, reference float32"),
+    ("integers", "dtype float64, reference int64"),
+    ("not_a_tensor", "the reference returned int 3, not a tensor"),
+    ("two_outputs", "the spec has 1 output(s), the reference 2"),
+    ("raises", "RuntimeError: no such luck"),
+])
+def test_a_reference_that_returns_something_else_is_a_failed_row(tmp_path, capsys, monkeypatch, function, detail):
+    """Was a traceback for another shape, dtype or type: a mismatch is what check is there to report."""
+    (tmp_path / "wrong_references.py").write_text(WRONG_REFERENCES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write_spec(tmp_path, spec_text(reference=f"wrong_references.{function}"))
+    status, out, err = check(capsys, "--allow-reference", "wrong_references", path)
+    assert status == 1 and err == "", err
+    [failed] = rows(out, "FAIL")
+    assert failed[1:3] == ["value", f"wrong_references.{function}"] and detail in " ".join(failed)
+
+
+def test_a_reference_without_a_gradient_fails_the_gradient_rows(tmp_path, capsys, monkeypatch):
+    (tmp_path / "wrong_references.py").write_text(WRONG_REFERENCES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write_spec(tmp_path, spec_text(reference="wrong_references.constant"))
+    status, out, err = check(capsys, "--allow-reference", "wrong_references", path)
+    assert status == 1 and err == ""
+    assert [r[1:3] for r in rows(out, "FAIL")] == [["grad", "x"]]
+    assert [r[1] for r in rows(out, "ok")] == ["op", "spec", "oracle", "value"]

@@ -1,5 +1,6 @@
-"""``graphconv run``: the shape checker — every tensor's symbolic and concrete shape on the meta device, gradient
-shapes with --backward, mismatches named precisely with exit 1, bad specs and arguments with exit 2."""
+"""``graphconv run``: the shape checker — every tensor's declared, inferred (symbolic) and concrete shape by the ops'
+shape rules (no torch), on torch's meta device with --device meta; gradient shapes with --backward, mismatches and
+failed requirements named precisely with exit 1, bad specs and arguments with exit 2."""
 import json
 import re
 import subprocess
@@ -47,15 +48,23 @@ def line_of(text: str, fragment: str) -> int:
 
 
 @pytest.mark.parametrize("spec", ["conv2d.mmd", "conv2d.yaml"])
-def test_conv2d_at_imagenet_size_on_the_meta_device(capsys, spec):
+def test_conv2d_at_imagenet_size_by_the_shape_rules(capsys, spec):
     code, report = run_json(capsys, SPECS / spec, "--dims", BIG)
-    assert code == 0 and report["ok"] and report["device"] == "meta"
+    assert code == 0 and report["ok"] and report["device"] is None
     assert shapes(report) == BIG_SHAPES
-    assert {row["dtype"] for row in report["tensors"]} == {"float32"}
     assert report["dims"]["o_h"] == 224 and report["dims"]["patches"] == 224 * 224
     assert report["dims"]["patch_size"] == 576 and report["attrs"] == {"stride": 1, "padding": 1}
     assert shapes(report, "symbolic")["U_reshaped"] == "[b * patches, patch_size]"
+    assert shapes(report, "inferred")["U_reshaped"] == "[b * patches, patch_size]"
     assert shapes(report, "op")["output_2D"] == "compute_output_2D"
+    assert set(shapes(report, "proof").values()) == {"input", "proved"}
+
+
+def test_device_meta_cross_checks_the_rules_on_torch(capsys):
+    code, report = run_json(capsys, SPECS / "conv2d.mmd", "--dims", BIG, "--device", "meta")
+    assert code == 0 and report["ok"] and report["device"] == "meta"
+    assert shapes(report) == BIG_SHAPES
+    assert {row["dtype"] for row in report["tensors"]} == {"float32"}
 
 
 def test_backward_gives_every_gradient_its_tensors_shape(capsys):
@@ -64,13 +73,22 @@ def test_backward_gives_every_gradient_its_tensors_shape(capsys):
     assert shapes(report, "grad_shape") == BIG_SHAPES
 
 
-def test_the_table_shows_symbolic_and_concrete_shapes_and_the_sizes(capsys):
+def test_the_table_shows_declared_inferred_and_concrete_shapes_the_proofs_and_the_sizes(capsys):
     code, out, err = run(capsys, SPECS / "conv2d.mmd", "--dims", BIG, "--backward")
     assert code == 0 and err == ""
-    assert "derived: o_h=224, o_w=224, patches=50176, patch_size=576" in out
-    assert re.search(r"^U_reshaped\s+reshape_U_permuted\s+\[b \* patches, patch_size\]\s+\(12845056, 576\)\s+"
-                     r"float32\s+\(12845056, 576\)$", out, re.M)
-    assert len(re.findall(r"float32", out)) == 11
+    assert "derived:  o_h=224, o_w=224, patches=50176, patch_size=576" in out
+    assert "symbolic: b, in_channels, i_h, i_w, out_channels, kernel_h, kernel_w; stride >= 0, padding >= 0" in out
+    assert re.search(r"^U_reshaped\s+reshape_U_permuted\s+\[b \* patches, patch_size\]\s+\[b \* patches, "
+                     r"patch_size\]\s+\(12845056, 576\)\s+proved\s+\(12845056, 576\)$", out, re.M)
+    assert len(re.findall(r"\bproved\b", out)) == 9 and "float32" not in out
+
+
+def test_the_requirements_are_printed_with_their_op_and_checked(capsys):
+    code, out, _ = run(capsys, SPECS / "conv2d.mmd")
+    op_line = line_of((SPECS / "conv2d.mmd").read_text(), "L((unfold))")
+    assert code == 0
+    assert f"requires: i_h + 2 * padding >= kernel_h   [L unfold, line {op_line}: holds (10 >= 3)]" in out
+    assert f"requires: stride >= 1   [L unfold, line {op_line}: holds (1 >= 1)]" in out
 
 
 def test_attrs_and_dims_override_the_example(capsys):
@@ -107,12 +125,22 @@ def test_an_input_that_does_not_fit_its_pattern_exits_1(capsys):
     assert "kernel: in_channels is 4 but input_batch says 3" in err
 
 
-def test_an_op_that_fails_names_the_op_and_its_input_shapes_and_keeps_the_shapes_before_it(capsys):
+def test_a_failed_requirement_names_the_op_its_line_the_condition_and_the_input_shapes(capsys):
     code, out, err = run(capsys, SPECS / "conv2d.mmd", "--attr", "padding=0", "--dims", "i_h=2,i_w=2")
+    op_line = line_of((SPECS / "conv2d.mmd").read_text(), "L((unfold))")
     assert code == 1
-    assert "while executing op L (unfold)" in err and "(inputs: input_batch (4, 3, 2, 2))" in err
+    assert (f"op L (unfold) at line {op_line}: requires i_h + 2 * padding >= kernel_h, but here 2 >= 3 is false "
+            "(unfold: the kernel must fit the padded input) (inputs: input_batch (4, 3, 2, 2))") in err
+    assert "FAILS (2 >= 3)" in out
     assert re.search(r"^kernel\s+input\s+.*\(3, 3, 3, 3\)", out, re.M)
-    assert re.search(r"^U\s+unfold\s+\[b, patch_size, patches\]\s+-", out, re.M)
+    assert re.search(r"^U\s+unfold\s+\[b, patch_size, patches\]\s+\[b, patch_size, patches\]\s+-", out, re.M)
+
+
+def test_an_op_that_fails_on_torch_names_the_op_and_its_input_shapes(capsys):
+    code, _, err = run(capsys, SPECS / "conv2d.mmd", "--attr", "padding=0", "--dims", "i_h=2,i_w=2", "--device",
+                       "meta")
+    assert code == 1
+    assert "op L (unfold)" in err and "(inputs: input_batch (4, 3, 2, 2))" in err
 
 
 def test_a_spec_without_front_matter_runs_with_whole_input_shapes(tmp_path, capsys):
@@ -165,13 +193,13 @@ def console_entry() -> list[str]:
     return [sys.executable, "-c", "import sys; from graphconv.cli import main; sys.exit(main())"]
 
 
-@pytest.mark.slow  # two fresh interpreters, one importing torch
+@pytest.mark.slow  # two fresh interpreters
 def test_the_console_entry_checks_shapes_and_reports_bad_specs(tmp_path):
     result = subprocess.run([*console_entry(), "run", "specs/conv2d.mmd", "--dims", BIG, "--backward"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^output\s+permute_output\s+\[b, out_channels, o_h, o_w\]\s+\(256, 128, 224, 224\)",
-                     result.stdout, re.M)
+    assert re.search(r"^output\s+permute_output\s+(\[b, out_channels, o_h, o_w\]\s+){2}\(256, 128, 224, 224\)\s+"
+                     r"proved", result.stdout, re.M)
     bad = write_spec(tmp_path, "graph LR\n  A(x) --> B((nope)) --> C(y)\n")
     result = subprocess.run([*console_entry(), "run", str(bad)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "unknown op 'nope'" in result.stderr and "Traceback" not in result.stderr

@@ -29,19 +29,19 @@ def rand(*shape):
 def test_the_source_is_readable_straight_line_code():
     op = graphconv.compile(SPECS / "conv2d.mmd", optimize=False)
     source = op.source
-    assert source.startswith("def forward(A, input_batch, kernel):\n")
-    assert "def forward_nograd(A, input_batch, kernel):" in source
-    assert "def backward(A, saved, meta, needs, g_output):" in source
-    assert "    # M: permute_U (line " in source and "U_permuted = op_permute(U, dims=(0, 2, 1))" in source
-    assert "reshape(U_permuted, shape=A[" in source  # a binding-dependent argument; (0, 2, 1) is a literal
+    assert source.startswith("def forward(A, v_input_batch, v_kernel):\n")
+    assert "def forward_nograd(A, v_input_batch, v_kernel):" in source
+    assert "def backward(A, saved, meta, needs, g_v_output):" in source
+    assert "    # M: permute_U (line " in source and "v_U_permuted = op_permute(v_U, dims=(0, 2, 1))" in source
+    assert "reshape(v_U_permuted, shape=A[" in source  # a binding-dependent argument; (0, 2, 1) is a literal
     forward = source[: source.index("def forward_nograd")]
-    assert forward.index("U = None") > forward.index("U_permuted = op_permute(U")  # freed after its last use
+    assert forward.index("v_U = None") > forward.index("v_U_permuted = op_permute(v_U")  # freed after its last use
     assert "for " not in source and "while " not in source  # no interpreter loop
 
 
 def test_the_source_is_registered_with_linecache_and_a_big_program_makes_backward_on_first_use(monkeypatch):
     op = graphconv.compile(SPECS / "conv2d.mmd")  # small: backward at once (torch.compile cannot trace making it)
-    assert linecache.getline(op.code.filename("forward"), 1) == "def forward(A, input_batch, kernel):\n"
+    assert linecache.getline(op.code.filename("forward"), 1) == "def forward(A, v_input_batch, v_kernel):\n"
     assert linecache.getline(op.code.filename("backward"), 1).startswith("def backward(A, saved, meta, needs,")
     monkeypatch.setattr(generated, "EAGER_BACKWARD_STEPS", 0)  # as for a program of thousands of ops
     op = graphconv.compile(SPECS / "conv2d.mmd")
@@ -98,7 +98,7 @@ def test_errors_name_the_op_node_and_its_line_and_the_traceback_shows_generated_
     assert f"while executing op B (fails_in_{where}): {expected}" in str(error)
     assert error.line == 3 and "Y --> B((fails_in" in str(error)  # the spec line, with a caret
     shown = "".join(traceback.format_exception(error.__cause__))
-    call = "op_fails_in_forward(y)" if where == "forward" else "vjp_fails_in_vjp(Ctx("
+    call = "op_fails_in_forward(v_y)" if where == "forward" else "vjp_fails_in_vjp(_gc_Ctx("
     assert f'File "{op.code.filename("forward" if where == "forward" else "backward")}"' in shown and call in shown
 
 

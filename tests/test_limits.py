@@ -285,3 +285,107 @@ def test_text_that_once_took_quadratic_time_is_refused_in_bounded_time(text):
     with pytest.raises(SpecError):
         graphconv.loads(text)
     assert time.perf_counter() - start < 20  # about 0.3 s now
+
+
+# --- values: every expression result, every message that shows one -----------------------------------------------
+
+
+def tuple_dims(levels: int, width: int, extra: str = "") -> str:
+    """Dims d1 … d<levels>, each a tuple of ``width`` copies of the one before: width**levels numbers from a few
+    lines (each level shares its items, so building it is cheap; printing it is not)."""
+    dims = "".join(f"\n    d{i}: ({', '.join([f'd{i - 1}'] * width)})" for i in range(1, levels + 1))
+    return (f"---\ngraphconv:\n  inputs: {{x: [n]}}\n  dims:\n    d0: (n, n){dims}{extra}\n  example: {{n: 2}}\n---\n"
+            "graph LR\n  x --> R((relu)) --> y\n")
+
+
+def test_a_tuple_of_tuples_past_the_item_limit_is_refused_at_its_dim():
+    error = trace_error(tuple_dims(31, 8))  # 8**31 numbers: run hung printing them, or a MemoryError
+    assert error.line == 9 and "dims.d4: (d3, d3, d3, d3, d3, d3, d3, d3) holds more than 10000 items" in error.message
+    assert len(str(error)) < 600
+
+
+def test_a_tuple_built_in_an_op_label_is_held_to_the_item_limit_too():
+    text = tuple_dims(5, 4).replace("x --> R((relu))", 'x --> R(("reshape(shape=(d5, d5, d5))"))')
+    error = trace_error(text)
+    assert error.line == 14 and "(d5, d5, d5) holds more than 10000 items" in error.message
+
+
+def test_a_message_shows_a_big_value_cut_short():
+    error = trace_error(tuple_dims(5, 4, "\n    bad: d5 + 1"))  # 2 * 4**5 numbers: allowed, too many to print
+    assert error.message.startswith("dims.bad: d5 is ((((") and "not a number" in error.message
+    assert len(error.message) < 600  # was the whole value, twice
+
+
+def test_a_compiled_op_reports_a_later_dim_that_fails_on_a_big_value_in_a_short_message():
+    torch = pytest.importorskip("torch")
+    op = graphconv.compile(graphconv.loads(tuple_dims(5, 4, "\n    bad: d5 + 1")))
+    with pytest.raises(SpecError, match="dims.bad: d5 is") as caught:
+        op(torch.ones(2))
+    assert len(str(caught.value)) < 800
+
+
+def test_show_value_cuts_a_value_that_shares_its_items_short():
+    from graphconv.syntax.expr import MAX_SHOWN, show_value
+
+    value: tuple = (1,)
+    for _ in range(60):  # 8**60 items, if walked
+        value = (value,) * 8
+    assert len(show_value(value)) <= MAX_SHOWN
+    assert show_value("x" * 10 ** 6).startswith("'xxx") and len(show_value("x" * 10 ** 6)) <= MAX_SHOWN
+    assert show_value((1, 2, 3)) == "(1, 2, 3)" and show_value(2 ** 255) == str(2 ** 255)
+
+
+# --- ops that make many tensors -----------------------------------------------------------------------------------
+
+
+def test_a_split_into_more_tensors_than_an_op_may_make_is_refused_before_making_them():
+    spec = graphconv.loads("---\ngraphconv:\n  inputs: {x: [n]}\n  example: {n: 1000000000}\n"
+                           "  ops: {cut: split(sizes=1)}\n---\ngraph LR\n  X(x) --> S((cut))\n  S --> A(a)\n"
+                           "  S --> B(b)\n")
+    result = trace(spec)  # made 10**9 meta tensors: 17.7 GB in a minute
+    assert not result.ok and result.failure.line == 8
+    assert "split would make 1000000000 tensors, more than one op may make (10000)" in result.failure.message
+
+
+# --- YAML numbers, spec size --------------------------------------------------------------------------------------
+
+
+def test_a_long_base_60_integer_is_refused_before_pyyaml_converts_it(monkeypatch):
+    import yaml
+
+    converted = []
+    original = yaml.constructor.SafeConstructor.construct_yaml_int
+    monkeypatch.setattr(yaml.constructor.SafeConstructor, "construct_yaml_int",
+                        lambda self, node: converted.append(node.value) or original(self, node))
+    sexagesimal = "1:" + ":".join(["00"] * 20_000)  # quadratic in PyYAML: 2.4 MB took 95 s
+    error = load_error(f"---\ngraphconv:\n  attrs: {{k: {sexagesimal}}}\n---\n{RELU}")
+    assert (error.line, error.column) == (3, 14) and "is too large (more than 256 bits)" in error.message
+    assert converted == []
+    assert graphconv.loads(f"---\ngraphconv:\n  attrs: {{k: '1:00:00'}}\n---\n{RELU}").meta.attrs["k"] == "1:00:00"
+    assert graphconv.loads(f"---\ngraphconv:\n  attrs: {{k: 1:00:00}}\n---\n{RELU}").meta.attrs["k"] == 3600
+
+
+def test_long_number_text_in_yaml_is_refused():
+    error = load_error(f"---\ngraphconv:\n  attrs: {{k: {'1' * 400}.5}}\n---\n{RELU}")
+    assert error.line == 3 and "is longer than 300 characters" in error.message
+    assert graphconv.loads(f"---\ngraphconv:\n  attrs: {{k: 0b{'1' * 256}}}\n---\n{RELU}").meta.attrs["k"] == 2 ** 256 - 1
+
+
+def test_spec_text_over_the_size_limit_is_refused_before_it_is_parsed(monkeypatch):
+    from graphconv import api
+
+    monkeypatch.setattr(api, "parse_diagram", lambda *args: pytest.fail("parsed"))
+    error = load_error("graph LR\n" + " " * api.MAX_SPEC_CHARACTERS)
+    assert f"the spec is longer than {api.MAX_SPEC_CHARACTERS} characters" in error.message
+
+
+def test_a_spec_file_over_the_size_limit_is_refused_without_reading_it_all(tmp_path):
+    from graphconv.api import MAX_SPEC_CHARACTERS
+
+    big = tmp_path / "big.mmd"
+    big.write_text("graph LR\n  x --> R((relu)) --> y\n" + "%%" * MAX_SPEC_CHARACTERS)
+    with pytest.raises(SpecError, match="longer than") as caught:
+        graphconv.load(big)
+    assert caught.value.path == str(big)
+    with pytest.raises(SpecError, match="longer than"):
+        graphconv.load("/dev/zero")  # endless: only MAX_SPEC_CHARACTERS + 1 characters are read

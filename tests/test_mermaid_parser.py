@@ -213,6 +213,27 @@ def test_shape_data_must_touch_the_id_and_come_before_the_class():
     assert error("graph LR\n  A@{ shape: circle }:::c --> B\n").line == 2
 
 
+@pytest.mark.parametrize("written, label", [
+    ("B[|borders:lt|text]", "text"), ('B[|borders:lt|"a (b)"]', "a (b)"), ("B[|a-b:c.d|text]", "text"),
+    ("B[|a:b|text]:::c", "text"), ("B[|endx:vx|text]", "text"),
+])
+def test_legacy_rect_with_properties(written, label):
+    # Mermaid's parser tests: `B[|borders:lt|text]` is a rect labelled "text" (FlowDB keeps the property apart)
+    diagram = parse(f"graph LR\n  A --> {written} --> C\n")
+    assert nodes(diagram) == [("A", "A", "rect"), ("B", label, "rect"), ("C", "C", "rect")]
+
+
+@pytest.mark.parametrize("written, message", [
+    ("B[|a:1|text]", "a rect with properties"), ("B[|a: b|text]", "a rect with properties"),
+    ("B[|end:x|text]", "`end` cannot be a property"), ("B[|a:v|text]", "`v` cannot be a property"),
+    ("B[|x]", "a rect with properties"),
+    ("B[|a:b|text)", "`[|a:b|` is closed by `)`: expected `]`"),
+])
+def test_legacy_rect_with_properties_errors(written, message):
+    # Mermaid wants one NODE_STRING each side of the colon (not a number, a space or a keyword), then `]`
+    assert message in error(f"graph LR\n  {written}\n").message
+
+
 # ---------------------------------------------------------------- node ids
 
 
@@ -254,6 +275,74 @@ def test_last_shape_declaration_wins_and_gives_the_position():
         """)
     assert diagram.nodes["A"] == Node("A", "second", "round", 4, 3)
     assert edges(diagram) == [("A", "B", None, "arrow"), ("A", "B", None, "arrow")]
+
+
+def test_colons_and_commas_join_an_id_as_in_mermaid():
+    # Mermaid's idString joins NODE_STRING, ":" and "," tokens: `a:b` is one node (FlowDB: nodes a:b and c)
+    diagram = parse("""
+        graph LR
+          a:b --> c
+          a:b:c --> d::e
+          :x & y: --> p,q
+          s:1 --> s:default --> s:v
+        """)
+    assert list(diagram.nodes) == ["a:b", "c", "a:b:c", "d::e", ":x", "y:", "p,q", "s:1", "s:default", "s:v"]
+    assert [(e.source, e.target) for e in diagram.edges] == [
+        ("a:b", "c"), ("a:b:c", "d::e"), (":x", "p,q"), ("y:", "p,q"), ("s:1", "s:default"), ("s:default", "s:v")]
+
+
+def test_an_id_with_colons_anywhere_an_id_goes():
+    diagram = parse("""
+        graph LR
+          subgraph s:t
+            a:b[label] --> c:d((op))
+          end
+          style a:b fill:#f00
+          class a:b,c:d foo
+          click a:b callback
+        """)
+    assert nodes(diagram) == [("a:b", "label", "rect"), ("c:d", "op", "circle")]
+    assert [(s.id, s.title, s.members) for s in diagram.subgraphs] == [("s:t", "s:t", ["a:b", "c:d"])]
+
+
+@pytest.mark.parametrize("written, node_id", [("a:b:::cls", "a:b"), ("a::::b", "a"), ("a:::x:y", "a")])
+def test_three_colons_start_a_class_before_a_colon_joins_the_id(written, node_id):
+    # Mermaid's lexer tries ":::" before ":": `a::::b` is node a with class `:b`, `a:::x:y` has class `x:y`
+    assert list(parse(f"graph LR\n  {written} --> c\n").nodes) == [node_id, "c"]
+
+
+@pytest.mark.parametrize("node_id, column", [
+    ("a:end", 5), ("a,end", 5), ("a:end-x", 5), ("a:_self", 5), ("a:#end", 6), ("1end", 4), ("#end", 4),
+    ("*end", 4), ("&end", 4), ("éend", 4), ("a:style", 5), ("a,class", 5), ("a:graph", 5), ("a:click", 5),
+])
+def test_a_keyword_that_starts_any_token_of_an_id_is_refused_as_by_mermaid(node_id, column):
+    # Mermaid's lexer cuts an id into tokens (words, numbers, `:`, `,`, `#`, `*`, `&`, each non-ASCII letter) and
+    # reads a keyword at the start of each: `a:end` is `a`, `:`, `end` (a parse error there)
+    problem = error(f"graph LR\n  {node_id} --> c\n")
+    assert "cannot be a node id" in problem.message and (problem.line, problem.column) == (2, column)
+
+
+@pytest.mark.parametrize("node_id", ["a:endx", "a-end", "a#end", "a&end", "a:default", "a:v", "endpoint"])
+def test_a_keyword_inside_a_token_of_an_id_is_part_of_the_id(node_id):
+    assert list(parse(f"graph LR\n  {node_id} --> c\n").nodes) == [node_id, "c"]
+
+
+def test_click_before_a_shape_is_a_node_as_in_mermaid():
+    # Mermaid's rule is `click[\s]+`: only a click followed by whitespace is the click statement
+    diagram = parse("graph LR\n  click[x] --> a:click[y]\n  click a callback\n")
+    assert nodes(diagram) == [("click", "x", "rect"), ("a:click", "y", "rect")]
+
+
+def test_a_dash_ends_an_id_before_an_asymmetric_shape_or_the_end_of_the_text():
+    # Mermaid's parser tests: `odd->Vertex Text]` is node `odd-` (MINUS joins the id; `>` opens the shape)
+    assert nodes(parse("graph LR\n  odd->Vertex Text]\n")) == [("odd-", "Vertex Text", "odd")]
+    assert nodes(parse("graph LR\n  ->x]\n")) == [("-", "x", "odd")]
+    assert list(parse_diagram("graph LR\n  A --> b-").nodes) == ["A", "b-"]
+
+
+@pytest.mark.parametrize("written", ["a->b", "a -> b"])
+def test_a_single_dash_arrow_is_refused_as_by_mermaid(written):
+    assert error(f"graph LR\n  {written}\n").line == 2
 
 
 # ---------------------------------------------------------------- labels
@@ -306,6 +395,51 @@ def test_unclosed_bracket_at_the_end_names_where_it_opened():
     problem = error("graph LR\n  A --> B[tensor")
     assert problem.message == "`[` at line 2, column 10 is never closed: expected `]`"
     assert (problem.line, problem.column) == (2, 17)
+
+
+@pytest.mark.parametrize("written, label", [
+    ('A[<b x="y">z</b>]', "<b x='y'>z</b>"),
+    ('A[<a href="u" title="t">z</a>]', "<a href='u' title='t'>z</a>"),
+    ('A[<b x="">z</b>]', "<b x=''>z</b>"),
+    ('A(<i class="c">z</i>)', "<i class='c'>z</i>"),
+    ('A["<b x="y">z</b>"]', "<b x='y'>z</b>"),
+    ('A[<b\n  x="y">z</b>]', "<b\n  x='y'>z</b>"),
+])
+def test_quotes_inside_an_html_tag_are_read_as_mermaid_rewrites_them(written, label):
+    # Mermaid's preprocessing writes `="…"` inside `<tag …>` as `='…'` before parsing (cleanupText), so the
+    # quotes of an HTML attribute open no string
+    assert parse(f"graph LR\n  {written} --> B\n").nodes["A"].label == label
+
+
+def test_quotes_inside_html_tags_of_edge_labels_and_titles():
+    diagram = parse("""
+        graph LR
+          A -->|<b x="y">z</b>| B
+          A -- <b x="y">z</b> --> B
+          subgraph s [<b x="y">T</b>]
+            A
+          end
+        """)
+    assert [edge.label for edge in diagram.edges] == ["<b x='y'>z</b>"] * 2
+    assert diagram.subgraphs[0].title == "<b x='y'>T</b>"
+
+
+@pytest.mark.parametrize("written", [
+    'A[x "y" z]', 'A[x="y"]', 'A[<x "y">]', 'A[<b x = "y">z</b>]', 'A[<b x="y" z]', 'A[a <b] --> B[x="y" >]',
+])
+def test_quotes_outside_an_attribute_value_of_an_html_tag_are_refused_as_by_mermaid(written):
+    assert "quote" in error(f"graph LR\n  {written}\n").message
+
+
+@pytest.mark.parametrize("written", ['A["`a` b"]', 'A["`a` b`"]', 'A["`a"]', 'A -->|"`a` b"| B'])
+def test_a_label_opening_with_a_backtick_must_close_with_one(written):
+    # Mermaid's lexer: `"` followed by a backtick always starts a Markdown string, which only "`\"" ends
+    problem = error(f"graph LR\n  {written}\n")
+    assert "Markdown" in problem.message and problem.line == 2
+
+
+def test_backticks_inside_a_plain_string_are_text():
+    assert parse('graph LR\n  A["a `b` c"]\n').nodes["A"].label == "a `b` c"
 
 
 # ---------------------------------------------------------------- chains and &
@@ -409,6 +543,47 @@ def test_edge_errors(written, message):
     assert message in problem.message and problem.line == 2
 
 
+@pytest.mark.parametrize("written", [
+    "A -->\n  B", "A\n  --> B", "A ~~~\n  B", "A\n  ~~~ B", "A -.->\n  B", "A\n  ==> B", "A ---\n  B",
+    "A\n  <--> B", "A -->\n\n\n  B", "A -->\n  %% a comment\n  B", "A[x]\n  --> B", "A e1@\n  --> B",
+])
+def test_a_link_split_across_lines_as_in_mermaid(written):
+    # Mermaid's LINK token takes the whitespace around the arrow, line breaks included: `A -->` newline `B`
+    # and `A` newline `~~~ B` are one link (FlowDB: one edge A -> B)
+    diagram = parse(f"graph LR\n  {written}\n")
+    assert [(e.source, e.target) for e in diagram.edges] == [("A", "B")]
+    assert list(diagram.nodes) == ["A", "B"]
+
+
+@pytest.mark.parametrize("written, label", [
+    ("A\n  -- t --> B", "t"), ("A -- t -->\n  B", "t"), ("A -- t\n  --> B", "t"), ("A -. t\n  .-> B", "t"),
+    ("A == t ==>\n  B", "t"), ("A -->\n  |t| B", "t"),
+])
+def test_a_labelled_link_split_across_lines_as_in_mermaid(written, label):
+    assert edges(parse(f"graph LR\n  {written}\n"))[0][:3] == ("A", "B", label)
+
+
+def test_a_split_link_is_placed_at_its_arrow_and_chains_go_on():
+    diagram = parse("graph LR\n  A & B\n  --> C -->\n  D\n")
+    assert [(e.source, e.target, e.line, e.column) for e in diagram.edges] == [
+        ("A", "C", 3, 3), ("B", "C", 3, 3), ("C", "D", 3, 9)]
+
+
+def test_an_arrow_head_at_the_start_of_the_next_line_belongs_to_the_link_as_in_mermaid():
+    # Mermaid's LINK regex is \s*[xo<]?--+[-xo>]\s*: after `A`, the line `x--x B` is the arrow x--x, not a node x
+    assert edges(parse("graph LR\n  A\n  x--x B\n")) == [("A", "B", None, "bidirectional_cross")]
+
+
+@pytest.mark.parametrize("text, line", [
+    ("graph LR\n  A -->|x|\n  B\n", 2), ("graph LR\n  A;\n  --> B\n", 3), ("graph LR\n  A -->\n", 2),
+    ("graph LR\n  subgraph s\n    a\n  end\n  --> b\n", 5), ("graph LR\n  subgraph s\n  --> b\n  end\n", 3),
+    ("graph LR\n  --> b\n", 2),
+])
+def test_a_link_split_where_mermaid_ends_the_statement_is_refused(text, line):
+    # after `|label|`, `;`, `end`, a subgraph heading or the header, a line break ends the statement in Mermaid too
+    assert error(text).line == line
+
+
 # ---------------------------------------------------------------- subgraphs
 
 
@@ -505,6 +680,23 @@ def test_subgraph_errors(text, message, line):
     assert message in problem.message and problem.line == line
 
 
+@pytest.mark.parametrize("heading, subgraph_id, title", [
+    ('"S" t', "subGraph0", "S t"), ('"S"   t  u', "subGraph0", "S   t  u"), ('"`S`" t', "subGraph0", "S t"),
+    ('"S" a:b', "subGraph0", "S a:b"), ('"S"t', "St", "St"), ('"S" ', "subGraph0", "S"),
+    ('"S" t [T]', "S t", "T"), ('"S" t[T]', "S t", "T"), ('"S"[T]', "S", "T"),
+])
+def test_a_quoted_subgraph_heading_followed_by_more_words(heading, subgraph_id, title):
+    # Mermaid reads the string and the words after it as one heading: with whitespace in it and no [title], the
+    # subgraph gets a made-up id (FlowDB: `subgraph "S" t` is subGraph0 titled "S t")
+    diagram = parse(f"graph LR\n  subgraph {heading}\n    a\n  end\n")
+    assert [(s.id, s.title, s.members) for s in diagram.subgraphs] == [(subgraph_id, title, ["a"])]
+
+
+@pytest.mark.parametrize("heading", ['a "S"', '"S" "T"'])
+def test_a_string_after_a_subgraph_heading_word_is_refused_as_by_mermaid(heading):
+    assert error(f"graph LR\n  subgraph {heading}\n    a\n  end\n").line == 2
+
+
 # ---------------------------------------------------------------- read and ignored
 
 
@@ -567,6 +759,36 @@ def test_percent_signs_inside_labels_and_titles_are_text():
     assert diagram.subgraphs[0].title == "x %% y"
 
 
+@pytest.mark.parametrize("text", [
+    "\ufeffgraph LR\n  A --> B\n", "\ufeff%% a comment\ngraph LR\n  A --> B\n", "\ufeff\ngraph LR\n  A --> B\n",
+])
+def test_a_byte_order_mark_before_the_first_line_is_no_text(text):
+    # Mermaid accepts a flowchart after a UTF-8 BOM; it marks the file's encoding, columns are counted after it
+    diagram = parse_diagram(text)
+    assert edges(diagram) == [("A", "B", None, "arrow")]
+    assert (diagram.nodes["A"].line, diagram.nodes["A"].column) == (text.count("\n"), 3)  # on the last line
+    assert diagram.source == text
+
+
+def test_a_byte_order_mark_before_front_matter_and_before_a_markdown_fence():
+    # a reader that decodes the file drops the BOM, and Mermaid draws the text after it (mmdc, which reads the file
+    # with the BOM kept, refuses front matter after one: its front matter regex then fails)
+    diagram = parse_diagram("\ufeff---\ntitle: t\n---\ngraph LR\n  A --> B\n")
+    assert (diagram.front_matter, diagram.front_matter_line) == ({"title": "t"}, 2)
+    assert edges(parse_diagram("\ufeff```mermaid\ngraph LR\n  A --> B\n```\n", "doc.md")) == [("A", "B", None, "arrow")]
+    problem = error("\ufeffgraph lr\n  A\n")
+    assert (problem.line, problem.column) == (1, 7)
+
+
+def test_a_spec_file_that_starts_with_a_byte_order_mark_loads(tmp_path):
+    import graphconv
+
+    shipped = Path(graphconv.__file__).parent / "library" / "linear.mmd"
+    path = tmp_path / "linear.mmd"
+    path.write_bytes(b"\xef\xbb\xbf" + shipped.read_bytes())
+    assert graphconv.load(path).name == "linear"
+
+
 # ---------------------------------------------------------------- front matter
 
 
@@ -577,6 +799,13 @@ def test_front_matter():
     assert diagram.front_matter_line == 2
     assert (diagram.source, diagram.path) == (text, "conv2d.mmd")
     assert diagram.nodes["A"].line == 7
+
+
+def test_quotes_inside_html_tags_are_rewritten_in_the_front_matter_too():
+    # Mermaid rewrites `="…"` inside `<tag …>` over the whole text before it reads the front matter
+    assert parse_diagram('---\ntitle: <b x="y">t</b>\n---\ngraph LR\n  A\n').front_matter == {"title": "<b x='y'>t</b>"}
+    problem = error("---\ntitle: '<b x=\"y\">t</b>'\n---\ngraph LR\n  A\n")  # the rewrite ends the YAML string
+    assert "invalid YAML in the front matter" in problem.message and problem.line == 2
 
 
 def test_empty_front_matter():

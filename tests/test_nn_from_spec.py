@@ -199,3 +199,59 @@ def test_uniform_fan_in_is_torchs_bias_bound():
     bias = graphconv.nn.init.uniform_fan_in(torch.empty(10_000), weight)
     bound = 1 / math.sqrt(3 * 2 * 2)
     assert bias.abs().max() <= bound and bias.abs().max() > 0.99 * bound
+
+
+@pytest.mark.parametrize("params, message", [
+    ("{weight: 'uniform_fan_in(power)'}", "uniform_fan_in cannot initialise a parameter of shape (3, 4) with these "
+                                          "arguments: its argument names the parameter whose fan-in bounds it"),
+    ("{weight: 'normal(std=-1)'}", "normal cannot initialise a parameter of shape (3, 4) with these arguments: "
+                                   "normal expects std >= 0.0"),
+    ("{weight: 'uniform(b=inf)'}", "an initialiser's arguments are finite numbers, got inf"),
+    ("{weight: 'normal(std=-inf)'}", "an initialiser's arguments are finite numbers, got -inf"),
+    ("{weight: \"constant(val='a')\"}", "constant cannot initialise a parameter of shape (3, 4)"),
+])
+def test_a_bad_initialiser_argument_is_a_spec_error_at_its_params_entry(tmp_path, params, message):
+    """Were a raw AttributeError or RuntimeError, or a parameter filled with inf, with no file or line."""
+    path = scaled_linear(tmp_path, params)
+    with pytest.raises(graphconv.SpecError) as caught:
+        graphconv.nn.from_spec(path, in_features=4, out_features=3)
+    error = caught.value
+    assert error.message.startswith("params.weight: ") and message in error.message
+    assert error.path == str(path) and (error.line, error.column) == (9, 20)
+
+
+@pytest.mark.parametrize("shape, message", [
+    ("[out_features - 10, in_features]", "its shape [out_features - 10, in_features] = (-7, 4) is not a shape"),
+    ("[in_features / 2, in_features]", "= (2.0, 4) is not a shape (sizes are integers ≥ 0)"),
+    ("[2 ** 40, in_features]", "= (1099511627776, 4) has 4398046511104 elements, more than a parameter may have"),
+    ("[2 ** 62 * out_features, 2 ** 62]", "has 63802943797675961899382738893456539648 elements"),
+    ("['2 ** 70', in_features]", "its shape [2 ** 70, in_features]: exponent 70 out of range"),
+])
+def test_a_parameter_shape_that_is_no_shape_or_too_big_is_refused_before_torch_allocates(tmp_path, monkeypatch,
+                                                                                      shape, message):
+    monkeypatch.setattr(torch, "empty", lambda *args, **kwargs: pytest.fail("allocated"))
+    path = write_spec(tmp_path, SCALED_LINEAR.replace("weight: [out_features, in_features]", f"weight: {shape}")
+                      .replace("PARAMS", "[weight, scale]"), "scaled_linear.mmd")
+    with pytest.raises(graphconv.SpecError) as caught:
+        graphconv.nn.from_spec(path, in_features=4, out_features=3)
+    error = caught.value
+    assert error.message.startswith("params.weight: ") and message in error.message, error.message
+    assert error.path == str(path) and (error.line, error.column) == (9, 12)
+
+
+def test_a_parameter_torch_cannot_allocate_is_a_spec_error_at_its_params_entry(tmp_path, monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(torch, "empty", no_memory)
+    with pytest.raises(graphconv.SpecError, match=r"params.weight: cannot make a parameter of shape \(3, 4\): "
+                                                  r"DefaultCPUAllocator") as caught:
+        graphconv.nn.from_spec(scaled_linear(tmp_path), in_features=4, out_features=3)
+    assert (caught.value.line, caught.value.column) == (9, 12)
+
+
+def test_an_empty_parameter_is_made_as_torch_makes_it(tmp_path):
+    path = scaled_linear(tmp_path, "{weight: orthogonal, scale: ones}")
+    module = graphconv.nn.from_spec(path, in_features=0, out_features=3)
+    assert module.weight.shape == (3, 0)
+    assert module(torch.randn(2, 0)).shape == (2, 3)

@@ -29,3 +29,18 @@ def test_compile_imports_torch_when_asked():
         "print('torch' in sys.modules)"
     )
     assert out == "True"
+
+
+def test_run_imports_neither_torch_nor_networkx():
+    """``graphconv run`` proves and checks shapes by the shape rules: torch is not imported at all (the target is a
+    check at the speed of a linter; ``import torch`` alone takes seconds)."""
+    out = run_isolated(
+        "import io, sys, contextlib\n"
+        "from graphconv.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = main(['run', {str(SPECS / 'conv2d.mmd')!r}, '--dims', 'b=256,i_h=224,i_w=224', '--backward'])\n"
+        "    main(['run', '--json', " + repr(str(SPECS / 'conv1d.mmd')) + "])\n"
+        "print(code, 'torch' in sys.modules, 'networkx' in sys.modules)"
+    )
+    assert out == "0 False False"
+

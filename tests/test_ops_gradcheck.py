@@ -45,7 +45,7 @@ def test_a_vjp_reading_an_undeclared_saved_tensor_fails():
     forgetful.samples(mul.sample_inputs)
     rows = check_op(forgetful)
     assert rows and not any(row.ok for row in rows)
-    assert "no attribute 'b'" in rows[0].detail
+    assert "the VJP context has no 'b'" in rows[0].detail
 
 
 def test_the_library_covers_the_primitives_the_specs_are_built_from():

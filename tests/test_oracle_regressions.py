@@ -69,8 +69,6 @@ RESIDUAL = """\
     """
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: a tensor named r1 collides with the generated backward's "
-                                       "temporaries (r0, r1 = _grads(...)): input gradients off")
 @pytest.mark.parametrize("options", VARIANTS, ids=VARIANT_IDS)
 def test_a_relu_output_named_r1_in_a_residual_block(tmp_path, options):
     spec = load_text(tmp_path, RESIDUAL)
@@ -88,8 +86,6 @@ REDECLARED = """\
     """
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: a tensor re-declared with its label later in the file moves to "
-                                       "that later position (input_names == ['w', 'x']), so op(x, w) computes w - x")
 def test_an_input_declared_again_later_keeps_its_place(tmp_path):
     spec = load_text(tmp_path, REDECLARED)
     assert spec.input_names == ["x", "w"]
@@ -103,8 +99,6 @@ def test_an_input_declared_again_later_keeps_its_place(tmp_path):
 FLATTEN_NOOP = "graph LR\n  X(x) --> F((\"flatten(start_dim=1, end_dim=1)\")) --> Y(y)\n"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: flatten(start_dim=1, end_dim=1) returns its input as-is, which "
-                                       "the setup_context Function saves ('An input that has been returned as-is')")
 @pytest.mark.parametrize("transform", ["grad", "vjp"])
 def test_a_flatten_that_changes_nothing_works_under_torch_func(tmp_path, transform):
     op = graphconv.compile(load_text(tmp_path, FLATTEN_NOOP))
@@ -120,7 +114,6 @@ def test_a_flatten_that_changes_nothing_works_under_torch_func(tmp_path, transfo
 # --- pow(exponent=0) ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: pow's VJP computes 0 * x ** -1, NaN at 0 (torch gives 0)")
 def test_pow_with_exponent_zero_has_gradient_zero_at_zero(tmp_path):
     spec = load_text(tmp_path, "graph LR\n  X(x) --> P((\"pow(exponent=0)\")) --> Y(y)\n")
     x = torch.tensor([0.0, 1.5, -2.0], dtype=torch.float64)
@@ -149,13 +142,6 @@ OUTER = """\
       X(x) --> U((inner)) --> Y(y)
     """
 
-USES_DOUBLE_BACKWARD = pytest.mark.xfail(strict=True, reason="issue 12: a spec used as an op (uses:) gives "
-                                                             "first-order gradients without a graph under "
-                                                             "create_graph=True; under torch.func its VJP calls "
-                                                             "requires_grad_, which functorch refuses")
-
-
-@USES_DOUBLE_BACKWARD
 def test_second_derivatives_through_a_spec_used_as_an_op(tmp_path):
     inner = load_text(tmp_path, INNER, "inner.mmd")
     outer = load_text(tmp_path, OUTER, "outer.mmd")
@@ -176,14 +162,12 @@ def gradient_penalty(layer, x):
     return torch.autograd.grad(grad.pow(2).sum(), layer.weight)[0]
 
 
-@USES_DOUBLE_BACKWARD
 def test_a_gradient_penalty_through_graphconv_nn_conv1d():
     ours, theirs = conv1d_pair()
     x = rand(2, 2, 7)
     torch.testing.assert_close(gradient_penalty(ours, x), gradient_penalty(theirs, x))
 
 
-@USES_DOUBLE_BACKWARD
 @pytest.mark.parametrize("transform", ["grad", "jacrev"])
 def test_torch_func_through_graphconv_nn_conv1d(transform):
     ours, theirs = conv1d_pair()
@@ -211,15 +195,12 @@ BINARY = """\
     """
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the exported backward of add/sub/mul/div crashes (_grads is "
-                                       "defined twice, the second hides the first)")
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
 def test_export_of_an_elementwise_binary_op(tmp_path, op):
     spec = load_text(tmp_path, BINARY.format(op=op))
     exported_matches_oracle(tmp_path, spec, [rand(3), rand(3).exp()])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: export refuses any spec with mean (its code uses 'math')")
 def test_export_of_the_shipped_avg_pool_2x2(tmp_path):
     spec = graphconv.load(SPECS / "avg_pool_2x2.mmd")
     exported_matches_oracle(tmp_path, spec, [rand(2, 3, 4, 6)])
@@ -239,21 +220,7 @@ EXPORT_NAMES = {
                                 "  X(x) --> T((tanh)) --> Y(y)\n", [(3,)])
        for title in ["forward", "backward", "forward_nograd", 'has """ quotes']},
 }
-EXPORT_FAILS = {"an input named ctx": "the exported Function's forward(ctx, A, ctx) takes ctx twice",
-                "an input named forward": "the input hides the module's forward function",
-                "an input named like its own dim": "the binding assigns the dim over the input tensor, then reads "
-                                                   "the tensor's next dim from the int",
-                "a dim named isinstance": "the binding assigns the dim isinstance, so its attr check "
-                                          "isinstance(scale, list) reads an unbound local",
-                "the title 'forward'": "the function named after the title replaces the generated forward",
-                "the title 'backward'": "the function named after the title replaces the generated backward",
-                "the title 'forward_nograd'": "the function named after the title replaces forward_nograd",
-                "the title 'has \"\"\" quotes'": 'the title ends the module docstring'}
-
-
-@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.xfail(
-    strict=True, reason=f"issue 12: export with {case}: {EXPORT_FAILS[case]}")) if case in EXPORT_FAILS else case
-    for case in EXPORT_NAMES])
+@pytest.mark.parametrize("case", EXPORT_NAMES)
 def test_export_with_names_the_module_uses(tmp_path, case):
     text, shapes = EXPORT_NAMES[case]
     spec = graphconv.loads(text)
@@ -284,18 +251,7 @@ def used_spec_text(input_name, attr):
 
 
 USED_FAILS = {
-    "an input named shapes": "the VJP context Ctx(shapes=..., shapes=...) repeats a keyword (SyntaxError from exec)",
-    "an input named dtypes": "the VJP context Ctx(dtypes=..., dtypes=...) repeats a keyword (SyntaxError from exec)",
-    "an input named needs": "the VJP context Ctx(needs=..., needs=...) repeats a keyword (SyntaxError from exec)",
-    "an attr named shapes": "the VJP context Ctx(shapes=..., shapes=...) repeats a keyword (SyntaxError from exec)",
-    "an attr named needs": "the VJP context Ctx(needs=..., needs=...) repeats a keyword (SyntaxError from exec)",
     "an attr named self": "SpecForward.__call__(self, *inputs, **attrs) takes the attr as its own self",
-    "an input named with a space": "the spec op's signature refuses it (ValueError: not a valid parameter name)",
-    "an input named None": "the VJP context Ctx(None=...) is a SyntaxError",
-    "an input named é (e + U+0301)": "Python normalises the keyword Ctx(é=...) (NFKC), the VJP reads ctx.é: "
-                                     "AttributeError",
-    "an input named ﬁ": "Python normalises the keyword Ctx(ﬁ=...) to fi (NFKC), the VJP reads ctx.ﬁ: "
-                        "AttributeError",
 }
 
 
@@ -328,16 +284,17 @@ def test_an_attr_named_self_can_be_given_at_the_call(tmp_path):
 # --- edge labels ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the README's -->|[b, c]| is refused unless quoted")
-def test_an_unquoted_shape_annotation_only_annotates(tmp_path):
+def test_a_shape_annotation_only_annotates(tmp_path):
+    """The README's annotation, quoted; unquoted, ``[`` is refused with a hint to quote it (as Mermaid reads it)."""
     spec = load_text(tmp_path, """\
         graph LR
-          X(x) -->|[b, c]| T((tanh)) --> Y(y)
+          X(x) -->|"[b, c]"| T((tanh)) --> Y(y)
         """)
     assert_matches_oracle(graphconv.compile(spec), spec, [rand(2, 3)])
+    with pytest.raises(graphconv.SpecError, match="put the label in quotes"):
+        graphconv.loads("graph LR\n  X(x) -->|[b, c]| T((tanh)) --> Y(y)\n")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: |b 3x4| does not bind to b (p takes the first free input, a)")
 def test_a_label_with_a_name_then_an_annotation_binds_the_name(tmp_path):
     spec = load_text(tmp_path, """\
         graph LR

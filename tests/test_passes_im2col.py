@@ -160,17 +160,37 @@ def test_patch_matmul_vjp_gradchecks_on_every_path(path, channels_first, monkeyp
         attrs.update(out_shape=(b, oh, ow, o), out_dims=(0, 3, 1, 2))
     x, weight = torch.randn(b, c, h, w, dtype=torch.float64), torch.randn(c * 6, o, dtype=torch.float64)
     assert gradcheck_op(fused.patch_matmul, (x, weight), attrs) is None
-    names = ("kernel_size", "dilation", "padding", "stride", "shape", "weight_shape", "out_shape", "out_dims")
     with torch.no_grad():  # as in a compiled op's forward and backward
-        plan = fused._plan(x.shape, weight.shape, 8, tuple(attrs.get(name) for name in names), low_memory)
-    if path == "whole":
-        assert (plan is None) if not channels_first else plan.images is None  # the literal composition, or unfold's
+        path_taken = fused.choose_path(x.shape, weight.shape, 8, fused.PatchMatmulAttrs(**attrs))
+    if path == "whole":  # the literal composition, or unfold's layout
+        assert (path_taken is None) if not channels_first else isinstance(path_taken, fused.WholePath)
         return
     parts = {"whole images": 1, "low memory: one group": 1, "low memory: groups of one image": b}.get(path, b * oh)
     if channels_first and path in ("low memory: one group", "low memory: groups of one image"):
-        assert not plan.chunked and len(fused._groups(plan)) == parts  # unfold's, a group of images at a time
+        assert isinstance(path_taken, fused.GroupedPath) and len(path_taken.groups()) == parts
     else:  # in chunks (low memory with a rows output too)
-        assert plan.chunked and len(fused._chunks(plan.g, 8, plan.chunk_bytes)) == parts
+        assert isinstance(path_taken, fused.ChunkedPath) and len(path_taken.chunks(8)) == parts
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_path_matches_the_literal_path(path, config, monkeypatch):
+    """The literal composition is the reference: each fast path gives its values and gradients."""
+    low_memory = take_path(monkeypatch, path)
+    batch, cin, cout, size, kernel, stride, padding = config
+    g = fused.Windows((batch, cin, *size), kernel, 1, padding, stride)
+    attrs = fused.PatchMatmulAttrs(kernel_size=kernel, padding=padding, stride=stride, shape=(batch * g.patches,
+                                   g.patch_size), weight_shape=(cout, g.patch_size),
+                                   out_shape=(batch, g.oh, g.ow, cout), out_dims=(0, 3, 1, 2), low_memory=low_memory)
+    x = torch.randn(batch, cin, *size, dtype=torch.float64)
+    w = torch.randn(cout, cin, *kernel, dtype=torch.float64)
+    with torch.no_grad():
+        path_taken = fused.choose_path(x.shape, w.shape, 8, attrs)
+        assert path_taken is not None
+        grad = torch.randn(batch, cout, g.oh, g.ow, dtype=torch.float64)
+        torch.testing.assert_close(path_taken.forward(x, w), fused.literal_forward(x, w, attrs))
+        got = path_taken.vjp(x, w, grad, (True, True))
+        torch.testing.assert_close(got, fused.literal_vjp(x, w, grad, attrs, (True, True)))
 
 
 def test_a_minimal_compile_asks_for_low_memory():

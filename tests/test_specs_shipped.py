@@ -40,13 +40,7 @@ def test_a_built_wheel_carries_every_spec(tmp_path):
     assert F.LIBRARY.samefile(SPECS)
 
 
-USES_DOUBLE_BACKWARD = pytest.mark.xfail(strict=True, reason="issue 12: a spec used as an op (uses:) gives first-order "
-                                                                "gradients without a graph under create_graph=True, "
-                                                                "so its second derivatives differ from the oracle")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=USES_DOUBLE_BACKWARD) if n == "conv1d.mmd" else n
-                                  for n in SHIPPED])
+@pytest.mark.parametrize("name", SHIPPED)
 def test_spec_matches_the_oracle_and_its_reference_in_value_and_every_gradient(name):
     spec = graphconv.load(SPECS / name)
     reference = read_reference(spec)

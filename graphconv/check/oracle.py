@@ -235,67 +235,82 @@ def blame(program: Program, args: list[dict[str, Any]], inputs: Sequence[torch.T
     graph computes from ``inputs``; None when every op's VJP agrees."""
     with torch.no_grad():
         _, _, values = interpreter.forward(program, args, [t.detach() for t in inputs], save=False, keep=True)
-    for index, step in enumerate(program.steps):
-        step_inputs = [values[s] if s is not None else None for s in step.inputs]
-        found = blame_step(program, index, args[index], step_inputs, generator)
+    for index in range(len(program.steps)):
+        found = blame_step(program, index, args[index], values, generator)
         if found is not None:
             return found
     return None
 
 
-def blame_step(program: Program, index: int, args: dict[str, Any], inputs: Sequence[Any],
+def blame_step(program: Program, index: int, args: dict[str, Any], values: Sequence[Any],
                generator: torch.Generator) -> Blame | None:
-    """Step ``index``'s VJP against autograd of its forward at ``inputs``: gradients, then second derivatives."""
+    """Step ``index``'s VJP against autograd of its forward at ``values`` (by slot): gradients, then second
+    derivatives. A value the op reads twice is one leaf: its gradient is the sum over the inputs it feeds."""
     step = program.steps[index]
-    leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) if isinstance(t, torch.Tensor) else t
-              for t in inputs]
-    wanted = [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]
+    leaves = {slot: _leaf(values[slot]) for slot in step.read_slots()}
+    wanted = [slot for slot, leaf in leaves.items() if isinstance(leaf, torch.Tensor) and leaf.requires_grad]
     if not wanted:
         return None
-    forward = plain_forward(step)
+    inputs = [leaves[slot] if slot is not None else None for slot in step.inputs]
     with torch.enable_grad():
-        outputs = as_tuple(forward(*leaves, **args))
-        probes = Probes.draw(outputs, wanted, generator)
-        want = _grad(outputs, leaves, probes.upstream, create_graph=True)
-        got = run_vjp(program, index, args, leaves, outputs, probes.upstream)
-        directions = iter(probes.directions)
-        pairs = [(g, w, next(directions)) if isinstance(t, torch.Tensor) and t.requires_grad else (None, None, None)
-                 for t, g, w in zip(leaves, got, want)]
-        for position, (g, w, _) in enumerate(pairs):
+        outputs = as_tuple(plain_forward(step)(*inputs, **args))
+        probes = Probes.draw(outputs, [leaves[slot] for slot in wanted], generator)
+        want = _grad(outputs, [leaves[slot] for slot in wanted], probes.upstream, create_graph=True)
+        by_position = run_vjp(program, index, args, inputs, outputs, probes.upstream)
+        got = [_sum([g for g, s in zip(by_position, step.inputs) if s == slot]) for slot in wanted]
+        for slot, g, w in zip(wanted, got, want):
             error = mismatch(_detached(g), _detached(w))
             if error is not None:
-                return _blame(program, index, leaves, position, 1, error, args, generator)
-        second_got = _grad([(g * d).sum() for g, _, d in pairs if g is not None], leaves, None, retain_graph=True)
-        second_want = _grad([(w * d).sum() for _, w, d in pairs if w is not None], leaves, None)
-    for position, (g, w) in enumerate(zip(second_got, second_want)):
+                return _blame(program, index, slot, 1, error, args, inputs, generator)
+        second_got = _grad([(g * d).sum() for g, d in zip(got, probes.directions) if g is not None],
+                           [leaves[slot] for slot in wanted], None, retain_graph=True)
+        second_want = _grad([(w * d).sum() for w, d in zip(want, probes.directions) if w is not None],
+                            [leaves[slot] for slot in wanted], None)
+    for slot, g, w in zip(wanted, second_got, second_want):
         error = mismatch(g, w)
         if error is not None:
-            return _blame(program, index, leaves, position, 2, error, args, generator)
+            return _blame(program, index, slot, 2, error, args, inputs, generator)
     return None
 
 
 def run_vjp(program: Program, index: int, args: dict[str, Any], inputs: Sequence[Any],
             outputs: Sequence[torch.Tensor], upstream: Sequence[torch.Tensor]) -> Sequence[Any]:
-    """Step ``index``'s hand-written VJP, called as the compiler calls it: the context holds the inputs the op
-    declares it saves, then its outputs (the layout ``interpreter.forward`` saves), the input shapes and dtypes, and
-    which inputs need a gradient."""
+    """Step ``index``'s hand-written VJP, called as the interpreter calls it: its context laid out by the program
+    from these inputs and outputs, with the input shapes and dtypes and which inputs need a gradient."""
     step = program.steps[index]
-    saved = [inputs[i] for i in step.saved_inputs] + (list(outputs) if step.saves_output else [])
-    meta = (tuple(t.shape if isinstance(t, torch.Tensor) else None for t in inputs),
-            tuple(t.dtype if isinstance(t, torch.Tensor) else None for t in inputs))
+    values: list[Any] = [None] * len(program.names)
+    meta: dict[int, tuple] = {}
+    for slot, value in zip(step.inputs, inputs):
+        if slot is not None:
+            values[slot], meta[slot] = value, (value.shape, value.dtype)
+    for slot, value in zip(step.outputs, outputs):
+        values[slot] = value
     needs = tuple(isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)
-    return interpreter.run_vjp(Errors(program), index, args, saved, meta, needs, list(upstream))
+    return interpreter.run_vjp(program, Errors(program), index, args, values, meta, needs, list(upstream))
+
+
+def _leaf(value: Any) -> Any:
+    """A fresh leaf with ``value``'s entries, wanting a gradient when it is floating point."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.detach().clone().requires_grad_(value.is_floating_point())
+
+
+def _sum(grads: Sequence[Any]) -> Any:
+    present = [g for g in grads if g is not None]
+    return sum(present[1:], present[0]) if present else None
 
 
 def _detached(tensor: Any) -> Any:
     return tensor.detach() if isinstance(tensor, torch.Tensor) else tensor
 
 
-def _blame(program: Program, index: int, inputs: Sequence[Any], position: int, order: int, error: float,
-           args: dict[str, Any], generator: torch.Generator) -> Blame:
+def _blame(program: Program, index: int, slot: int, order: int, error: float, args: dict[str, Any],
+           inputs: Sequence[Any], generator: torch.Generator) -> Blame:
     step = program.steps[index]
     node = step.node
-    found = Blame(node.id, node.label, node.line, step.input_names()[position], order, error, program.spec.path)
+    names = "/".join(name for name, s in zip(step.input_names(), step.inputs) if s == slot)
+    found = Blame(node.id, node.label, node.line, names, order, error, program.spec.path)
     forward = step.op.forward
     if isinstance(forward, SpecForward):  # a spec used as an op: which of its own ops is wrong, if one is
         inner = Oracle(forward.spec)

@@ -1,5 +1,6 @@
-"""Shape tracing for ``graphconv run``: run a spec on the meta device (no memory, no compute) — or on real random
-data — and report every tensor's symbolic and concrete shape, and its gradient's with ``backward``.
+"""Shape tracing on torch for ``graphconv run --device``: run a spec on the meta device (no memory, no compute) — or
+on real random data — and report every tensor's concrete shape and dtype, and its gradient's with ``backward``: the
+cross-check of what the shape rules say without torch (``graphconv.check.proof``).
 
 Input shapes come from the input patterns evaluated with the spec's ``example`` dims and the caller's dims (or
 are given whole, for inputs without a pattern). The forward runs op by op so that when an op fails, the shapes up
@@ -8,33 +9,18 @@ its tensor's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
+from graphconv.check.sizes import Row, check_dims, check_shapes, row_of
 from graphconv.compiler import interpreter
-from graphconv.compiler.binding import Binder, is_wildcard, shape_mismatch, show_pattern
+from graphconv.compiler.binding import Binder, shape_mismatch
+from graphconv.compiler.examples import input_shapes
 from graphconv.errors import ShapeError, SpecError
 from graphconv.compiler.program import Program, Step
 from graphconv.graph.opgraph import Spec
-from graphconv.syntax.expr import evaluate, names, suggest, to_source
-
-
-@dataclass
-class Row:
-    """One tensor: the op that produced it (its label; ``input`` for a graph input), its declared (symbolic)
-    shape, and what it turned out to be."""
-
-    name: str
-    op: str
-    op_id: str | None
-    line: int
-    symbolic: str | None
-    shape: tuple[int, ...] | None = None
-    dtype: str | None = None
-    grad_shape: tuple[int, ...] | None = None
-    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,12 +54,12 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
                                 **(attrs or {})})
     example = {k: v for k, v in spec.meta.example.items() if k not in spec.meta.attrs}
     input_dims = {**example, **check_dims(spec, dims or {})}
-    concrete = input_shapes(spec, input_dims, attr_values, check_shapes(spec, shapes or {}))
+    concrete = input_shapes(spec, {**attr_values, **input_dims}, check_shapes(spec, shapes or {}))
     env = binder.bind(concrete, attr_values)
     program = Program(spec)
     args = program.arguments(env)
     inputs = [_tensor(shape, dtype, device) for shape in concrete]
-    result = Trace([_row(spec, name) for name in program.names],
+    result = Trace([row_of(spec, name) for name in program.names],
                    {k: v for k, v in env.items() if k not in attr_values}, attr_values, device)
     values = _forward(program, args, inputs, result)
     for row, value in zip(result.rows, values):
@@ -87,83 +73,15 @@ def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] 
     return result
 
 
-def check_dims(spec: Spec, dims: dict[str, Any]) -> dict[str, int]:
-    """The caller's dims: each an input dim (not an attr, not a derived dim) with a size ≥ 0."""
-    symbols = spec.meta.symbols()
-    for name, size in dims.items():
-        if name in spec.meta.attrs:
-            raise SpecError(f"--dims {name}: {name!r} is an attr of {spec.name}; set it with --attr {name}=…",
-                            path=spec.path)
-        if name in spec.meta.dims:
-            raise SpecError(f"--dims {name}: {name!r} is derived ({name}: {to_source(spec.meta.dims[name])}); "
-                            "set the dims it is computed from", path=spec.path)
-        if name not in symbols:
-            known = f"; its input dims are: {', '.join(symbols)}" if symbols else " (it declares no input patterns)"
-            raise SpecError(f"--dims {name}: not an input dim of {spec.name}{suggest(name, symbols)}{known}",
-                            path=spec.path)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise SpecError(f"--dims {name}={size!r}: a dim is a size, an integer ≥ 0", path=spec.path)
-    return dims
-
-
-def check_shapes(spec: Spec, shapes: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Whole input shapes by input name, as tuples of sizes ≥ 0."""
-    checked, inputs = {}, set(spec.input_names)
-    for name, shape in shapes.items():
-        if name not in inputs:
-            raise SpecError(f"--shapes {name}: not an input of {spec.name}{suggest(name, spec.input_names)}; its "
-                            f"inputs are: {', '.join(spec.input_names)}", path=spec.path)
-        shape = shape if isinstance(shape, tuple) else (shape,)
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-            raise SpecError(f"--shapes {name}={shape!r}: a shape is a tuple of integers ≥ 0, e.g. {name}=(2,3)",
-                            path=spec.path)
-        checked[name] = shape
-    return checked
-
-
-def input_shapes(spec: Spec, dims: dict[str, int], attrs: dict[str, Any],
-                 given: dict[str, tuple[int, ...]]) -> list[tuple[int, ...]]:
-    """Each input's concrete shape: given whole, else its pattern evaluated with ``dims``, ``attrs`` and the
-    derived dims that those determine."""
-    env = {**attrs, **dims}
-    for dim in spec.dim_order:  # those a pattern may read; a dim that fails is reported by the Binder, in place
-        if names(spec.meta.dims[dim]) <= set(env):
-            try:
-                env[dim] = evaluate(spec.meta.dims[dim], env)
-            except SpecError:
-                continue
-    patterns = spec.meta.inputs or {}
-    shapes = []
-    for name in spec.input_names:
-        pattern = patterns.get(name)
-        if name in given:
-            shapes.append(given[name])
-            continue
-        if pattern is None:
-            raise SpecError(f"input {name!r} has no shape pattern under graphconv.inputs: give its shape with "
-                            f"--shapes {name}=(…)", path=spec.path)
-        if any(is_wildcard(entry) for entry in pattern):
-            raise SpecError(f"input {name!r} has a wildcard in its pattern {show_pattern(pattern)}: give its shape "
-                            f"with --shapes {name}=(…)", path=spec.path)
-        missing = sorted({n for entry in pattern for n in names(entry)} - set(env))
-        if missing:
-            raise SpecError(f"input {name!r} {show_pattern(pattern)} needs a value for "
-                            f"{', '.join(missing)}: give {'it' if len(missing) == 1 else 'them'} under "
-                            f"graphconv.example or with --dims {','.join(f'{m}=…' for m in missing)}", path=spec.path)
-        try:
-            shapes.append(tuple(evaluate(entry, env) for entry in pattern))
-        except SpecError as error:
-            raise error.located(path=spec.path, source=spec.source) from None
-    return shapes
-
-
 def check_device(device: str) -> str:
     try:
-        kind = torch.device(device).type
+        parsed = torch.device(device)
     except RuntimeError as error:
         raise SpecError(f"--device {device}: {error}") from None
-    if kind == "cuda" and not torch.cuda.is_available():
+    if parsed.type == "cuda" and not torch.cuda.is_available():
         raise SpecError(f"--device {device}: CUDA is not available here; the meta device checks shapes anywhere")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise SpecError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices here")
     return device
 
 
@@ -172,10 +90,10 @@ def _forward(program: Program, args: list[dict[str, Any]], inputs: Sequence[torc
     values: list[Any] = [None] * len(program.slot)
     for slot, tensor in zip(program.input_slots, inputs):
         values[slot] = tensor
-    for step, step_args in zip(program.steps, args):
+    for index, (step, step_args) in enumerate(zip(program.steps, args)):
         step_inputs = [values[s] if s is not None else None for s in step.inputs]
         try:
-            output = interpreter.run_op(program, step, step_inputs, step_args)
+            output = interpreter.run_op(program, index, step_inputs, step_args)
         except SpecError as error:
             result.failure = _with_input_shapes(error, program, step, step_inputs)
             break
@@ -198,8 +116,8 @@ def _backward(program: Program, args: list[dict[str, Any]], inputs: Sequence[tor
     try:
         _, saved, _ = interpreter.forward(program, args, inputs, save=True)
         grad_outputs = [torch.ones_like(values[slot]) for slot in program.output_slots]
-        _, grads = interpreter.backward(program, args, saved, saved.tensors, grad_outputs,
-                                     (True,) * len(program.input_slots), keep=True)
+        _, grads = interpreter.backward(program, args, saved, grad_outputs, (True,) * len(program.input_slots),
+                                        keep=True)
     except SpecError as error:
         result.failure = error
         return
@@ -216,11 +134,3 @@ def _tensor(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Te
     if torch.device(device).type == "meta":
         return torch.empty(shape, dtype=dtype, device="meta")
     return torch.randn(shape, dtype=dtype, device=device)
-
-
-def _row(spec: Spec, name: str) -> Row:
-    tensor = spec.tensor(spec.tensor_id(name))
-    op = spec.op(tensor.producer) if tensor.producer else None
-    declared = spec.meta.shapes.get(name) or (spec.meta.inputs or {}).get(name)
-    symbolic = show_pattern(declared) if declared is not None else None
-    return Row(name, op.label if op else "input", op.id if op else None, op.line if op else tensor.line, symbolic)

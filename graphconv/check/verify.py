@@ -18,14 +18,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
+from graphconv.check.reference import ALLOWED_MODULES, call_reference, read_reference, resolve
 from graphconv.compiler.examples import derived_dims, example_inputs
 from graphconv.errors import SpecError
 from graphconv.graph.build import build_spec
 from graphconv.graph.opgraph import Spec
 from graphconv.ops.lazy_torch import torch
-from graphconv.check.reference import ALLOWED_MODULES, call_reference, read_reference, resolve
+from graphconv.check.memory import is_out_of_memory
 from graphconv.ops.registry import Op, Registry
 from graphconv.syntax.diagram import Diagram, Edge, Node
+from graphconv.syntax.expr import show_value
 from graphconv.syntax.metadata import Metadata
 
 SEED = 0
@@ -156,10 +158,13 @@ def check_op(op: Op) -> list[Check]:
 
 
 def _guarded(check: Any) -> str | None:
-    """What ``check()`` returns (None: it holds), or the message of what it raised."""
+    """What ``check()`` returns (None: it holds), or the message of what it raised — unless that is an allocation
+    that failed, which is no verdict on the op (``graphconv check --max-memory`` reports it)."""
     try:
         return check()
     except Exception as error:  # an op or a spec that cannot even run fails its check
+        if is_out_of_memory(error):
+            raise
         return _message(error)
 
 
@@ -169,7 +174,7 @@ def _message(error: Exception) -> str:
 
 def _describe(tensors: Sequence[Any], attrs: dict[str, Any]) -> str:
     shapes = ", ".join("None" if t is None else "x".join(map(str, t.shape)) or "scalar" for t in tensors)
-    extra = ", ".join(f"{k}={v!r}" for k, v in attrs.items())
+    extra = ", ".join(f"{k}={show_value(v)}" for k, v in attrs.items())
     return f"({shapes}){' ' + extra if extra else ''}"
 
 
@@ -181,7 +186,7 @@ def cases(spec: Spec, extra: Iterable[dict[str, Any]]) -> list[tuple[str, dict[s
     base = {**spec.meta.example, **{k: _plain(v) for k, v in spec.attrs.items()}}
     found = [("example", base)]
     for case in extra:
-        label = ", ".join(f"{k}={v!r}" for k, v in case.items())
+        label = ", ".join(f"{k}={show_value(v)}" for k, v in case.items())
         found.append((label, {**base, **{k: _plain(v) for k, v in case.items()}}))
     return found
 
@@ -237,6 +242,8 @@ def check_oracle(compiled: Any, oracle: Any, inputs: list[Any], attrs: dict[str,
         probes, want = reference(oracle, inputs, attrs, generator)
         got = derivatives(lambda *xs: compiled(*xs, **attrs), inputs, probes)
     except Exception as error:
+        if is_out_of_memory(error):
+            raise
         return Check("oracle", spec.name, label, False, _message(error))
     found = differences(got, want, spec.output_names, spec.input_names)
     if found:
@@ -254,6 +261,8 @@ def check_blame(compiled: Any, inputs: list[Any], attrs: dict[str, Any], label: 
     try:
         found = blame_compiled(compiled, inputs, attrs, generator)
     except Exception as error:
+        if is_out_of_memory(error):
+            raise
         return Check("blame", spec.name, label, False, _message(error))
     if found is None:
         return Check("blame", spec.name, label, False, "every op's VJP agrees with autograd of its forward at these "
@@ -264,7 +273,9 @@ def check_blame(compiled: Any, inputs: list[Any], attrs: dict[str, Any], label: 
 
 def compare(spec: Spec, compiled: Any, reference: Any, inputs: list[Any], attrs: dict[str, Any], subject: str,
             label: str, generator: Any) -> list[Check]:
-    """Value and input gradients of ``compiled`` and ``reference`` at ``inputs`` under one random output grad."""
+    """Value and input gradients of ``compiled`` and ``reference`` at ``inputs`` under one random output grad.
+    Whatever the reference returns — another number of outputs, a shape, a dtype, something not a tensor — is a
+    failed row, never an exception."""
     ours = [t.detach().clone().requires_grad_() for t in inputs]
     theirs = [t.detach().clone().requires_grad_() for t in inputs]
     try:
@@ -273,16 +284,32 @@ def compare(spec: Spec, compiled: Any, reference: Any, inputs: list[Any], attrs:
             warnings.simplefilter("ignore", UserWarning)
             want = _as_tuple(reference(theirs))
     except Exception as error:
+        if is_out_of_memory(error):
+            raise
         return [Check("value", subject, label, False, _message(error))]
-    if len(got) != len(want):
-        return [Check("value", subject, label, False, f"the spec has {len(got)} output(s), the reference {len(want)}")]
-    rows = [_close("value", subject, label, got, want)]
-    upstream = [torch.randn(t.shape, generator=generator, dtype=t.dtype) for t in want]
-    got_grads = torch.autograd.grad(got, ours, upstream, allow_unused=True)
-    want_grads = torch.autograd.grad(want, theirs, upstream, allow_unused=True)
+    value = _close("value", subject, label, got, want)
+    if not value.ok and _mismatch(got, want):  # no gradients to compare with outputs that do not match
+        return [value]
+    try:
+        upstream = [torch.randn(t.shape, generator=generator, dtype=t.dtype) for t in want]
+        got_grads = _input_grads(got, ours, upstream)
+        want_grads = _input_grads(want, theirs, upstream)
+    except Exception as error:
+        if is_out_of_memory(error):
+            raise
+        return [value, Check("grad", subject, label, False, f"cannot compare the gradients: {_message(error)}")]
+    rows = [value]
     for name, g, w in zip(spec.input_names, got_grads, want_grads):
         rows.append(_close(f"grad {name}", subject, label, [_zeros_if_none(g, w)], [_zeros_if_none(w, g)]))
     return rows
+
+
+def _input_grads(outputs: Sequence[Any], inputs: Sequence[Any], upstream: Sequence[Any]) -> tuple:
+    """The gradients of ``inputs`` through the outputs that have one (a reference may return a constant)."""
+    pairs = [(out, grad) for out, grad in zip(outputs, upstream) if out.requires_grad]
+    if not pairs:
+        return (None,) * len(inputs)
+    return torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True)
 
 
 def _as_tuple(value: Any) -> tuple:
@@ -295,11 +322,31 @@ def _zeros_if_none(grad: Any, other: Any) -> Any:
     return torch.zeros_like(other) if other is not None else torch.zeros(())
 
 
-def _close(what: str, subject: str, label: str, got: Sequence[Any], want: Sequence[Any]) -> Check:
-    for g, w in zip(got, want):
+def _mismatch(got: Sequence[Any], want: Sequence[Any]) -> str | None:
+    """How the spec's outputs and the reference's differ in kind (count, type, shape, dtype), or None."""
+    if len(got) != len(want):
+        return f"the spec has {len(got)} output(s), the reference {len(want)}"
+    for index, (g, w) in enumerate(zip(got, want)):
+        which = f"output {index}: " if len(got) > 1 else ""
+        if not isinstance(w, torch.Tensor):
+            return f"{which}the reference returned {type(w).__name__} {show_value(w)}, not a tensor"
         if tuple(g.shape) != tuple(w.shape):
-            return Check(what, subject, label, False, f"shape {tuple(g.shape)}, reference {tuple(w.shape)}")
-    error = max((float((g.detach() - w.detach()).abs().max()) if g.numel() else 0.0 for g, w in zip(got, want)),
-                default=0.0)
-    ok = all(torch.allclose(g.detach(), w.detach(), rtol=1e-7, atol=1e-7) for g, w in zip(got, want))
+            return f"{which}shape {tuple(g.shape)}, reference {tuple(w.shape)}"
+        if g.dtype != w.dtype:
+            return f"{which}dtype {str(g.dtype).replace('torch.', '')}, reference {str(w.dtype).replace('torch.', '')}"
+    return None
+
+
+def _close(what: str, subject: str, label: str, got: Sequence[Any], want: Sequence[Any]) -> Check:
+    problem = _mismatch(got, want)
+    if problem is not None:
+        return Check(what, subject, label, False, problem)
+    pairs = [(_comparable(g), _comparable(w)) for g, w in zip(got, want)]
+    error = max((float((g - w).abs().max()) if g.numel() else 0.0 for g, w in pairs), default=0.0)
+    ok = all(torch.allclose(g, w, rtol=1e-7, atol=1e-7) for g, w in pairs)
     return Check(what, subject, label, ok, f"max |Δ| {error:.1e}")
+
+
+def _comparable(tensor: Any) -> Any:
+    """``tensor`` detached, in a dtype that subtracts (bool and integers as float64)."""
+    return tensor.detach().to(torch.promote_types(tensor.dtype, torch.float64))

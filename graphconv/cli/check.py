@@ -2,8 +2,9 @@
 compare its value, gradients and second derivatives with the autograd oracle (naming the op to blame when they
 differ) and its value and gradients with the spec's ``reference:``, on the example and every listed case.
 
-Prints one row per check, and says so when the spec has no reference (nothing was compared with torch). Exit status: 0 when every check passes, 1 when one fails, 2 when a spec (or its
-reference) is bad.
+Prints one row per check, and says so when the spec has no reference (nothing was compared with torch). Exit
+status: 0 when every check passes, 1 when one fails, 2 when a spec (or its reference) is bad, or its cases need more
+than ``--max-memory``.
 """
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import argparse
 import sys
 from typing import Any
 
-from graphconv.cli.common import EXIT_OK, EXIT_SHAPE, EXIT_SPEC, import_modules
+from graphconv.cli.common import EXIT_OK, EXIT_SHAPE, EXIT_SPEC, import_modules, parse_bytes, show_bytes
 from graphconv.errors import SpecError
+from graphconv.syntax.expr import show_value
+
+MAX_MEMORY = "4GiB"  # as for graphconv run: a spec's example: is untrusted
 
 HEADER = ("result", "check", "subject", "case", "detail")
 NO_REFERENCE = ("no reference: the spec names no torch function to match, so nothing was compared with torch "
@@ -28,22 +32,25 @@ def add_parser(verbs: Any) -> None:
                        help="also accept reference functions from MODULE (repeatable); by default only "
                             "torch.nn.functional, torch.special, torch.linalg and torch.fft")
     check.add_argument("--failures", action="store_true", help="print only the checks that fail")
+    check.add_argument("--max-memory", default=MAX_MEMORY,
+                       help=f"refuse a spec whose example or cases would take more than this (the spec, the "
+                            f"oracle and the reference side by side, with gradients), found by a meta run first "
+                            f"and then enforced while the checks run (default {MAX_MEMORY})")
     check.set_defaults(handler=cmd_check)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     import graphconv
-    from graphconv.check.reference import ALLOWED_MODULES
-    from graphconv.check.verify import check_spec
 
     modules = import_modules(args.ops)
+    limit = parse_bytes(args.max_memory, "--max-memory")
     status = EXIT_OK
     for index, path in enumerate(args.spec):
         if index:
             print()
         try:
             spec = graphconv.load(path, ops=modules)
-            rows = check_spec(spec, allowed=ALLOWED_MODULES + tuple(args.allow_reference))
+            rows = check_within_memory(spec, args, limit)
         except SpecError as error:
             print(f"graphconv check: {error}", file=sys.stderr)
             status = EXIT_SPEC
@@ -56,6 +63,49 @@ def cmd_check(args: argparse.Namespace) -> int:
         if failed and status == EXIT_OK:
             status = EXIT_SHAPE
     return status
+
+
+def check_within_memory(spec: Any, args: argparse.Namespace, limit: int) -> list:
+    """``check_spec`` on the CPU within ``limit`` bytes: refused when a meta trace of a case makes more, then run
+    under a cap the system enforces (graphconv.check.memory)."""
+    from graphconv.check.memory import is_out_of_memory, memory_cap
+    from graphconv.check.reference import ALLOWED_MODULES
+    from graphconv.check.verify import check_spec
+
+    estimate_memory(spec, limit)
+    try:
+        with memory_cap(limit, "cpu"):
+            return check_spec(spec, allowed=ALLOWED_MODULES + tuple(args.allow_reference))
+    except Exception as error:
+        if is_out_of_memory(error):
+            raise SpecError(f"checking it needed more than --max-memory {show_bytes(limit)}; raise --max-memory",
+                            path=spec.path) from None
+        raise
+
+
+def estimate_memory(spec: Any, limit: int) -> None:
+    """Refuse a spec whose example (or a reference case) makes tensors of more than ``limit`` bytes — four times
+    what a float64 meta trace with backward makes: the spec's, the oracle's (whose second derivatives keep the
+    graph of its gradients too) and the reference's, side by side."""
+    import torch
+
+    from graphconv.check.memory import traced_bytes
+    from graphconv.check.reference import read_reference
+    from graphconv.check.trace import trace
+
+    reference = read_reference(spec)
+    for case in [{}] + (reference.cases if reference else []):
+        attrs = {k: v for k, v in case.items() if k in spec.attrs}
+        dims = {k: v for k, v in case.items() if k not in spec.attrs}
+        try:
+            needed = 4 * traced_bytes(trace(spec, dims, attrs, backward=True, dtype=torch.float64))
+        except SpecError:  # a case whose dims do not work out fails its own check
+            continue
+        if needed > limit:
+            label = ", ".join(f"{k}={show_value(v)}" for k, v in case.items()) or "the example"
+            raise SpecError(f"at {label} the checks take about {show_bytes(needed)} (inputs, intermediates and "
+                            f"gradients of the spec, the oracle and the reference, float64), over --max-memory "
+                            f"{show_bytes(limit)}; raise --max-memory", path=spec.path)
 
 
 def _print_table(rows: list) -> None:

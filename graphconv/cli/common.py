@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import importlib
 import re
+from fractions import Fraction
 from types import ModuleType
 from typing import Any, Sequence
 
 from graphconv.errors import SpecError
-from graphconv.syntax.expr import Name, evaluate, parse_call
+from graphconv.syntax.expr import Name, evaluate, parse_call, show_value
 
 EXIT_OK, EXIT_SHAPE, EXIT_SPEC = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def parse_assignments(text: str | None, what: str) -> dict[str, Any]:
@@ -30,13 +32,19 @@ UNITS = {"": 1, "b": 1, "k": 10 ** 3, "kb": 10 ** 3, "kib": 2 ** 10, "m": 10 ** 
          "g": 10 ** 9, "gb": 10 ** 9, "gib": 2 ** 30, "t": 10 ** 12, "tb": 10 ** 12, "tib": 2 ** 40}
 
 
+MAX_BYTES = 2 ** 63 - 1  # what a byte count may be (torch counts bytes in int64)
+
+
 def parse_bytes(text: str, what: str) -> int:
-    """``512MiB``, ``2GB``, ``1.5g``, ``100000`` → a number of bytes."""
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    """``512MiB``, ``2GB``, ``1.5g``, ``100000`` → a number of bytes (exact: no float rounds or overflows it)."""
+    found = re.fullmatch(r"\s*(\d{1,30}(?:\.\d{1,30})?)\s*([a-zA-Z]*)\s*", text)
     if not found or found.group(2).lower() not in UNITS:
-        raise SpecError(f"{what}: cannot read {text!r} as a size: a number with an optional unit (KiB, MiB, GiB, "
-                        "TiB or KB, MB, GB, TB)")
-    return int(float(found.group(1)) * UNITS[found.group(2).lower()])
+        raise SpecError(f"{what}: cannot read {show_value(text)} as a size: a number (at most 30 digits) with an "
+                        "optional unit (KiB, MiB, GiB, TiB or KB, MB, GB, TB)")
+    count = int(Fraction(found.group(1)) * UNITS[found.group(2).lower()])
+    if count > MAX_BYTES:
+        raise SpecError(f"{what}: {show_value(text)} is more bytes than anything can hold (2**63 - 1)")
+    return count
 
 
 def show_bytes(count: float) -> str:

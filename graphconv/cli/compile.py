@@ -48,7 +48,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def summary(compiled: Any) -> str:
     before, after = len(compiled.spec.order), len(compiled.program.steps)
     passes = f"{len(compiled.reports)} passes" if compiled.reports else "no passes (--no-optimize)"
-    return f"{compiled.spec.name}: {before} ops → {after} after {passes}; save={compiled.plan.policy!r}"
+    return f"{compiled.spec.name}: {before} ops → {after} after {passes}; save={compiled.program.plan.policy!r}"
 
 
 def explain(compiled: Any) -> str:
@@ -62,7 +62,7 @@ def explain(compiled: Any) -> str:
         ins = ", ".join(program.names[s] if s is not None else "-" for s in step.inputs)
         outs = ", ".join(program.names[s] for s in step.outputs)
         lines.append(f"  {step.node.id:<14} {step.op.name:<13} {ins} → {outs}   (line {step.node.line})")
-    plan = compiled.plan
+    plan = compiled.program.plan
     kept = ", ".join(program.names[s] for s in plan.saved) or "nothing"
     again = ", ".join(program.names[s] for s in plan.recomputed_slots(program)) or "nothing"
     lines += ["", f"memory (save={plan.policy!r}): backward keeps {kept}; recomputes {again}"]

@@ -11,17 +11,17 @@ per-call guards on the tensors themselves, reaches torch through the tensors it 
 from __future__ import annotations
 
 import math
+import operator
 import sys
 from functools import cached_property
 from typing import Any, Sequence
 
 from graphconv.errors import CallError, ShapeError, SpecError
 from graphconv.graph.opgraph import Spec
-from graphconv.syntax.expr import Const, Expr, Name, evaluate, names, suggest, to_source
+from graphconv.syntax.expr import Const, Expr, Name, evaluate, names, show_value, suggest, to_source
 from graphconv.syntax.metadata import WILDCARD
 
 MAX_ELEMENTS = 2 ** 60  # a tensor's size in bytes must fit in 64 bits (torch's limit), at 8 bytes an element
-LIBRARY = "graphconv.ops."  # the module prefix of the library's ops (Op.source)
 
 
 def is_wildcard(entry: Expr) -> bool:
@@ -34,8 +34,8 @@ def show_pattern(pattern: Sequence[Expr]) -> str:
 
 
 def show_shape(shape: Sequence[Any]) -> str:
-    """``(4, 3, 8, 8)``; an unknown size (a wildcard) shows as ``_``."""
-    sizes = ["_" if size is None else str(size) for size in shape]
+    """``(4, 3, 8, 8)``; an unknown size (a wildcard) shows as ``_``, a tuple cut short."""
+    sizes = ["_" if size is None else show_value(size) if isinstance(size, tuple) else str(size) for size in shape]
     return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
 
 
@@ -68,7 +68,7 @@ class Binder:
     def check_inputs(self, inputs: Sequence[Any]) -> None:
         """The guards a call passes before anything runs, each a CallError naming the spec input: the number of
         inputs, each a tensor, all on one device, the floating-point ones of one dtype, and no integer or bool
-        input that meets a floating-point one in a library op (other than as an index or a condition).
+        input that meets a floating-point one in an op that declares float_inputs (other than as an index or a condition).
 
         Runs on every call: when every input has the first one's dtype and device, it costs a few attribute reads
         per input (well under a microsecond for two inputs).
@@ -104,7 +104,7 @@ class Binder:
             self.check_integer_inputs(inputs)
 
     def check_integer_inputs(self, inputs: Sequence[Any]) -> None:
-        """An integer or bool input may not meet a floating-point input in a library op (a matmul, an add ...)."""
+        """An integer or bool input may not meet a floating-point input in an op with float_inputs (a matmul, an add ...)."""
         for index, value in enumerate(inputs):
             if _computes(value.dtype):
                 continue
@@ -133,19 +133,20 @@ class Binder:
         return meetings
 
     def reached(self, tensor_id: str) -> dict[str, set[str]]:
-        """Library op id → the names of its inputs through which ``tensor_id``'s values arrive, along any path.
+        """Op id → the names of its inputs through which ``tensor_id``'s values arrive, along any path, for the ops
+        that declare ``float_inputs`` (graphconv's own).
 
-        Values flow on through a library op's outputs unless they arrive only as an index or a condition (an index
-        picks values, it does not become one); an op from outside the library (a plugin, an ``--ops`` module, a
+        Values flow on through such an op's outputs unless they arrive only as an index or a condition (an index
+        picks values, it does not become one); an op that does not declare it (a plugin, an ``--ops`` module, a
         used spec) is not looked into: what it makes of an integer input is its own business.
         """
         reached: dict[str, set[str]] = {}
         stack, seen = [tensor_id], {tensor_id}
         while stack:
             tensor = stack.pop()
-            for op_id in self.spec.graph.successors(tensor):
+            for op_id in self.spec.consumers(tensor):
                 node = self.spec.op(op_id)
-                if not node.op.source.startswith(LIBRARY):
+                if not node.op.float_inputs:
                     continue
                 names = [node.op.inputs[0]] * len(node.inputs) if node.op.variadic_inputs else node.op.inputs
                 arriving = {name for name, t in zip(names, node.inputs) if t == tensor}
@@ -178,7 +179,7 @@ class Binder:
 
     def bind(self, shapes: Sequence[Sequence[int]], attrs: dict[str, Any]) -> dict[str, Any]:
         """Unify ``shapes`` (one per input, in call order) with the patterns, then compute the derived dims."""
-        shapes = [tuple(shape) for shape in shapes]
+        shapes = [tuple(as_size(size) for size in shape) for shape in shapes]
         self.check_sizes(shapes)
         env = dict(attrs)
         bound_at: dict[str, tuple[str, int]] = {}  # symbol → (input, axis) that bound it
@@ -210,8 +211,8 @@ class Binder:
         for name, shape in zip(self.names, shapes):
             for axis, size in enumerate(shape):
                 if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                    raise self.error(SpecError, f"{name}: dim {axis} of shape {show_shape(shape)} is {size!r}, not "
-                                                 f"a size (an integer ≥ 0)", "inputs", name)
+                    raise self.error(SpecError, f"{name}: dim {axis} of shape {show_shape(shape)} is "
+                                                 f"{show_value(size)}, not a size (an integer ≥ 0)", "inputs", name)
             count = math.prod(shape)
             if count > MAX_ELEMENTS:
                 raise self.error(SpecError, f"{name}: shape {show_shape(shape)} has {count} elements, more than a "
@@ -223,7 +224,7 @@ class Binder:
         if size == expected:
             return
         if symbol not in bound_at:
-            message = f"{symbol} is {size} but the attr {symbol} is {expected}"
+            message = f"{symbol} is {size} but the attr {symbol} is {show_value(expected)}"
             raise self.mismatch(name, axis, shapes, message)
         other, other_axis = bound_at[symbol]
         if other == name:
@@ -235,9 +236,9 @@ class Binder:
         size = shapes[self.position[name]][axis]
         expected = self.evaluate(entry, env, "inputs", name, axis)
         if size != expected:
-            values = ", ".join(f"{n}={env[n]}" for n in sorted(names(entry)))
-            raise self.mismatch(name, axis, shapes, f"dim {axis} is {size} but {to_source(entry)} is {expected} "
-                                                    f"({values})")
+            values = ", ".join(f"{n}={show_value(env[n])}" for n in sorted(names(entry)))
+            raise self.mismatch(name, axis, shapes, f"dim {axis} is {size} but {to_source(entry)} is "
+                                                    f"{show_value(expected)} ({values})")
 
     def mismatch(self, name: str, axis: int, shapes: list[tuple], message: str, other: str | None = None) -> ShapeError:
         """``name: <message>``, then the shapes involved against their patterns; the caret under the entry."""
@@ -261,9 +262,21 @@ class Binder:
             return evaluate(expr, env)
         except SpecError as error:
             where = ".".join(str(k) for k in key[:2])
-            values = ", ".join(f"{n}={env[n]!r}" for n in sorted(names(expr)) if n in env)
+            values = ", ".join(f"{n}={show_value(env[n])}" for n in sorted(names(expr)) if n in env)
             raise self.error(ShapeError, f"{where}: {error.message}{f' ({values})' if values else ''}",
                              *key) from None
+
+
+def as_size(size: Any) -> Any:
+    """A size as a Python int. ``torch.jit.trace`` hands sizes over as 0-dim integer tensors (so that it can record
+    them); reading them as ints specialises the trace to these shapes, as torch.nn's own layers do when they read a
+    size. Anything that is no integer stays as it is, for ``check_sizes`` to refuse."""
+    if isinstance(size, int):
+        return size
+    try:
+        return operator.index(size)
+    except TypeError:
+        return size
 
 
 def _tensor_type() -> type | tuple:

@@ -5,7 +5,8 @@ Compiling runs the optimization passes on the op graph (unless ``optimize=False`
 inputs, bind the spec's names from their shapes and the attrs (cached per shapes and attrs, so derived dims and
 op arguments are computed once per new shape), then run the generated code through an autograd.Function — or
 straight, when no gradient is wanted. The first call with a new binding also checks every declared intermediate
-shape, on the meta device, with the spec as written (before any pass).
+shape by the ops' shape rules (microseconds: no tensor is made), with the spec as written (before any pass).
+``backend="inductor"`` runs the generated functions compiled by torch.compile (:mod:`graphconv.compiler.inductor`).
 """
 from __future__ import annotations
 
@@ -14,24 +15,27 @@ from typing import Any
 
 import torch
 
-from graphconv.compiler import codegen, function, interpreter, memory, passes
-from graphconv.compiler.binding import Binder, shape_mismatch
+from graphconv.compiler import codegen, function, inductor, infer, passes
+from graphconv.compiler.binding import Binder, as_size, shape_mismatch
 from graphconv.compiler.codegen.source import identifier
 from graphconv.compiler.program import Program
+from graphconv.compiler.used_specs import SpecForward
 from graphconv.graph.opgraph import Spec
 
 CACHE_LIMIT = 256
 
 
 class CompiledOp:
-    def __init__(self, spec: Spec, *, optimize: bool = True, save: str = "all") -> None:
-        self.spec = spec
+    def __init__(self, spec: Spec, *, optimize: bool = True, save: str = "all", backend: str = "eager") -> None:
+        self.spec, self.backend = spec, inductor.check_backend(backend)
         self.optimized, self.reports = passes.optimize(spec, low_memory=save == "minimal") if optimize else (spec, [])
-        self.program = Program(self.optimized)
-        self.plan = memory.plan(self.program, save)
-        self.code = codegen.generate(self.program, self.plan)
+        self.program = Program(self.optimized, save)
+        self.code = codegen.generate(self.program)
+        if backend == "inductor":
+            self.code = inductor.InductorCode(self.code)
         self.casts_down = function.casts_down(self.program)
         self.binder = Binder(spec)
+        compile_used_specs(self.program)
         self._bindings: dict[Any, tuple] = {}
         self.__signature__ = self._signature()
         self.__name__ = self.__qualname__ = spec.name
@@ -50,8 +54,8 @@ class CompiledOp:
     def run(self, inputs: tuple, attrs: dict[str, Any]) -> Any:
         """One call, autocast aside."""
         args = self.arguments(inputs, attrs)
-        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            return function.apply(self.code, args, inputs)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs) or torch.jit.is_tracing():
+            return function.apply(self.code, args, inputs)  # tracing: one path (its check reruns under no_grad)
         try:
             return self.code.forward_nograd(args, *inputs)
         except Exception as error:
@@ -84,22 +88,30 @@ class CompiledOp:
         return self.code.arguments(env)
 
     def check_declared_shapes(self, inputs: tuple, env: dict[str, Any]) -> None:
-        """Run the spec as written once on the meta device and compare every declared shape with the real one."""
+        """Infer every shape of the spec as written by the ops' shape rules (an op without one runs on the meta
+        device) and compare each declared shape with it."""
         if not self.spec.meta.shapes:
             return
-        program = Program(self.spec)
-        meta_inputs = [torch.empty(t.shape, dtype=t.dtype, device="meta") for t in inputs]
-        _, _, values = interpreter.forward(program, program.arguments(env), meta_inputs, save=False, keep=True)
-        for name, value in zip(program.names, values):
-            mismatch = shape_mismatch(self.spec, name, tuple(value.shape), env)
+        shapes = infer.concrete_shapes(self.spec, env, [tuple(map(as_size, t.shape)) for t in inputs],
+                                       dtype=inputs[0].dtype if inputs else None)
+        for tensor_id, shape in shapes.items():
+            mismatch = shape_mismatch(self.spec, self.spec.tensor(tensor_id).name, shape, env)
             if mismatch:
                 raise mismatch
 
     def _signature(self) -> inspect.Signature:
         """Inputs positional, attrs keyword-only (names that are not identifiers shown as the source names them)."""
         taken: set[str] = set()
-        params = [inspect.Parameter(self.code.unit.var(s), inspect.Parameter.POSITIONAL_ONLY)
-                  for s in self.program.input_slots]
+        params = [inspect.Parameter(identifier(name, taken), inspect.Parameter.POSITIONAL_ONLY)
+                  for name in self.spec.input_names]
         params += [inspect.Parameter(identifier(k, taken), inspect.Parameter.KEYWORD_ONLY, default=v)
                    for k, v in self.spec.meta.attrs.items()]
         return inspect.Signature(params)
+
+
+def compile_used_specs(program: Program) -> None:
+    """Compile the specs this one uses as ops now, not on their first call, which torch.compile may be tracing
+    (it cannot trace the passes and code generation: a graph break)."""
+    for step in program.steps:
+        if isinstance(step.op.forward, SpecForward):
+            step.op.forward.compiled()

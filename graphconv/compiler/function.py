@@ -3,7 +3,8 @@
 - :class:`EagerFunction`, the old ``forward(ctx, …)`` style: a few µs per call. Used in plain eager mode.
 - :class:`GraphFunction`, the new style (``forward`` + ``setup_context``): tens of µs more per call (torch binds
   its arguments), but what functorch transforms (vmap, grad, jacrev) and torch.compile require. Used when one
-  of those is active.
+  of those is active. torch.compile traces it whole (no graph break): the generated forward and the hand-written
+  VJPs of the generated backward become part of the model's graph, so inductor fuses across layers.
 
 Both keep what the memory plan saved, plus the inputs. A plain backward runs the generated backward on the saved
 values. A backward that must itself be differentiable (``create_graph=True``: double backward, gradgradcheck,
@@ -24,18 +25,19 @@ from graphconv.compiler.codegen.generated import GeneratedCode
 def apply(code: GeneratedCode, args: tuple, inputs: tuple) -> Any:
     """Run the compiled op with autograd: the cheap eager Function unless a transform needs the new style."""
     if _transformed():
-        return GraphFunction.apply(Call(code, args), *inputs)
+        return _graph_apply(code, args, inputs)
     return EagerFunction.apply(code, args, *inputs)
 
 
-# Ops that torch's autocast runs in lower precision (its conv and matmul family); a compiled op that has one acts
-# like one of them under autocast: floating inputs cast to the autocast dtype, the op's own ops run with autocast
-# off (so its dtypes stay consistent between forward and backward).
-LOWER_PRECISION_OPS = frozenset({"matmul", "bmm", "patch_matmul"})
+def _graph_apply(code: GeneratedCode, args: tuple, inputs: tuple) -> Any:
+    return GraphFunction.apply(Call(code, args), *inputs)
 
 
 def casts_down(program: Any) -> bool:
-    return any(step.op.name in LOWER_PRECISION_OPS for step in program.steps)
+    """A compiled op with an op that torch's autocast runs in lower precision (its conv and matmul family) acts
+    like one of them under autocast: floating inputs cast to the autocast dtype, the op's own ops run with autocast
+    off (so its dtypes stay consistent between forward and backward)."""
+    return any(step.op.lower_precision for step in program.steps)
 
 
 def autocast_inputs(inputs: tuple, device_type: str, lower_precision: bool) -> tuple:
@@ -60,6 +62,21 @@ def run_forward(code: GeneratedCode, args: tuple, inputs: tuple) -> tuple:
         return code.forward(args, *inputs)
     except Exception as error:
         raise code.errors.wrap(error) from error
+
+
+def distinct_outputs(outputs: Any, inputs: tuple) -> Any:
+    """The outputs, with any that *is* an input (a no-op view such as ``flatten(start_dim=1, end_dim=1)``, or an
+    input passed straight through) replaced by a view of it: functorch refuses a Function that returns an input
+    as-is, and a fresh view is what torch's own ops return."""
+    if isinstance(outputs, tuple):
+        return tuple(o.view_as(o) if any(o is t for t in inputs) else o for o in outputs)
+    return outputs.view_as(outputs) if any(outputs is t for t in inputs) else outputs
+
+
+def unaliased(saved: tuple, inputs: tuple) -> tuple:
+    """What forward keeps, as dynamo can trace it: a view of an input (a reshaped kernel) is cloned, since dynamo
+    refuses an autograd.Function whose forward saves an intermediate that aliases an input or output."""
+    return tuple(t.clone() if t._base is not None and not any(t is i for i in inputs) else t for t in saved)
 
 
 def run_backward(code: GeneratedCode, args: tuple, saved: tuple, meta: tuple, needs: tuple, grads: tuple) -> tuple:
@@ -91,7 +108,7 @@ class EagerFunction(torch.autograd.Function):
         outputs, saved, ctx.meta = run_forward(code, args, inputs)
         save(ctx, saved, inputs)
         ctx.code, ctx.args = code, args
-        return outputs
+        return distinct_outputs(outputs, inputs)
 
     @staticmethod
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple:
@@ -112,8 +129,9 @@ class GraphFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(call: Call, *inputs: torch.Tensor) -> Any:
-        outputs, call.saved, call.meta = run_forward(call.code, call.args, inputs)
-        return outputs
+        outputs, saved, call.meta = run_forward(call.code, call.args, inputs)
+        call.saved = unaliased(saved, inputs) if tracing() else saved
+        return distinct_outputs(outputs, inputs)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:

@@ -1,8 +1,10 @@
-"""Runs a :class:`Program`: forward in topological order, backward in reverse through each op's hand-written VJP.
+"""Runs a :class:`Program` op by op — the same program the generated code runs, read the same way: forward in
+topological order keeping what the memory plan keeps and freeing what dies, backward in reverse re-running what
+the plan recomputes, summing the gradients of values read more than once and skipping ops whose inputs need no
+gradient; every VJP gets the same :class:`~graphconv.ops.registry.Context` and its result the same checks.
 
-Forward frees each intermediate after its last use and keeps only what the VJPs declared. Backward sums the
-gradients of a tensor used more than once, skips ops whose inputs need no gradient, and checks that every VJP
-returns one gradient of the right shape per input (the error names the op and the input).
+It is what ``graphconv run`` traces with (keeping every value), and a second backend the property tests hold
+against the generated code. Errors name the op node and its spec line.
 """
 from __future__ import annotations
 
@@ -11,104 +13,111 @@ from typing import Any, Sequence
 import torch
 
 from graphconv.compiler.codegen.generated import Errors
-from graphconv.compiler.program import Program, Step
+from graphconv.compiler.program import Program
 from graphconv.errors import SpecError
-
-
-class OpContext:
-    """What a VJP sees: the op's attribute values and saved tensors by name, ``shapes``, ``dtypes``, ``needs``."""
-
-    def __init__(self, args: dict[str, Any], saved: dict[str, Any], shapes: tuple, dtypes: tuple,
-                 needs: tuple[bool, ...]) -> None:
-        self.__dict__.update(args)
-        self.__dict__.update(saved)
-        self.shapes, self.dtypes, self.needs = shapes, dtypes, needs
+from graphconv.ops.registry import Context
 
 
 class Saved:
-    """What forward keeps for backward: per step its saved tensors, input shapes and dtypes."""
+    """What forward keeps for backward: the plan's saved values (by slot) and the shapes and dtypes of the values
+    the VJPs describe."""
 
-    def __init__(self) -> None:
-        self.tensors: list[torch.Tensor] = []
-        self.layout: list[tuple[int, int]] = []  # per step: (start, count) in tensors
-        self.meta: list[tuple[tuple, tuple]] = []
+    def __init__(self, values: dict[int, Any], meta: dict[int, tuple]) -> None:
+        self.values, self.meta = values, meta
 
-    def add(self, tensors: Sequence[torch.Tensor], shapes: tuple, dtypes: tuple) -> None:
-        self.layout.append((len(self.tensors), len(tensors)))
-        self.tensors.extend(tensors)
-        self.meta.append((shapes, dtypes))
+    @property
+    def tensors(self) -> list[Any]:
+        return list(self.values.values())
 
 
 def forward(program: Program, args: list[dict[str, Any]], inputs: Sequence[torch.Tensor], *,
             save: bool = True, keep: bool = False) -> tuple[list[torch.Tensor], Saved | None, list | None]:
     """Run every op. Returns the outputs, what backward needs (``save``), and every value (``keep``)."""
-    values: list[Any] = [None] * len(program.slot)
+    values: list[Any] = [None] * len(program.names)
     for slot, tensor in zip(program.input_slots, inputs):
         values[slot] = tensor
-    saved = Saved() if save else None
-    for step, step_args in zip(program.steps, args):
-        step_inputs = [values[s] if s is not None else None for s in step.inputs]
-        result = run_op(program, step, step_inputs, step_args)
-        outputs = result if len(step.outputs) > 1 else (result,)
-        for slot, value in zip(step.outputs, outputs):
-            values[slot] = value
-        if saved is not None:
-            kept = [step_inputs[i] for i in step.saved_inputs] + (list(outputs) if step.saves_output else [])
-            saved.add(kept, tuple(_shape(t) for t in step_inputs), tuple(_dtype(t) for t in step_inputs))
+    meta: dict[int, tuple] = {}
+    described = set(program.described)
+    _describe(values, program.input_slots, described, meta)
+    for index, (step, dead) in enumerate(zip(program.steps, program.forward_deaths(save))):
+        run_step(program, index, values, args[index])
+        _describe(values, step.outputs, described, meta)
         if not keep:
-            for slot in step.release:
+            for slot in dead:
                 values[slot] = None
+    saved = Saved({slot: values[slot] for slot in program.plan.saved}, meta) if save else None
     return [values[s] for s in program.output_slots], saved, values if keep else None
 
 
-def run_op(program: Program, step: Step, inputs: list, args: dict[str, Any]) -> Any:
-    """One op's forward; a torch error is re-raised naming the op node and its spec line."""
+def run_step(program: Program, index: int, values: list, args: dict[str, Any]) -> None:
+    """One op's forward on ``values`` (by slot), its outputs written back."""
+    step = program.steps[index]
+    result = run_op(program, index, [values[s] if s is not None else None for s in step.inputs], args)
+    for slot, value in zip(step.outputs, result if len(step.outputs) > 1 else (result,)):
+        values[slot] = value
+
+
+def run_op(program: Program, index: int, inputs: list, args: dict[str, Any]) -> Any:
+    """Step ``index``'s op forward; a torch error is re-raised naming the op node and its spec line."""
+    step = program.steps[index]
     try:
         result = step.op.forward(*inputs, **args)
     except SpecError:
         raise
     except Exception as error:
-        raise op_error(program, step, f"{type(error).__name__}: {error}") from error
+        raise program.op_error(index, f"{type(error).__name__}: {error}") from error
     expected = len(step.outputs)
     if expected > 1 and (not isinstance(result, (tuple, list)) or len(result) != expected):
-        raise op_error(program, step, f"forward returned {type(result).__name__}, expected {expected} tensors")
+        raise program.op_error(index, f"forward returned {type(result).__name__}, expected {expected} tensors")
     return result
 
 
-def op_error(program: Program, step: Step, message: str) -> SpecError:
-    return Errors(program).op_error(program.steps.index(step), message)
-
-
-def backward(program: Program, args: list[dict[str, Any]], saved: Saved, saved_tensors: Sequence[torch.Tensor],
+def backward(program: Program, args: list[dict[str, Any]], saved: Saved,
              grad_outputs: Sequence[torch.Tensor | None], input_needs: tuple[bool, ...], *,
              keep: bool = False) -> tuple[list[torch.Tensor | None], list | None]:
     """Gradients of the graph inputs (and of every value, with ``keep``) from the outputs' gradients."""
-    grads: list[Any] = [None] * len(program.slot)
+    values: list[Any] = [None] * len(program.names)
+    for slot, value in saved.values.items():
+        values[slot] = value
+    grads: list[Any] = [None] * len(program.names)
     for slot, grad in zip(program.output_slots, grad_outputs):
         _accumulate(grads, slot, grad)
-    needs_per_step, errors = program.needs(input_needs), Errors(program)
+    wanted, errors = program.needs(input_needs), Errors(program)
     for index in range(len(program.steps) - 1, -1, -1):
-        step, needs = program.steps[index], needs_per_step[index]
+        step = program.steps[index]
+        for producer in program.plan.recompute[index]:
+            run_step(program, producer, values, args[producer])
         out_grads = [grads[s] for s in step.outputs]
         if not keep:
             for slot in step.outputs:
                 grads[slot] = None
-        if not any(needs) or all(g is None for g in out_grads):
-            continue
-        start, count = saved.layout[index]
-        input_grads = run_vjp(errors, index, args[index], saved_tensors[start:start + count], saved.meta[index],
-                              needs, out_grads)
-        for slot, grad, need in zip(step.inputs, input_grads, needs):
-            if need and grad is not None:
-                _accumulate(grads, slot, grad)
-    return [grads[s] for s in program.input_slots], grads if keep else None
+        needs = tuple(slot is not None and wanted[slot] for slot in step.inputs)
+        if any(needs) and any(g is not None for g in out_grads):
+            for slot, grad in zip(step.inputs, run_vjp(program, errors, index, args[index], values, saved.meta,
+                                                       needs, out_grads)):
+                if slot is not None and grad is not None:
+                    _accumulate(grads, slot, grad)
+        for slot in program.backward_deaths[index]:
+            values[slot] = None
+    return [grads[s] if wanted[s] else None for s in program.input_slots], grads if keep else None
 
 
-def run_vjp(errors: Errors, index: int, args: dict[str, Any], tensors: Sequence[torch.Tensor],
-            meta: tuple[tuple, tuple], needs: tuple[bool, ...], out_grads: list) -> Sequence[Any]:
+def context(program: Program, index: int, args: dict[str, Any], values: list, meta: dict[int, tuple],
+            needs: tuple[bool, ...]) -> Context:
+    """Step ``index``'s VJP context, laid out as the program says (as the generated code builds it)."""
+    step = program.steps[index]
+    saved = {field.name: tuple(values[s] for s in field.slots) if field.packed else values[field.slots[0]]
+             for field in program.saved_fields[index]}
+    shapes = tuple(meta[s][0] if s is not None else None for s in step.inputs)
+    dtypes = tuple(meta[s][1] if s is not None else None for s in step.inputs)
+    return Context({name: args[name] for name in step.op_attr_names()}, saved, shapes, dtypes, needs)
+
+
+def run_vjp(program: Program, errors: Errors, index: int, args: dict[str, Any], values: list,
+            meta: dict[int, tuple], needs: tuple[bool, ...], out_grads: list) -> Sequence[Any]:
     """One op's VJP; its gradients checked (count and shapes) like the generated code's."""
-    step, shapes, dtypes = errors.program.steps[index], *meta
-    ctx = OpContext(args, _saved_by_name(step, tensors), shapes, dtypes, needs)
+    step = program.steps[index]
+    ctx = context(program, index, args, values, meta, needs)
     grad = out_grads[0] if len(step.outputs) == 1 else tuple(out_grads)  # None: an output with no gradient
     try:
         input_grads = step.op.backward(ctx, grad)
@@ -116,30 +125,16 @@ def run_vjp(errors: Errors, index: int, args: dict[str, Any], tensors: Sequence[
         raise
     except Exception as error:
         raise errors.op_error(index, f"in its VJP: {type(error).__name__}: {error}") from error
-    return errors.grads(index, input_grads, shapes, needs)
+    return errors.grads(index, input_grads, ctx.shapes, needs)
 
 
-def _saved_by_name(step: Step, tensors: Sequence[torch.Tensor]) -> dict[str, Any]:
-    op, count = step.op, len(step.saved_inputs)
-    if op.variadic_inputs:
-        named = {op.inputs[0]: tuple(tensors[:count])} if count else {}
-    else:
-        named = {op.inputs[i]: tensors[k] for k, i in enumerate(step.saved_inputs)}
-    if step.saves_output:
-        outputs = tuple(tensors[count:])
-        named["out"] = outputs if len(outputs) > 1 else outputs[0]
-    return named
+def _describe(values: list, slots: Sequence[int], described: set[int], meta: dict[int, tuple]) -> None:
+    for slot in slots:
+        if slot in described and isinstance(values[slot], torch.Tensor):
+            meta[slot] = (values[slot].shape, values[slot].dtype)
 
 
 def _accumulate(grads: list, slot: int, grad: torch.Tensor | None) -> None:
     if grad is None:
         return
     grads[slot] = grad if grads[slot] is None else grads[slot] + grad
-
-
-def _shape(value: Any) -> Any:
-    return value.shape if isinstance(value, torch.Tensor) else None
-
-
-def _dtype(value: Any) -> Any:
-    return value.dtype if isinstance(value, torch.Tensor) else None

@@ -9,13 +9,12 @@ in backward, just before the first VJP that reads them. Everything else dies aft
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from graphconv.compiler.program import Program, Step
+if TYPE_CHECKING:  # the Program holds its plan: it calls plan() while it is being built
+    from graphconv.compiler.program import Program, Step
 
 POLICIES = ("all", "minimal")
-# Ops whose outputs cost no more to recompute than to keep: movement (most return views) and window copies.
-CHEAP = frozenset({"reshape", "view", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "expand", "slice",
-                   "select", "pad", "unfold", "im2col"})
 
 
 @dataclass
@@ -25,16 +24,16 @@ class MemoryPlan:
     saved: tuple[int, ...]  # slots forward keeps for backward, in ctx.save_for_backward order
     recompute: list[tuple[int, ...]]  # per step: the forward steps backward re-runs before its VJP, in order
 
-    def recomputed_slots(self, program: Program) -> list[int]:
+    def recomputed_slots(self, program: "Program") -> list[int]:
         return [slot for steps in self.recompute for index in steps for slot in program.steps[index].outputs]
 
 
-def vjp_reads(step: Step) -> tuple[int, ...]:
+def vjp_reads(step: "Step") -> tuple[int, ...]:
     inputs = tuple(step.inputs[i] for i in step.saved_inputs)
     return inputs + (step.outputs if step.saves_output else ())
 
 
-def plan(program: Program, policy: str = "all") -> MemoryPlan:
+def plan(program: "Program", policy: str = "all") -> MemoryPlan:
     if policy not in POLICIES:
         raise ValueError(f"save={policy!r}: expected one of {', '.join(map(repr, POLICIES))}")
     reads = [vjp_reads(step) for step in program.steps]
@@ -44,7 +43,7 @@ def plan(program: Program, policy: str = "all") -> MemoryPlan:
     return _minimal(program, reads)
 
 
-def _minimal(program: Program, reads: list[tuple[int, ...]]) -> MemoryPlan:
+def _minimal(program: "Program", reads: list[tuple[int, ...]]) -> MemoryPlan:
     producer = {slot: index for index, step in enumerate(program.steps) for slot in step.outputs}
     inputs = set(program.input_slots)
     saved: set[int] = set()
@@ -56,7 +55,7 @@ def _minimal(program: Program, reads: list[tuple[int, ...]]) -> MemoryPlan:
         if slot in available:
             return
         index = producer.get(slot)
-        if slot in inputs or index is None or program.steps[index].op.name not in CHEAP:
+        if slot in inputs or index is None or not program.steps[index].op.cheap:
             saved.add(slot)
             available.add(slot)
             return

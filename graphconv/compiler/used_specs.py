@@ -10,44 +10,51 @@ from the saved inputs (an op saves only inputs and outputs, so a spec op trades 
 its intermediates, like activation checkpointing).
 
 Only spec files are read, named without a path (no ``/``, no ``..``) and looked up in the using spec's own
-folder; a spec that uses itself, directly or not, is an error. Nothing is imported or run at load time.
+folder — a link that leads out of that folder is refused before anything is read; a spec that uses itself,
+directly or not, is an error, and so are specs that use specs more than :data:`MAX_DEPTH` levels deep. Within one
+load each file is read once, however many specs use it (a DAG of specs loads in time linear in its size). Nothing
+is imported or run at load time.
 """
 from __future__ import annotations
 
-import inspect
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable
 
 from graphconv.compiler.examples import example_inputs
+from graphconv.compiler.infer import spec_rule
 from graphconv.errors import SpecError
 from graphconv.graph.opgraph import Spec
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import Op
+from graphconv.ops.registry import Attr, Op
 from graphconv.syntax.metadata import Metadata
 
 SUFFIXES = (".mmd", ".md", ".yaml", ".yml")
+MAX_DEPTH = 32  # specs using specs: each level nests a whole load on the stack
 
 # The spec files being loaded right now, outermost first: how a cycle of uses is found.
 _LOADING: ContextVar[tuple[str, ...]] = ContextVar("graphconv_spec_ops_loading", default=())
+# The ops made from spec files during the outermost load, by (resolved file, op name): each file is loaded once.
+_MADE: ContextVar[dict[tuple[str, str], Op] | None] = ContextVar("graphconv_spec_ops_made", default=None)
 
 
 class SpecForward:
     """The forward of a spec op: calls the compiled spec (compiled on first use, so loading needs no torch).
 
-    Its ``__signature__`` is the spec's: inputs positional, attrs keyword-only with their defaults — which is
-    what :class:`~graphconv.ops.registry.Op` reads to learn the op's inputs and attributes.
+    Its inputs are the spec's inputs and its attributes the spec's attrs, under the spec's own names (any text:
+    they reach it as ``**attrs`` keys, never as Python identifiers).
     """
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
-        self._compiled: Any = None
-        params = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in spec.input_names]
-        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_plain(value))
-                   for name, value in spec.attrs.items()]
-        self.__signature__ = inspect.Signature(params)
+        self.input_names, self.attr_names = tuple(spec.input_names), tuple(spec.attrs)  # read once: torch.compile
+        self._compiled: Any = None  # cannot trace the op graph (networkx) that ``spec`` reads them from
         self.__name__ = spec.name
         self.__doc__ = f"The spec {spec.path or spec.name} as an op."
+
+    def parameters(self) -> tuple[list[str], list[Attr]]:
+        """(input names, attributes with their defaults): what the op takes."""
+        return list(self.spec.input_names), [Attr(name, _plain(value)) for name, value in self.spec.attrs.items()]
 
     def compiled(self) -> Any:
         if self._compiled is None:
@@ -60,18 +67,18 @@ class SpecForward:
         return self.compiled()(*inputs, **attrs)
 
     def vjp(self, ctx: Any, grad: Any) -> tuple:
-        """The spec's compiled backward at the saved inputs, for the output gradients in ``grad``."""
-        inputs = [getattr(ctx, name).detach().requires_grad_(need)
-                  for name, need in zip(self.spec.input_names, ctx.needs)]
-        attrs = {name: getattr(ctx, name) for name in self.spec.attrs}
-        with torch.enable_grad():
-            outputs = self.compiled()(*inputs, **attrs)
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        """The spec's compiled backward at the saved inputs: its forward again, then its hand-written VJPs.
+
+        Plain torch ops on the saved inputs as they are (not detached), so in a differentiable backward
+        (``create_graph=True``, ``torch.func``) the gradients it returns carry their graph: second derivatives
+        through a spec op are its VJPs' derivatives, not zeros."""
+        compiled = self.compiled()
+        inputs = [ctx.saved[name] for name in self.input_names]
+        args = compiled.arguments(inputs, {name: ctx.attrs[name] for name in self.attr_names})
+        code = compiled.code
+        _, saved, meta = code.forward(args, *inputs)
         grads = grad if isinstance(grad, tuple) else (grad,)
-        pairs = [(out, g) for out, g in zip(outputs, grads) if g is not None]
-        wanted = [t for t in inputs if t.requires_grad]
-        found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True))
-        return tuple(next(found) if need else None for need in ctx.needs)
+        return code.backward(args, saved, meta, ctx.needs, *grads)
 
     def samples(self) -> Any:
         """Inputs made from the spec's ``example`` dims (float64), with its default attrs."""
@@ -84,9 +91,10 @@ def spec_op(spec: Spec, name: str | None = None) -> Op:
     """``spec`` as an op named ``name`` (default: the spec's name)."""
     forward = SpecForward(spec)
     made = Op(forward, name=name or spec.name, save=spec.input_names, outputs=len(spec.outputs),
-              source=f"spec {spec.path or spec.name}")
+              source=f"spec {spec.path or spec.name}", parameters=forward.parameters())
     made.vjp(forward.vjp)
     made.samples(forward.samples)
+    made.shape_rule(spec_rule(spec))  # from its own graph: its ops' rules
     return made
 
 
@@ -104,15 +112,28 @@ def used_ops(meta: Metadata, path: str | None, source: str, load: Callable[[str]
         raise error("expected a list of spec names, such as [conv2d_full]")
     if path is None:
         raise error("a spec read from text has no folder to find the specs it uses in; load it from a file")
-    made = []
-    token = _LOADING.set(_LOADING.get() + (str(Path(path).resolve()),))
+    loading = _LOADING.get() + (str(Path(path).resolve()),)
+    if len(loading) > MAX_DEPTH:
+        raise error(f"specs use specs more than {MAX_DEPTH} levels deep: {_chain(loading)}", 0)
+    made_here = _MADE.set({}) if _MADE.get() is None else None  # the outermost load keeps what it made
+    token = _LOADING.set(loading)
     try:
-        for index, entry in enumerate(entries):
-            found = _find(entry, Path(path).parent, lambda message: error(message, index))
-            made.append(_load_used(found, entry, load, lambda message: error(message, index)))
+        return [_used_op(entry, Path(path).parent, load, lambda message, i=index: error(message, i))
+                for index, entry in enumerate(entries)]
     finally:
         _LOADING.reset(token)
-    return made
+        if made_here is not None:
+            _MADE.reset(made_here)
+
+
+def _used_op(entry: str, folder: Path, load: Callable[[str], Spec], error: Callable[[str], SpecError]) -> Op:
+    """The op of the spec file ``entry`` names: made once per file within the outermost load."""
+    found = _find(entry, folder, error)
+    key = (str(found.resolve()), found.stem)
+    made = _MADE.get()
+    if key not in made:
+        made[key] = _load_used(found, load, error)
+    return made[key]
 
 
 def _find(entry: str, folder: Path, error: Callable[[str], SpecError]) -> Path:
@@ -125,16 +146,25 @@ def _find(entry: str, folder: Path, error: Callable[[str], SpecError]) -> Path:
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         raise error(f"no spec file {' or '.join(c.name for c in candidates)} in {folder}")
+    if found.resolve().parent != folder.resolve():
+        raise error(f"{found.name} is a link that leads out of {folder}: a spec uses only spec files in its own "
+                    "folder")
     return found
 
 
-def _load_used(found: Path, entry: str, load: Callable[[str], Spec], error: Callable[[str], SpecError]) -> Op:
+def _load_used(found: Path, load: Callable[[str], Spec], error: Callable[[str], SpecError]) -> Op:
     loading = _LOADING.get()
     key = str(found.resolve())
     if key in loading:
         chain = [Path(p).name for p in loading[loading.index(key):]] + [found.name]
         raise error(f"specs use each other in a cycle: {' → '.join(chain)}")
     return spec_op(load(str(found)), name=found.stem)
+
+
+def _chain(loading: tuple[str, ...]) -> str:
+    """``a.mmd → b.mmd → … → z.mmd``: the first and last files of a long chain of uses."""
+    names = [Path(p).name for p in loading]
+    return " → ".join(names if len(names) <= 6 else names[:3] + ["…"] + names[-3:])
 
 
 def _plain(value: Any) -> Any:

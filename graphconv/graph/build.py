@@ -6,11 +6,11 @@ every op input and attribute is bound, every name an expression reads is declare
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-import networkx as nx
-
 from graphconv.errors import SpecError
+from graphconv.graph.dag import CycleError, topological_order
 from graphconv.graph.opgraph import OpNode, Spec, TensorNode
 from graphconv.ops.registry import Op, Registry
 from graphconv.syntax.diagram import Diagram, Edge, Node
@@ -28,7 +28,7 @@ class _Link:
 
     source: str
     target: str
-    binding: str | None  # the parameter an input edge names, if any
+    parameter: str | None  # the parameter an input edge names, if any
     line: int
     column: int
 
@@ -36,7 +36,11 @@ class _Link:
 class _Builder:
     def __init__(self, diagram: Diagram, meta: Metadata, registry: Registry, name: str) -> None:
         self.diagram, self.meta, self.registry, self.name = diagram, meta, registry, name
-        self.graph = nx.DiGraph()
+        self.nodes: dict[str, TensorNode | OpNode] = {}  # every tensor and op, in the order they are made
+        self.successors: dict[str, list[str]] = {}  # data edges: a tensor's readers, an op's outputs
+        # Where each node first appears in the file (a node keeps the line of its labelled declaration for error
+        # carets, which may come later): input, output and topological order follow first appearance.
+        self.appearance = {node_id: index for index, node_id in enumerate(diagram.nodes)}
 
     def error(self, message: str, line: int | None, column: int | None = None) -> SpecError:
         return SpecError(message, path=self.diagram.path, line=line, column=column, source=self.diagram.source)
@@ -54,19 +58,23 @@ class _Builder:
         links = self.classify_edges()
         self.add_tensors(links)
         self.add_ops(links, known)
-        self.check_cycles()
-        order = list(nx.lexicographical_topological_sort(self.graph, key=self.position_key))
-        op_order = [n for n in order if self.graph.nodes[n]["kind"] == "op"]
+        order = self.topological_order()
+        op_order = [n for n in order if isinstance(self.nodes[n], OpNode)]
         inputs, outputs = self.graph_inputs(), self.graph_outputs()
         self.check_input_names(inputs)
         self.check_patterns(known)
         self.check_example(known)
-        return Spec(self.name, self.diagram.path, self.diagram.source, self.graph, inputs, outputs, op_order,
+        return Spec(self.name, self.diagram.path, self.diagram.source, self.nodes, inputs, outputs, op_order,
                     self.meta, dim_order)
 
     def position_key(self, node_id: str) -> str:
-        node = self.graph.nodes[node_id]["node"]
-        return f"{node.line:09d}:{node.column:06d}:{node_id}"
+        return f"{self.first_appearance(node_id):09d}:{node_id}"
+
+    def first_appearance(self, node_id: str) -> int:
+        """The node's place in the file; an op's unnamed output takes its op's."""
+        if node_id not in self.appearance:
+            return self.appearance[self.nodes[node_id].producer or node_id.removesuffix("_out")]
+        return self.appearance[node_id]
 
     def classify_edges(self) -> list[_Link]:
         nodes, links = self.diagram.nodes, []
@@ -86,16 +94,17 @@ class _Builder:
             if not source_is_op and not target_is_op:
                 raise self.error(f"edge {edge.source} → {edge.target} joins two tensors; put an op (a circle "
                                  "node) between them", edge.line, edge.column)
-            links.append(_Link(edge.source, edge.target, self.binding(edge), edge.line, edge.column))
+            links.append(_Link(edge.source, edge.target, self.named_parameter(edge), edge.line, edge.column))
         return links
 
-    def binding(self, edge: Edge) -> str | None:
-        """The parameter an edge label names: ``|other|`` or ``|other: [b, c]|``; a label that does not start
-        with a name (``|[b, c]|``, ``|(4, 3)|``) only annotates the edge."""
+    def named_parameter(self, edge: Edge) -> str | None:
+        """The parameter an edge label names — the name it starts with, before a space, a colon or its end:
+        ``|other|``, ``|other: [b, c]|``, ``|b 3x4|``; a label that does not start with a name (``|"[b, c]"|``,
+        ``|(4, 3)|``) only annotates the edge."""
         if edge.label is None:
             return None
-        head = edge.label.split(":", 1)[0].strip()
-        return head if head.isidentifier() else None
+        head = re.match(r"\s*([^\W\d]\w*)(?:\s|:|$)", edge.label)
+        return head.group(1) if head else None
 
     @staticmethod
     def is_op(node: Node) -> bool:
@@ -112,19 +121,19 @@ class _Builder:
                 raise self.error(f"two tensors are named {name!r}: node {first.id} (line {first.line}) and node "
                                  f"{node.id}", node.line, node.column)
             seen[name] = node
-            self.graph.add_node(node.id, kind="tensor", node=TensorNode(node.id, name, node.line, node.column))
+            self.nodes[node.id] = TensorNode(node.id, name, node.line, node.column)
         for link in links:  # an op feeding an op directly: the value between them is an unnamed tensor
             if self.is_op(self.diagram.nodes[link.source]) and self.is_op(self.diagram.nodes[link.target]):
                 self.add_implicit_tensor(link.source)
 
     def add_implicit_tensor(self, op_id: str) -> str:
         tensor_id = f"{op_id}_out"
-        if tensor_id not in self.graph:
+        if tensor_id not in self.nodes:
             op = self.diagram.nodes[op_id]
             if tensor_id in self.diagram.nodes:
                 raise self.error(f"op {op_id} feeds another op directly, and its unnamed output would be called "
                                  f"{tensor_id!r}, which is taken; name the tensor in between", op.line, op.column)
-            self.graph.add_node(tensor_id, kind="tensor", node=TensorNode(tensor_id, tensor_id, op.line, op.column))
+            self.nodes[tensor_id] = TensorNode(tensor_id, tensor_id, op.line, op.column)
         return tensor_id
 
     # --- ops ------------------------------------------------------------------------------------------------
@@ -140,18 +149,16 @@ class _Builder:
                 continue
             op, args = self.resolve(node, known)
             outputs = self.op_outputs(node, op, outgoing.get(node.id, []))
-            inputs = self.bind_inputs(node, op, incoming.get(node.id, []))
-            self.graph.add_node(node.id, kind="op",
-                                node=OpNode(node.id, node.label, op, args, inputs, outputs, node.line, node.column))
-            for tensor in inputs:
+            inputs = self.match_inputs(node, op, incoming.get(node.id, []))
+            self.nodes[node.id] = OpNode(node.id, node.label, op, args, inputs, outputs, node.line, node.column)
+            for tensor in dict.fromkeys(inputs):
                 if tensor is not None:
-                    self.graph.add_edge(tensor, node.id)
-            for tensor in outputs:
-                self.graph.add_edge(node.id, tensor)
+                    self.successors.setdefault(tensor, []).append(node.id)
+            self.successors[node.id] = list(outputs)
 
     def as_tensor_link(self, link: _Link) -> _Link:
         if self.is_op(self.diagram.nodes[link.source]):
-            return _Link(f"{link.source}_out", link.target, link.binding, link.line, link.column)
+            return _Link(f"{link.source}_out", link.target, link.parameter, link.line, link.column)
         return link
 
     def op_outputs(self, node: Node, op: Op, outgoing: list[_Link]) -> tuple[str, ...]:
@@ -162,11 +169,11 @@ class _Builder:
                              "draw every edge from it", node.line, node.column)
         outputs = tuple(dict.fromkeys(to_tensors)) or (self.add_implicit_tensor(node.id),)
         for tensor in outputs:
-            producer = self.graph.nodes[tensor]["node"].producer
+            producer = self.nodes[tensor].producer
             if producer is not None:
-                raise self.error(f"tensor {self.graph.nodes[tensor]['node'].name!r} is produced twice: by op "
+                raise self.error(f"tensor {self.nodes[tensor].name!r} is produced twice: by op "
                                  f"{producer} and by op {node.id}", node.line, node.column)
-            self.graph.nodes[tensor]["node"].producer = node.id
+            self.nodes[tensor].producer = node.id
         if op.outputs is not None and len(outputs) != op.outputs:
             raise self.error(f"op {node.id} ({op.name}) has {op.outputs} output(s) but the diagram draws "
                              f"{len(outputs)}: {', '.join(outputs)}", node.line, node.column)
@@ -184,7 +191,7 @@ class _Builder:
             local = " (defined under graphconv.ops)" if call.name in self.meta.ops else ""
             hint = suggest(calls[-1].name, self.registry.names() + list(self.meta.ops))
             raise self.error(f"unknown op {calls[-1].name!r}{local} in node {node.id}{hint}", node.line, node.column)
-        args = self.bind_attrs(node, op, list(reversed(calls)), known)
+        args = self.match_attrs(node, op, list(reversed(calls)), known)
         return op, args
 
     def expand_local(self, node: Node, call: Call) -> list[Call]:
@@ -200,12 +207,12 @@ class _Builder:
                              f"{' → '.join(c.name for c in calls)}", last.line, last.column)
         return calls
 
-    def bind_attrs(self, node: Node, op: Op, calls: list[Call], known: set[str]) -> dict[str, Expr]:
+    def match_attrs(self, node: Node, op: Op, calls: list[Call], known: set[str]) -> dict[str, Expr]:
         """Attribute values: from the label and local definitions (innermost first), else a spec attr/dim of the
         same name, else the op's default. Unbound → SpecError."""
         bound: dict[str, Expr] = {}
         for call in calls:
-            self.bind_call(node, op, call, bound)
+            self.match_call(node, op, call, bound)
         for attr in op.attrs:
             if attr.name in bound:
                 continue
@@ -223,7 +230,7 @@ class _Builder:
                                  "(or as a dim of an input pattern)", node.line, node.column)
         return bound
 
-    def bind_call(self, node: Node, op: Op, call: Call, bound: dict[str, Expr]) -> None:
+    def match_call(self, node: Node, op: Op, call: Call, bound: dict[str, Expr]) -> None:
         where = f"op {node.id} ({op.signature()})"
         if op.variadic is not None and call.args:
             single = len(call.args) == 1 and isinstance(call.args[0], TupleExpr)
@@ -243,7 +250,7 @@ class _Builder:
                 raise self.error(f"{where} has no parameter {key!r}{hint}", node.line, node.column)
             bound[key] = expr
 
-    def bind_inputs(self, node: Node, op: Op, incoming: list[_Link]) -> tuple[str | None, ...]:
+    def match_inputs(self, node: Node, op: Op, incoming: list[_Link]) -> tuple[str | None, ...]:
         """Tensor inputs: by edge label, else by the tensor's name, else in order of appearance."""
         incoming = sorted(incoming, key=lambda link: (link.line, link.column))
         where = f"op {node.id} ({op.signature()})"
@@ -254,18 +261,18 @@ class _Builder:
         slots: dict[str, str] = {}
         rest = []
         for link in incoming:
-            if link.binding is not None and link.binding not in ("_",):
-                if link.binding not in op.inputs:
-                    hint = suggest(link.binding, op.inputs) or f"; its inputs are {', '.join(op.inputs)}"
-                    raise self.error(f"edge label {link.binding!r} into {where} names no input{hint}", link.line,
+            if link.parameter is not None and link.parameter not in ("_",):
+                if link.parameter not in op.inputs:
+                    hint = suggest(link.parameter, op.inputs) or f"; its inputs are {', '.join(op.inputs)}"
+                    raise self.error(f"edge label {link.parameter!r} into {where} names no input{hint}", link.line,
                                      link.column)
-                if link.binding in slots:
-                    raise self.error(f"{where}: input {link.binding!r} is bound twice", link.line, link.column)
-                slots[link.binding] = link.source
+                if link.parameter in slots:
+                    raise self.error(f"{where}: input {link.parameter!r} is given twice", link.line, link.column)
+                slots[link.parameter] = link.source
             else:
                 rest.append(link)
         for link in list(rest):
-            name = self.graph.nodes[link.source]["node"].name
+            name = self.nodes[link.source].name
             if name in op.inputs and name not in slots:
                 slots[name] = link.source
                 rest.remove(link)
@@ -283,25 +290,22 @@ class _Builder:
 
     # --- whole-graph checks ---------------------------------------------------------------------------------
 
-    def check_cycles(self) -> None:
-        if nx.is_directed_acyclic_graph(self.graph):  # the common case, several times faster than find_cycle
-            return
+    def topological_order(self) -> list[str]:
+        """Every node after the ones it reads, file position breaking ties; a cycle is an error naming its nodes."""
         try:
-            cycle = nx.find_cycle(self.graph)
-        except nx.NetworkXNoCycle:
-            return
-        ids = [u for u, _ in cycle]
-        first = self.graph.nodes[ids[0]]["node"]
-        raise self.error(f"the graph has a cycle: {' → '.join(ids + [ids[0]])}", first.line, first.column)
+            return topological_order(self.nodes, self.successors, key=self.position_key)
+        except CycleError as error:
+            first = self.nodes[min(error.cycle, key=self.position_key)]
+            raise self.error(f"the graph has a cycle: {error}", first.line, first.column) from None
 
     def tensor_nodes(self) -> list[TensorNode]:
-        nodes = [d["node"] for _, d in self.graph.nodes(data=True) if d["kind"] == "tensor"]
-        return sorted(nodes, key=lambda t: (t.line, t.column))
+        nodes = [node for node in self.nodes.values() if isinstance(node, TensorNode)]
+        return sorted(nodes, key=lambda t: (self.first_appearance(t.id), t.id))
 
     def graph_inputs(self) -> list[str]:
         free = [t for t in self.tensor_nodes() if t.producer is None]
         for tensor in free:
-            if self.graph.out_degree(tensor.id) == 0:
+            if not self.successors.get(tensor.id):
                 raise self.error(f"tensor {tensor.name!r} is connected to nothing", tensor.line, tensor.column)
         if self.meta.inputs is None:
             return [t.id for t in free]
@@ -323,14 +327,14 @@ class _Builder:
         """The inputs are the compiled op's positional parameters and the attrs its keywords: no attr may have an
         input's name."""
         for tensor_id in inputs:
-            tensor = self.graph.nodes[tensor_id]["node"]
+            tensor = self.nodes[tensor_id]
             if tensor.name in self.meta.attrs:
                 raise self.error_at_meta(f"attrs: {tensor.name!r} is also the name of an input tensor; rename one "
                                          "(both are parameters of the compiled op)", "attrs", tensor.name)
 
     def graph_outputs(self) -> list[str]:
         if self.meta.outputs is None:
-            return [t.id for t in self.tensor_nodes() if t.producer is not None and self.graph.out_degree(t.id) == 0]
+            return [t.id for t in self.tensor_nodes() if t.producer is not None and not self.successors.get(t.id)]
         by_name = {t.name: t for t in self.tensor_nodes()}
         for name in self.meta.outputs:
             if name not in by_name:
@@ -348,21 +352,19 @@ class _Builder:
         for name in self.meta.dims:
             if name in self.meta.attrs or name in self.meta.symbols():
                 raise self.error_at_meta(f"dims.{name} is also declared as an attr or an input dim", "dims", name)
-        deps = nx.DiGraph()
+        readers: dict[str, list[str]] = {}  # dim → the dims computed from it
         for name, expr in self.meta.dims.items():
-            deps.add_node(name)
-            for used in names(expr):
+            for used in sorted(names(expr)):
                 if used not in known:
                     raise self.error(f"dims.{name}: unknown name {used!r}{suggest(used, known)}", expr.line,
                                      expr.column)
                 if used in self.meta.dims:
-                    deps.add_edge(used, name)
+                    readers.setdefault(used, []).append(name)
         try:
-            return list(nx.lexicographical_topological_sort(deps, key=list(self.meta.dims).index))
-        except nx.NetworkXUnfeasible:
-            cycle = [u for u, _ in nx.find_cycle(deps)]
-            raise self.error_at_meta(f"dims depend on each other in a cycle: {' → '.join(cycle + [cycle[0]])}",
-                                     "dims", cycle[0]) from None
+            return topological_order(self.meta.dims, readers, key=list(self.meta.dims).index)
+        except CycleError as error:
+            raise self.error_at_meta(f"dims depend on each other in a cycle: {error}", "dims",
+                                     error.cycle[0]) from None
 
     def check_patterns(self, known: set[str]) -> None:
         tensors = {t.name for t in self.tensor_nodes()}

@@ -32,6 +32,7 @@ DOT_SHAPES = {
 }
 DOT_RANKDIR = {"TB": "TB", "TD": "TB", "BT": "BT", "LR": "LR", "RL": "RL"}
 PLAIN_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENTITY_START = re.compile(r"#(?=\w+;)")  # a '#' that Mermaid would read as the start of an entity code (#quot;)
 MERMAID_KEYWORDS = {"end", "graph", "flowchart", "subgraph", "direction", "style", "classDef", "class", "click",
                     "linkStyle", "default", "call", "href", "callback"}
 
@@ -91,11 +92,13 @@ def _front_matter(spec: Spec, diagram: Diagram) -> str:
     return "---\n" + dump(data) + "---\n" if data else ""
 
 
-def _mermaid_text(text: str) -> str:
-    """A node or edge label: bare when it is a plain name, else quoted (Mermaid has no escape for ``"``)."""
+def mermaid_text(text: str) -> str:
+    """A node or edge label: bare when it is a plain name, else quoted, with Mermaid's entity codes for what it
+    would misread: ``"`` as ``#quot;`` (it has no other escape), and a ``#`` that starts an entity code as ``#35;``
+    (``a#quot;b`` stays those seven characters when read back)."""
     if PLAIN_LABEL.fullmatch(text) and text not in MERMAID_KEYWORDS:
         return text
-    return '"' + text.replace('"', "#quot;") + '"'
+    return '"' + ENTITY_START.sub("#35;", text).replace('"', "#quot;") + '"'
 
 
 def mermaid_ids(diagram: Diagram) -> dict[str, str]:
@@ -117,15 +120,15 @@ def mermaid_ids(diagram: Diagram) -> dict[str, str]:
 def _mermaid_node(node: Node, node_id: str) -> str:
     shape = MERMAID_SHAPES.get(node.shape)
     if shape is None:  # a shape only the @{ shape: … } form names
-        return f'{node_id}@{{ shape: {node.shape}, label: {_mermaid_text(node.label)} }}'
+        return f'{node_id}@{{ shape: {node.shape}, label: {mermaid_text(node.label)} }}'
     if node.shape == "rect" and node.label == node_id:
         return node_id
-    return f"{node_id}{shape[0]}{_mermaid_text(node.label)}{shape[1]}"
+    return f"{node_id}{shape[0]}{mermaid_text(node.label)}{shape[1]}"
 
 
 def _mermaid_subgraph(subgraph: Subgraph, children: dict[str | None, list[Subgraph]], ids: dict[str, str],
                       indent: str) -> list[str]:
-    title = f"[{_mermaid_text(subgraph.title)}]" if subgraph.title and subgraph.title != subgraph.id else ""
+    title = f"[{mermaid_text(subgraph.title)}]" if subgraph.title and subgraph.title != subgraph.id else ""
     lines = [f"{indent}subgraph {subgraph.id}{title}"]
     if subgraph.direction:
         lines.append(f"{indent}  direction {subgraph.direction}")
@@ -156,7 +159,7 @@ def to_mermaid(spec: Spec, diagram: Diagram, labels: dict[str, str]) -> str:
         lines += [""] + _mermaid_subgraph(subgraph, children, ids, "  ")
     lines.append("")
     for edge in data_edges(spec, diagram, labels):
-        arrow = f"-->|{_mermaid_text(edge.label)}|" if edge.label else "-->"
+        arrow = f"-->|{mermaid_text(edge.label)}|" if edge.label else "-->"
         lines.append(f"  {ids[edge.source]} {arrow} {ids[edge.target]}")
     return _front_matter(spec, diagram) + "\n".join(lines) + "\n"
 

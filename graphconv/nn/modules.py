@@ -15,13 +15,15 @@ from graphconv.nn import functional as F
 
 class _CompiledAtBuild:
     """Compiles the layer's shipped spec (``spec_name``) when the layer is built, not in its first forward, which
-    torch.compile may be tracing."""
+    torch.compile may be tracing. ``backend``: the one keyword beyond torch's, as :func:`graphconv.compile` takes
+    it (``"inductor"``: the spec's generated code compiled by torch.compile)."""
 
     spec_name: str
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, backend: str = "eager", **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        F.compiled(self.spec_name)
+        self.backend = backend
+        F.compiled(self.spec_name, backend)
 
 
 def _pad_by_mode(layer: torch.nn.modules.conv._ConvNd, input: torch.Tensor) -> torch.Tensor:
@@ -37,8 +39,9 @@ class Conv1d(_CompiledAtBuild, torch.nn.Conv1d):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.padding_mode != "zeros":
             return F.conv1d(_pad_by_mode(self, input), self.weight, self.bias, self.stride, 0, self.dilation,
-                            self.groups)
-        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+                            self.groups, backend=self.backend)
+        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                        backend=self.backend)
 
 
 class Conv2d(_CompiledAtBuild, torch.nn.Conv2d):
@@ -49,8 +52,9 @@ class Conv2d(_CompiledAtBuild, torch.nn.Conv2d):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.padding_mode != "zeros":
             return F.conv2d(_pad_by_mode(self, input), self.weight, self.bias, self.stride, 0, self.dilation,
-                            self.groups)
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+                            self.groups, backend=self.backend)
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                        backend=self.backend)
 
 
 class ConvTranspose2d(_CompiledAtBuild, torch.nn.ConvTranspose2d):
@@ -65,7 +69,7 @@ class ConvTranspose2d(_CompiledAtBuild, torch.nn.ConvTranspose2d):
         output_padding = self._output_padding(input, output_size, self.stride, self.padding, self.kernel_size,
                                               2, self.dilation)
         return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
-                                  self.groups, self.dilation)
+                                  self.groups, self.dilation, backend=self.backend)
 
 
 class Linear(_CompiledAtBuild, torch.nn.Linear):
@@ -74,4 +78,4 @@ class Linear(_CompiledAtBuild, torch.nn.Linear):
     spec_name = "linear"
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.linear(input, self.weight, self.bias)
+        return F.linear(input, self.weight, self.bias, backend=self.backend)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from graphconv.ops.helpers import positive, randn, sum_to
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import op
+from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import broadcast_shapes
 
 
 def _grads(ctx, grad_a, grad_b):
@@ -21,7 +22,7 @@ def _broadcast_samples(make=randn):
     yield (make(3, 1), make(2, 1, 5)), {}
 
 
-@op
+@library_op
 def add(a, b):
     """``a + b``."""
     return a + b
@@ -33,9 +34,10 @@ def _(ctx, grad):
 
 
 add.samples(_broadcast_samples)
+add.shape_rule(broadcast_shapes)
 
 
-@op
+@library_op
 def sub(a, b):
     """``a - b``."""
     return a - b
@@ -47,9 +49,10 @@ def _(ctx, grad):
 
 
 sub.samples(_broadcast_samples)
+sub.shape_rule(broadcast_shapes)
 
 
-@op(save=("a", "b"))
+@library_op(save=("a", "b"))
 def mul(a, b):
     """``a * b``."""
     return a * b
@@ -61,9 +64,10 @@ def _(ctx, grad):
 
 
 mul.samples(_broadcast_samples)
+mul.shape_rule(broadcast_shapes)
 
 
-@op(save=("a", "b"))
+@library_op(save=("a", "b"))
 def div(a, b):
     """``a / b``."""
     return a / b
@@ -74,12 +78,15 @@ def _(ctx, grad):
     return _grads(ctx, lambda: grad / ctx.b, lambda: -grad * ctx.a / (ctx.b * ctx.b))
 
 
+div.shape_rule(broadcast_shapes)
+
+
 @div.samples
 def _():
     yield from _broadcast_samples(positive)
 
 
-@op
+@library_op
 def neg(x):
     """``-x``."""
     return -x
@@ -90,12 +97,17 @@ def _(ctx, grad):
     return (-grad,)
 
 
+@neg.shape_rule
+def _(x):
+    return x
+
+
 @neg.samples
 def _():
     yield (randn(3, 4),), {}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def exp(x):
     """``e ** x``."""
     return torch.exp(x)
@@ -106,12 +118,17 @@ def _(ctx, grad):
     return (grad * ctx.out,)
 
 
+@exp.shape_rule
+def _(x):
+    return x
+
+
 @exp.samples
 def _():
     yield (randn(3, 4),), {}
 
 
-@op(save=("x",))
+@library_op(save=("x",))
 def log(x):
     """Natural logarithm."""
     return torch.log(x)
@@ -122,12 +139,17 @@ def _(ctx, grad):
     return (grad / ctx.x,)
 
 
+@log.shape_rule
+def _(x):
+    return x
+
+
 @log.samples
 def _():
     yield (positive(3, 4),), {}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def sqrt(x):
     """Square root."""
     return torch.sqrt(x)
@@ -138,12 +160,17 @@ def _(ctx, grad):
     return (grad / (2 * ctx.out),)
 
 
+@sqrt.shape_rule
+def _(x):
+    return x
+
+
 @sqrt.samples
 def _():
     yield (positive(3, 4),), {}
 
 
-@op(name="pow", save=("x",))
+@library_op(name="pow", save=("x",))
 def pow_(x, *, exponent):
     """``x ** exponent`` for a number ``exponent``: ``pow(exponent=2)``."""
     return x**exponent
@@ -151,7 +178,14 @@ def pow_(x, *, exponent):
 
 @pow_.vjp
 def _(ctx, grad):
+    if ctx.exponent == 0:  # x ** 0 is constant: a zero gradient, not 0 * x ** -1 (NaN at x = 0)
+        return (torch.zeros_like(grad),)
     return (grad * ctx.exponent * ctx.x ** (ctx.exponent - 1),)
+
+
+@pow_.shape_rule
+def _(x, *, exponent):
+    return x
 
 
 @pow_.samples
@@ -159,9 +193,10 @@ def _():
     yield (randn(3, 4),), {"exponent": 2}
     yield (randn(3, 4),), {"exponent": 3}
     yield (positive(3, 4),), {"exponent": -0.5}
+    yield (randn(3, 4),), {"exponent": 0}
 
 
-@op
+@library_op
 def add_scalar(x, *, value):
     """``x + value`` for a number ``value`` (an attr or a literal): ``add_scalar(value=eps)``."""
     return x + value
@@ -172,12 +207,17 @@ def _(ctx, grad):
     return (grad,)
 
 
+@add_scalar.shape_rule
+def _(x, *, value):
+    return x
+
+
 @add_scalar.samples
 def _():
     yield (randn(3, 4),), {"value": 0.5}
 
 
-@op
+@library_op
 def mul_scalar(x, *, value):
     """``x * value`` for a number ``value``: ``mul_scalar(value=scale)``."""
     return x * value
@@ -188,12 +228,17 @@ def _(ctx, grad):
     return (grad * ctx.value,)
 
 
+@mul_scalar.shape_rule
+def _(x, *, value):
+    return x
+
+
 @mul_scalar.samples
 def _():
     yield (randn(3, 4),), {"value": -2.5}
 
 
-@op
+@library_op
 def full_like(x, *, value):
     """A tensor of ``x``'s shape, dtype and device filled with the constant ``value`` (no gradient flows to x)."""
     return torch.full_like(x, value)
@@ -204,12 +249,17 @@ def _(ctx, grad):
     return (None,)
 
 
+@full_like.shape_rule
+def _(x, *, value):
+    return x
+
+
 @full_like.samples
 def _():
     yield (randn(3, 4),), {"value": 1.5}
 
 
-@op(save=("condition",), index_inputs=("condition",))
+@library_op(save=("condition",), index_inputs=("condition",))
 def where(condition, x, y):
     """``x`` where the boolean ``condition`` holds, else ``y`` (all three broadcast)."""
     return torch.where(condition, x, y)
@@ -221,6 +271,9 @@ def _(ctx, grad):
     grad_x = sum_to(torch.where(ctx.condition, grad, zero), ctx.shapes[1]) if ctx.needs[1] else None
     grad_y = sum_to(torch.where(ctx.condition, zero, grad), ctx.shapes[2]) if ctx.needs[2] else None
     return None, grad_x, grad_y
+
+
+where.shape_rule(broadcast_shapes)
 
 
 @where.samples

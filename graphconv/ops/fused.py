@@ -2,23 +2,42 @@
 
 - ``im2col``: ``unfold → permute(0, 2, 1) → reshape`` as one strided copy of the padded input.
 - ``patch_matmul``: ``[kernel → reshape → transpose →] im2col → matmul [→ reshape → permute]``, the im2col
-  convolution, computed without its patch matrix (kh·kw times the input) and in unfold's layout, where
-  (o, c·kh·kw) @ (c·kh·kw, patches) is one batch item's (o, patches) image — no transposing copy, and the kernel
-  read as it is. A big call runs in chunks (whole images, or bands of output rows of a big one), each gathered
-  by one strided copy into a reused buffer (no page faults on fresh memory) and its gradient scattered back by
-  one strided add per kernel position; a small call runs whole through unfold, bmm and fold. The VJP recomputes
-  the patches from the saved input instead of keeping them. With ``low_memory`` (what ``save="minimal"`` compiles
-  ask for) small calls too keep their patch columns within a budget: a group of images at a time through unfold
-  and fold, or in chunks.
+  convolution, computed without its patch matrix.
 
-Both take the literal composition when the call's shapes are not the ones those paths assume (say, a reshape that
-does not merge batch and patches), so the rewrite never changes a result.
+The math of patch_matmul, first. With ``cols = im2col(X)`` — (b·patches, c·kh·kw), one row per output position —
+and ``W`` the (c·kh·kw, o) weight matrix::
+
+    Y  = cols · W
+    dX = col2im(dY · Wᵀ)      (col2im, the adjoint of im2col, sums each patch's gradient back where it was read)
+    dW = colsᵀ · dY
+
+In unfold's layout — per image, the patch columns (c·kh·kw, patches) and the output image (o, patches) — the same
+three lines read ``Y = Wᵀ·cols``, ``dX = col2im(W·dY)``, ``dWᵀ = dY·colsᵀ``, where ``Wᵀ`` is the (o, c·kh·kw)
+kernel as it is: no transposing copy of anything. Every path below computes exactly these three lines, and the
+VJPs recompute ``cols`` from the saved input instead of keeping the patch matrix (kh·kw times the input).
+
+The execution paths, each a small unit with its forward and VJP:
+
+- **literal** — im2col, matmul, then the reshape and permute, as the spec wrote them. Any layout; the reference the
+  fast paths are tested against, and what runs when a call's shapes are not the ones they assume (a reshape that
+  does not merge batch and patches), so the rewrite never changes a result.
+- **whole** — unfold's layout for the whole batch: unfold, one batched matmul, fold. Small calls; out-of-place, so
+  it is what a differentiable backward (double backward) and functorch transforms run.
+- **grouped** — the whole path a group of images at a time, written in place: small calls with ``low_memory``.
+- **chunked** — bands of output rows (whole images, or rows of a big one), each gathered by one strided copy into a
+  reused buffer (no page faults on fresh memory), its gradient scattered back by one strided add per kernel
+  position: big calls, and ``low_memory`` calls.
+
+``low_memory`` (what ``save="minimal"`` compiles ask for) keeps every call's patch columns within a budget.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from graphconv.ops.helpers import col2im, may_write_in_place, randn
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import op
+from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import ShapeRuleError, matmul_shape, ntuple, permuted, reshaped, window_counts
 
 WHOLE_BYTES = 256 * 1024  # patch_matmul goes in chunks when the patch matrix is bigger than this
 CHUNK_BYTES_MIN = 1024 * 1024  # a chunk's patch columns: several small images together (a good GEMM) …
@@ -71,6 +90,10 @@ def _col2im(grad_cols, g: Windows):
     return col2im(columns, (g.h, g.w), *g.unfold_args())
 
 
+def _unfold(input, g: Windows):
+    return torch.nn.functional.unfold(input, *g.unfold_args())
+
+
 # --- im2col ---------------------------------------------------------------------------------------------------
 
 
@@ -80,7 +103,7 @@ def _im2col(input, kernel_size, dilation, padding, stride, shape):
     return cols if shape is None else cols.reshape(shape)
 
 
-@op
+@library_op(cheap=True)
 def im2col(input, *, kernel_size, dilation=1, padding=0, stride=1, shape=None):
     """``unfold(input).permute(0, 2, 1)`` — (b, patches, c·kh·kw) — reshaped to ``shape`` if given, as one copy."""
     return _im2col(input, kernel_size, dilation, padding, stride, shape)
@@ -92,6 +115,17 @@ def _(ctx, grad):
     return (_col2im(grad, g),)
 
 
+@im2col.shape_rule
+def _im2col_shape(input, *, kernel_size, dilation=1, padding=0, stride=1, shape=None):
+    if len(input) != 4:
+        raise ShapeRuleError(f"im2col takes a (b, c, h, w) tensor, got {len(input)} dims")
+    b, c, h, w = input
+    rows, columns = window_counts((h, w), kernel_size, dilation, padding, stride, "im2col")
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    cols = (b, rows * columns, c * kh * kw)
+    return cols if shape is None else reshaped(cols, shape)
+
+
 @im2col.samples
 def _():
     yield (randn(2, 3, 5, 4),), {"kernel_size": (3, 2)}
@@ -99,23 +133,125 @@ def _():
     yield (randn(1, 3, 6, 6),), {"kernel_size": 2, "padding": (1, 0), "stride": (2, 1), "shape": (-1, 12)}
 
 
-# --- patch_matmul ---------------------------------------------------------------------------------------------
+# --- patch_matmul: the op ---------------------------------------------------------------------------------------
 
 
-class _Plan:
-    """How one patch_matmul call runs: its windows and output channels, whether it returns the (b, o, o_h, o_w)
-    image (else the (b·patches, o) rows), and its path — in chunks of at most ``chunk_bytes`` of patch columns, or
-    (``chunk_bytes`` None) through unfold and a batched matmul: the whole batch at once (``images`` None), or in
-    groups of ``images`` images written in place."""
+class PatchMatmulAttrs:
+    """patch_matmul's attributes, by name. (A plain class rather than a dataclass: ``graphconv export`` copies it
+    into a standalone module, where a dataclass's string annotations need the module registered in sys.modules.)"""
 
-    def __init__(self, g: Windows, out_channels: int, channels_first: bool, *, chunk_bytes: int | None = None,
-                 images: int | None = None) -> None:
-        self.g, self.out_channels, self.channels_first = g, out_channels, channels_first
-        self.chunk_bytes, self.images = chunk_bytes, images
+    __slots__ = ("kernel_size", "dilation", "padding", "stride", "shape", "weight_shape", "out_shape", "out_dims",
+                 "low_memory")
 
-    @property
-    def chunked(self) -> bool:
-        return self.chunk_bytes is not None
+    def __init__(self, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None,
+                 out_shape=None, out_dims=None, low_memory=False) -> None:
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+        self.shape, self.weight_shape, self.out_shape, self.out_dims = shape, weight_shape, out_shape, out_dims
+        self.low_memory = low_memory
+
+    @staticmethod
+    def of(ctx) -> "PatchMatmulAttrs":
+        """The attributes a VJP context holds."""
+        return PatchMatmulAttrs(**{name: ctx.attrs[name] for name in PatchMatmulAttrs.__slots__ if name in ctx.attrs})
+
+    def windows(self, input_shape) -> Windows:
+        return Windows(input_shape, self.kernel_size, self.dilation, self.padding, self.stride)
+
+
+@library_op(save=("input", "weight"), lower_precision=True)
+def patch_matmul(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None,
+                 out_shape=None, out_dims=None, low_memory=False):
+    """``im2col(input, shape=shape) @ W``, then ``.reshape(out_shape).permute(out_dims)`` if given — an im2col
+    convolution computed without the whole patch matrix (in chunks of output rows, or in unfold's layout).
+    ``W`` is ``weight``, or ``weight.reshape(weight_shape).t()`` when ``weight_shape`` is given (a kernel).
+    ``low_memory``: memory before speed — small calls too go a few images, or rows, at a time (``save="minimal"``
+    compiles set it)."""
+    attrs = PatchMatmulAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride, shape=shape,
+                             weight_shape=weight_shape, out_shape=out_shape, out_dims=out_dims, low_memory=low_memory)
+    path = choose_path(input.shape, weight.shape, input.element_size(), attrs)
+    if path is None:
+        return literal_forward(input, weight, attrs)
+    return path.forward(input, _kernel(weight, path.g))
+
+
+@patch_matmul.vjp
+def _(ctx, grad):
+    attrs = PatchMatmulAttrs.of(ctx)
+    path = choose_path(ctx.shapes[0], ctx.shapes[1], ctx.input.element_size(), attrs)
+    if path is None:
+        return literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
+    grad_input, grad_kernel = path.vjp(ctx.input, _kernel(ctx.weight, path.g), grad, ctx.needs)
+    return grad_input, (_as_weight_grad(grad_kernel, ctx.weight) if grad_kernel is not None else None)
+
+
+@patch_matmul.shape_rule
+def _(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None, out_shape=None,
+      out_dims=None, low_memory=False):
+    """The literal composition's shapes (every path computes the same result)."""
+    cols = _im2col_shape(input, kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride,
+                         shape=shape)
+    matrix = weight if weight_shape is None else permuted(reshaped(weight, weight_shape), (1, 0))
+    out = matmul_shape(cols, matrix)
+    return out if out_shape is None else permuted(reshaped(out, out_shape), out_dims)
+
+
+@patch_matmul.samples
+def _():
+    conv = {"kernel_size": 3, "padding": 1, "shape": (2 * 25, 27)}
+    image = {"out_shape": (2, 5, 5, 4), "out_dims": (0, 3, 1, 2)}
+    yield (randn(2, 3, 5, 5), randn(27, 4)), conv
+    yield (randn(2, 3, 5, 5), randn(27, 4)), {**conv, **image}
+    yield (randn(2, 3, 5, 5), randn(4, 3, 3, 3)), {**conv, **image, "weight_shape": (4, 27)}
+    yield (randn(2, 3, 5, 5), randn(4, 3, 3, 3)), {**conv, **image, "weight_shape": (4, 27), "low_memory": True}
+    yield (randn(2, 2, 7, 6), randn(2 * 3 * 2, 3)), {"kernel_size": (3, 2), "dilation": (1, 2), "padding": (2, 1),
+                                                     "stride": (2, 3)}
+    yield (randn(1, 2, 4, 4), randn(8, 2)), {"kernel_size": 2, "shape": (-1, 8), "out_shape": (1, 3, 3, 2),
+                                             "out_dims": (0, 3, 1, 2)}
+    yield (randn(1, 2, 4, 4), randn(4, 3)), {"kernel_size": 2, "shape": (18, 4)}  # not the usual layout: literal
+    yield (randn(2, 2, 4, 4), randn(8, 3)), {"kernel_size": 2, "shape": (18, 8), "out_shape": (2, 9, 3),
+                                             "out_dims": (0, 2, 1)}  # literal through the tail
+    yield (randn(2, 2, 4, 4), randn(2, 3, 2, 2)), {"kernel_size": 2, "shape": (18, 8), "weight_shape": (3, 8)}
+
+
+# --- choosing a path ----------------------------------------------------------------------------------------------
+
+
+def choose_path(input_shape, weight_shape, itemsize: int, attrs: PatchMatmulAttrs) -> Any:
+    """The path a call takes, when it is an im2col convolution in the usual layout: a :class:`WholePath`,
+    :class:`GroupedPath` or :class:`ChunkedPath`; None for the literal composition (other layouts, and small calls
+    that return rows). A big call goes in chunks, a small one whole. With ``low_memory``, every call keeps its patch
+    columns within the low-memory budget: in groups of whole images, or in chunks. Where those paths cannot write in
+    place (a differentiable backward, a functorch transform), only the whole path will do."""
+    if len(input_shape) != 4 or attrs.shape is None or 0 in input_shape or 0 in weight_shape:
+        return None  # (empty tensors too: the literal composition handles them)
+    g = attrs.windows(input_shape)
+    o = _out_channels(weight_shape, attrs.weight_shape, g)
+    rows = g.b * g.patches
+    if o is None or _resolve(attrs.shape, rows * g.patch_size) != (rows, g.patch_size):
+        return None
+    channels_first = attrs.out_shape is not None
+    if channels_first and not _is_channels_first_image(attrs, g, o):
+        return None
+    whole = WholePath(g, o) if channels_first else None
+    if not may_write_in_place():
+        return whole
+    image = g.patches * g.patch_size * itemsize
+    if attrs.low_memory:
+        budget = _low_memory_budget(g, o, itemsize)
+        if channels_first and image <= budget:
+            return GroupedPath(g, o, min(g.b, budget // image))
+        return ChunkedPath(g, o, channels_first, budget)
+    if g.b * image > WHOLE_BYTES:
+        return ChunkedPath(g, o, channels_first, min(CHUNK_BYTES_MAX, max(CHUNK_BYTES_MIN, image)))
+    return whole
+
+
+def _is_channels_first_image(attrs: PatchMatmulAttrs, g: Windows, out_channels: int) -> bool:
+    """Whether the tail's reshape and permute turn the output rows into the (b, o, o_h, o_w) image."""
+    out_dims = attrs.out_dims
+    dims = tuple(d % 4 for d in out_dims) if out_dims is not None and len(out_dims) == 4 else None
+    rows = g.b * g.patches
+    return _resolve(attrs.out_shape, rows * out_channels) == (g.b, g.oh, g.ow, out_channels) and dims == CHANNELS_FIRST
 
 
 def _resolve(shape, numel):
@@ -129,39 +265,6 @@ def _resolve(shape, numel):
             return None
         shape = tuple(numel // known if size == -1 else size for size in shape)
     return shape
-
-
-def _plan(input_shape, weight_shape, itemsize, attrs, low_memory=False) -> _Plan | None:
-    """How to run the call, when it is an im2col convolution in the usual layout; None: the literal composition
-    (other layouts, and small calls that return rows). A big call goes in chunks, a small one whole through unfold
-    (for an image output). With ``low_memory``, every call keeps its patch columns within the low-memory budget: in
-    groups of whole images through unfold, or in chunks. Where those paths cannot write in place, only the whole
-    path will do."""
-    kernel_size, dilation, padding, stride, shape, weight_shape_attr, out_shape, out_dims = attrs
-    if len(input_shape) != 4 or shape is None or 0 in input_shape or 0 in weight_shape:
-        return None  # (empty tensors too: the literal composition handles them)
-    g = Windows(input_shape, kernel_size, dilation, padding, stride)
-    o = _out_channels(weight_shape, weight_shape_attr, g)
-    rows = g.b * g.patches
-    if o is None or _resolve(shape, rows * g.patch_size) != (rows, g.patch_size):
-        return None
-    channels_first = out_shape is not None
-    if channels_first:
-        dims = tuple(d % 4 for d in out_dims) if out_dims is not None and len(out_dims) == 4 else None
-        if _resolve(out_shape, rows * o) != (g.b, g.oh, g.ow, o) or dims != CHANNELS_FIRST:
-            return None
-    whole = _Plan(g, o, True) if channels_first else None
-    if not may_write_in_place():  # the chunked and grouped paths write in place
-        return whole
-    image = g.patches * g.patch_size * itemsize
-    if low_memory:
-        budget = _low_memory_budget(g, o, itemsize)
-        if channels_first and image <= budget:
-            return _Plan(g, o, True, images=min(g.b, budget // image))
-        return _Plan(g, o, channels_first, chunk_bytes=budget)
-    if g.b * image > WHOLE_BYTES:
-        return _Plan(g, o, channels_first, chunk_bytes=min(CHUNK_BYTES_MAX, max(CHUNK_BYTES_MIN, image)))
-    return whole
 
 
 def _low_memory_budget(g: Windows, out_channels: int, itemsize: int) -> int:
@@ -198,131 +301,67 @@ def _as_weight_grad(grad_kernel, weight):
     return grad if weight.stride(0) == 1 and weight.shape[1] > 1 else grad.contiguous()
 
 
-@op(save=("input", "weight"))
-def patch_matmul(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None,
-                 out_shape=None, out_dims=None, low_memory=False):
-    """``im2col(input, shape=shape) @ W``, then ``.reshape(out_shape).permute(out_dims)`` if given — an im2col
-    convolution computed without the whole patch matrix (in chunks of output rows, or in unfold's layout).
-    ``W`` is ``weight``, or ``weight.reshape(weight_shape).t()`` when ``weight_shape`` is given (a kernel).
-    ``low_memory``: memory before speed — small calls too go a few images, or rows, at a time (``save="minimal"``
-    compiles set it)."""
-    attrs = (kernel_size, dilation, padding, stride, shape, weight_shape, out_shape, out_dims)
-    plan = _plan(input.shape, weight.shape, input.element_size(), attrs, low_memory)
-    if plan is None:
-        return _patch_matmul_literal(input, weight, attrs)
-    kernel = _kernel(weight, plan.g)
-    if plan.chunked:
-        return _patch_matmul_chunked(input, kernel, plan)
-    return _patch_matmul_unfolded(input, kernel, plan)
+# --- the literal path: the reference ----------------------------------------------------------------------------
 
 
-@patch_matmul.vjp
-def _(ctx, grad):
-    attrs = (ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride, ctx.shape, ctx.weight_shape, ctx.out_shape,
-             ctx.out_dims)
-    plan = _plan(ctx.shapes[0], ctx.shapes[1], ctx.input.element_size(), attrs, ctx.low_memory)
-    if plan is None:
-        return _patch_matmul_literal_vjp(ctx, grad, attrs)
-    kernel = _kernel(ctx.weight, plan.g)
-    if plan.chunked:
-        grad_input, grad_kernel = _patch_matmul_chunked_vjp(ctx.input, kernel, grad, plan, ctx.needs)
-    else:
-        grad_input, grad_kernel = _patch_matmul_unfolded_vjp(ctx.input, kernel, grad, plan, ctx.needs)
-    return grad_input, (_as_weight_grad(grad_kernel, ctx.weight) if grad_kernel is not None else None)
+def _weight_matrix(weight, attrs: PatchMatmulAttrs):
+    """W, (c·kh·kw, o): the weight, or the transpose of the kernel's reshape."""
+    return weight if attrs.weight_shape is None else weight.reshape(attrs.weight_shape).permute(1, 0)
 
 
-@patch_matmul.samples
-def _():
-    conv = {"kernel_size": 3, "padding": 1, "shape": (2 * 25, 27)}
-    image = {"out_shape": (2, 5, 5, 4), "out_dims": (0, 3, 1, 2)}
-    yield (randn(2, 3, 5, 5), randn(27, 4)), conv
-    yield (randn(2, 3, 5, 5), randn(27, 4)), {**conv, **image}
-    yield (randn(2, 3, 5, 5), randn(4, 3, 3, 3)), {**conv, **image, "weight_shape": (4, 27)}
-    yield (randn(2, 3, 5, 5), randn(4, 3, 3, 3)), {**conv, **image, "weight_shape": (4, 27), "low_memory": True}
-    yield (randn(2, 2, 7, 6), randn(2 * 3 * 2, 3)), {"kernel_size": (3, 2), "dilation": (1, 2), "padding": (2, 1),
-                                                     "stride": (2, 3)}
-    yield (randn(1, 2, 4, 4), randn(8, 2)), {"kernel_size": 2, "shape": (-1, 8), "out_shape": (1, 3, 3, 2),
-                                             "out_dims": (0, 3, 1, 2)}
-    yield (randn(1, 2, 4, 4), randn(4, 3)), {"kernel_size": 2, "shape": (18, 4)}  # not the usual layout: literal
-    yield (randn(2, 2, 4, 4), randn(8, 3)), {"kernel_size": 2, "shape": (18, 8), "out_shape": (2, 9, 3),
-                                             "out_dims": (0, 2, 1)}  # literal through the tail
-    yield (randn(2, 2, 4, 4), randn(2, 3, 2, 2)), {"kernel_size": 2, "shape": (18, 8), "weight_shape": (3, 8)}
+def literal_forward(input, weight, attrs: PatchMatmulAttrs):
+    """``Y = cols · W`` as the spec wrote it: im2col, matmul, then the reshape and permute if any."""
+    cols = _im2col(input, attrs.kernel_size, attrs.dilation, attrs.padding, attrs.stride, attrs.shape)
+    out = cols.matmul(_weight_matrix(weight, attrs))
+    return out if attrs.out_shape is None else out.reshape(attrs.out_shape).permute(attrs.out_dims)
 
 
-# the literal composition: any layout
-
-
-def _patch_matmul_literal(input, weight, attrs):
-    """im2col, matmul (by the weight, or the transpose of its reshape), then the reshape and permute if any."""
-    kernel_size, dilation, padding, stride, shape, weight_shape, out_shape, out_dims = attrs
-    matrix = weight if weight_shape is None else weight.reshape(weight_shape).permute(1, 0)
-    out = _im2col(input, kernel_size, dilation, padding, stride, shape).matmul(matrix)
-    return out if out_shape is None else out.reshape(out_shape).permute(out_dims)
-
-
-def _patch_matmul_literal_vjp(ctx, grad, attrs):
-    kernel_size, dilation, padding, stride, shape, weight_shape, out_shape, out_dims = attrs
-    input, weight = ctx.input, ctx.weight
-    matrix = weight if weight_shape is None else weight.reshape(weight_shape).permute(1, 0)
-    cols = _im2col(input, kernel_size, dilation, padding, stride, shape)
+def literal_vjp(input, weight, grad, attrs: PatchMatmulAttrs, needs) -> tuple:
+    """``dX = col2im(dY · Wᵀ)``, ``dW = colsᵀ · dY``, with dY brought back to the rows' layout first."""
+    matrix = _weight_matrix(weight, attrs)
+    cols = _im2col(input, attrs.kernel_size, attrs.dilation, attrs.padding, attrs.stride, attrs.shape)
     cols = cols.reshape(-1, cols.shape[-1])
-    if out_shape is not None:
-        grad = grad.permute(_argsort([d % len(out_dims) for d in out_dims]))
+    if attrs.out_shape is not None:
+        grad = grad.permute(_argsort([d % len(attrs.out_dims) for d in attrs.out_dims]))
     grad = grad.reshape(cols.shape[0], matrix.shape[1])
-    grad_input = grad_weight = None
-    if ctx.needs[0]:
-        g = Windows(ctx.shapes[0], kernel_size, dilation, padding, stride)
-        grad_input = _col2im(grad.mm(matrix.t()), g)
-    if ctx.needs[1]:
+    grad_input = _col2im(grad.mm(matrix.t()), attrs.windows(input.shape)) if needs[0] else None
+    grad_weight = None
+    if needs[1]:
         grad_matrix = cols.t().mm(grad)
-        grad_weight = grad_matrix if weight_shape is None else grad_matrix.permute(1, 0).reshape(weight.shape)
+        grad_weight = grad_matrix if attrs.weight_shape is None else grad_matrix.permute(1, 0).reshape(weight.shape)
     return grad_input, grad_weight
 
 
-# in unfold's layout: (o, c·kh·kw) @ (b, c·kh·kw, patches) is the (b, o, patches) image, no transposing copy
-# (bmm of the expanded kernel: torch.matmul's broadcasting costs more than these small products); whole, or a
-# group of images at a time
+# --- the whole path: unfold's layout, the whole batch at once -------------------------------------------------------
 
 
-def _unfold(input, g: Windows):
-    return torch.nn.functional.unfold(input, *g.unfold_args())
+class WholePath:
+    """``Y = Wᵀ·cols`` per image as one bmm of the expanded kernel matrix (torch.matmul's broadcasting costs more
+    than these small products), the (b, o, patches) result already the image; the VJP in differentiable
+    out-of-place ops (double backward, vmap)."""
 
+    def __init__(self, g: Windows, out_channels: int) -> None:
+        self.g, self.out_channels = g, out_channels
 
-def _patch_matmul_unfolded(input, kernel, plan: _Plan):
-    g, matrix = plan.g, kernel.reshape(plan.out_channels, -1)
-    if plan.images is None:
+    def forward(self, input, kernel):
+        g = self.g
+        matrix = kernel.reshape(self.out_channels, -1)
         return matrix.expand(g.b, -1, -1).bmm(_unfold(input, g)).view(g.b, -1, g.oh, g.ow)
-    out = input.new_empty(g.b, plan.out_channels, g.oh, g.ow)
-    for group in _groups(plan):
-        image = out[group].view(-1, plan.out_channels, g.patches)
-        torch.bmm(matrix.expand(image.shape[0], -1, -1), _unfold(input[group], g), out=image)
-    return out
 
-
-def _patch_matmul_unfolded_vjp(input, kernel, grad, plan: _Plan, needs):
-    """Whole, in differentiable out-of-place ops (double backward, vmap); or group by group in place: the kernel's
-    gradient summed as it goes, each group's input gradient folded into its place."""
-    g, matrix = plan.g, kernel.reshape(plan.out_channels, -1)
-    if plan.images is None:
+    def vjp(self, input, kernel, grad, needs) -> tuple:
+        g = self.g
+        matrix = kernel.reshape(self.out_channels, -1)
         columns = grad.reshape(g.b, -1, g.patches)
         grad_kernel = _kernel_grad(columns, _unfold(input, g)).view(kernel.shape) if needs[1] else None
         grad_input = (torch.nn.functional.fold(_patch_grads(matrix, columns), (g.h, g.w), *g.unfold_args())
                       if needs[0] else None)  # F.fold: 10 µs faster than col2im here (its storage is small)
         return grad_input, grad_kernel
-    grad_input = input.new_empty(input.shape) if needs[0] else None
-    grad_matrix = input.new_zeros(matrix.shape) if needs[1] else None
-    for group in _groups(plan):
-        columns = grad[group].reshape(-1, plan.out_channels, g.patches)
-        if grad_matrix is not None:
-            grad_matrix.addbmm_(columns, _unfold(input[group], g).transpose(1, 2))
-        if grad_input is not None:
-            col2im(_patch_grads(matrix, columns), (g.h, g.w), *g.unfold_args(), out=grad_input[group])
-    return grad_input, (grad_matrix.view(kernel.shape) if grad_matrix is not None else None)
 
 
 def _kernel_grad(columns, patches):
-    """Σ over images of (o, patches) @ (patches, c·kh·kw). bmm then sum is fastest for small products but makes a
-    kernel-sized product per image: where those would outgrow the patches (o > patches), addbmm sums as it goes."""
+    """``dWᵀ = Σ over images of dY·colsᵀ``, (o, patches) @ (patches, c·kh·kw). bmm then sum is fastest for small
+    products but makes a kernel-sized product per image: where those would outgrow the patches (o > patches),
+    addbmm sums as it goes."""
     if columns.shape[1] <= columns.shape[2]:
         return columns.bmm(patches.transpose(1, 2)).sum(0)
     zero = columns.new_zeros(()).expand(columns.shape[1], patches.shape[1])
@@ -330,64 +369,105 @@ def _kernel_grad(columns, patches):
 
 
 def _patch_grads(matrix, columns):
-    """The (n, c·kh·kw, patches) patch gradients of (n, o, patches) output-gradient columns."""
+    """``W·dY``: the (n, c·kh·kw, patches) patch gradients of (n, o, patches) output-gradient columns."""
     return matrix.t().expand(columns.shape[0], -1, -1).bmm(columns)
 
 
-def _groups(plan: _Plan):
-    """Slices of the batch, ``plan.images`` images each."""
-    return [slice(b0, b0 + plan.images) for b0 in range(0, plan.g.b, plan.images)]
+# --- the grouped path: the whole path a group of images at a time, in place ---------------------------------------
 
 
-# in chunks of output rows, in unfold's layout: per chunk, (o, c·kh·kw) @ (c·kh·kw, rows) — the kernel as it is
+class GroupedPath:
+    """The whole path over ``images`` images at a time, each group's output written into its place, the kernel's
+    gradient summed as it goes and each group's input gradient folded into its place (low memory)."""
+
+    def __init__(self, g: Windows, out_channels: int, images: int) -> None:
+        self.g, self.out_channels, self.images = g, out_channels, images
+
+    def groups(self) -> list:
+        """Slices of the batch, ``images`` images each."""
+        return [slice(b0, b0 + self.images) for b0 in range(0, self.g.b, self.images)]
+
+    def forward(self, input, kernel):
+        g, o = self.g, self.out_channels
+        matrix = kernel.reshape(o, -1)
+        out = input.new_empty(g.b, o, g.oh, g.ow)
+        for group in self.groups():
+            image = out[group].view(-1, o, g.patches)
+            torch.bmm(matrix.expand(image.shape[0], -1, -1), _unfold(input[group], g), out=image)
+        return out
+
+    def vjp(self, input, kernel, grad, needs) -> tuple:
+        g, o = self.g, self.out_channels
+        matrix = kernel.reshape(o, -1)
+        grad_input = input.new_empty(input.shape) if needs[0] else None
+        grad_matrix = input.new_zeros(matrix.shape) if needs[1] else None
+        for group in self.groups():
+            columns = grad[group].reshape(-1, o, g.patches)
+            if grad_matrix is not None:
+                grad_matrix.addbmm_(columns, _unfold(input[group], g).transpose(1, 2))
+            if grad_input is not None:
+                col2im(_patch_grads(matrix, columns), (g.h, g.w), *g.unfold_args(), out=grad_input[group])
+        return grad_input, (grad_matrix.view(kernel.shape) if grad_matrix is not None else None)
 
 
-def _patch_matmul_chunked(input, kernel, plan: _Plan):
-    g, o = plan.g, plan.out_channels
-    chunks = _chunks(g, input.element_size(), plan.chunk_bytes)
-    space = _Workspace(g, o, chunks, input)
-    matrix = kernel.reshape(o, g.patch_size)
-    out = input.new_empty(g.b, o, g.oh, g.ow) if plan.channels_first else input.new_empty(g.b * g.patches, o)
-    for chunk in chunks:
-        cols = space.gather(input, chunk)
-        image = space.image(out, chunk) if plan.channels_first else None
-        if image is not None:  # one whole image: straight into the output
-            torch.mm(matrix, cols, out=image)
-        else:
-            space.write(torch.mm(matrix, cols, out=space.tile(chunk)), out, chunk, plan.channels_first)
-    return out
+# --- the chunked path: bands of output rows, in unfold's layout -----------------------------------------------------
 
 
-def _patch_matmul_chunked_vjp(input, kernel, grad, plan: _Plan, needs):
-    """The kernel's gradient is summed transposed, (c·kh·kw, o), when a chunk has at least o columns: MKL runs that
-    product 10–35% faster, and the turned copy made at the end fits in the chunk buffers freed by then."""
-    g, o = plan.g, plan.out_channels
-    chunks = _chunks(g, input.element_size(), plan.chunk_bytes)
-    transposed = max(_columns(chunk) for chunk in chunks) * g.ow >= o
-    grad_input, grad_matrix = _chunked_gradients(input, kernel, grad, plan, chunks, needs, transposed)
-    if grad_matrix is None:
-        return grad_input, None
-    return grad_input, (grad_matrix.t().contiguous() if transposed else grad_matrix).view(kernel.shape)
+class ChunkedPath:
+    """Per chunk of output rows, ``(o, c·kh·kw) @ (c·kh·kw, rows)`` — the kernel as it is — its patch columns
+    gathered into a reused buffer; output (b, o, o_h, o_w) when ``channels_first``, else the (b·patches, o) rows."""
 
+    def __init__(self, g: Windows, out_channels: int, channels_first: bool, chunk_bytes: int) -> None:
+        self.g, self.out_channels, self.channels_first = g, out_channels, channels_first
+        self.chunk_bytes = chunk_bytes
 
-def _chunked_gradients(input, kernel, grad, plan: _Plan, chunks, needs, transposed: bool):
-    """Chunk by chunk: the output gradient's columns, the recomputed patch columns, their products."""
-    g, o = plan.g, plan.out_channels
-    space = _Workspace(g, o, chunks, input)
-    matrix = kernel.reshape(o, g.patch_size)
-    grad_input = input.new_zeros(input.shape) if needs[0] else None
-    grad_matrix = input.new_zeros((g.patch_size, o) if transposed else (o, g.patch_size)) if needs[1] else None
-    for chunk in chunks:
-        columns = space.read(grad, chunk, plan.channels_first)
-        if grad_matrix is not None:
+    def chunks(self, itemsize: int) -> list:
+        return _chunks(self.g, itemsize, self.chunk_bytes)
+
+    def forward(self, input, kernel):
+        g, o = self.g, self.out_channels
+        chunks = self.chunks(input.element_size())
+        space = _Workspace(g, o, chunks, input)
+        matrix = kernel.reshape(o, g.patch_size)
+        out = input.new_empty(g.b, o, g.oh, g.ow) if self.channels_first else input.new_empty(g.b * g.patches, o)
+        for chunk in chunks:
             cols = space.gather(input, chunk)
-            if transposed:
-                grad_matrix.addmm_(cols, columns.t())
+            image = space.image(out, chunk) if self.channels_first else None
+            if image is not None:  # one whole image: straight into the output
+                torch.mm(matrix, cols, out=image)
             else:
-                grad_matrix.addmm_(columns, cols.t())
-        if grad_input is not None:
-            space.scatter_add(torch.mm(matrix.t(), columns, out=space.patch_grads(chunk)), grad_input, chunk)
-    return grad_input, grad_matrix
+                space.write(torch.mm(matrix, cols, out=space.tile(chunk)), out, chunk, self.channels_first)
+        return out
+
+    def vjp(self, input, kernel, grad, needs) -> tuple:
+        """The kernel's gradient is summed transposed, (c·kh·kw, o), when a chunk has at least o columns: MKL runs
+        that product 10–35% faster, and the turned copy made at the end fits in the chunk buffers freed by then."""
+        g, o = self.g, self.out_channels
+        chunks = self.chunks(input.element_size())
+        transposed = max(_columns(chunk) for chunk in chunks) * g.ow >= o
+        grad_input, grad_matrix = self._gradients(input, kernel, grad, chunks, needs, transposed)
+        if grad_matrix is None:
+            return grad_input, None
+        return grad_input, (grad_matrix.t().contiguous() if transposed else grad_matrix).view(kernel.shape)
+
+    def _gradients(self, input, kernel, grad, chunks, needs, transposed: bool) -> tuple:
+        """Chunk by chunk: the output gradient's columns, the recomputed patch columns, their products."""
+        g, o = self.g, self.out_channels
+        space = _Workspace(g, o, chunks, input)
+        matrix = kernel.reshape(o, g.patch_size)
+        grad_input = input.new_zeros(input.shape) if needs[0] else None
+        grad_matrix = input.new_zeros((g.patch_size, o) if transposed else (o, g.patch_size)) if needs[1] else None
+        for chunk in chunks:
+            columns = space.read(grad, chunk, self.channels_first)
+            if grad_matrix is not None:
+                cols = space.gather(input, chunk)
+                if transposed:
+                    grad_matrix.addmm_(cols, columns.t())
+                else:
+                    grad_matrix.addmm_(columns, cols.t())
+            if grad_input is not None:
+                space.scatter_add(torch.mm(matrix.t(), columns, out=space.patch_grads(chunk)), grad_input, chunk)
+        return grad_input, grad_matrix
 
 
 def _chunks(g: Windows, itemsize: int, budget: int):

@@ -30,8 +30,11 @@ def kept_shape(shape: Sequence[int], dim: Any) -> tuple[int, ...]:
 
 def may_write_in_place() -> bool:
     """Whether an op may write into buffers it made (out=, copy_, addmm_): not while autograd records (a
-    differentiable backward), nor under a functorch transform (vmap has no batching rule for out= ops)."""
-    return not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
+    differentiable backward), nor under a functorch transform (vmap has no batching rule for out= ops), nor while
+    torch.compile or torch.export traces (the graph would keep out= ops that fail when run with grad, and unroll
+    every chunk loop; out of place, inductor plans the buffers itself)."""
+    return (not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
+            and not torch.compiler.is_compiling())
 
 
 def col2im(columns: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0, stride: Any = 1,

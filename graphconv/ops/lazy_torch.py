@@ -13,9 +13,12 @@ from typing import Any
 class _Torch:
     def __getattr__(self, name: str) -> Any:
         """Called for names not fetched yet: each is kept, so later reads cost a plain attribute lookup. torch is
-        taken from sys.modules when imported (always, when torch.compile traces: it cannot trace import_module)."""
-        value = getattr(sys.modules.get("torch") or importlib.import_module("torch"), name)
-        setattr(self, name, value)
+        taken from sys.modules when imported (always, when torch.compile traces: it cannot trace import_module). While
+        torch.compile traces, nothing is kept: dynamo would replay the write through this very method, endlessly."""
+        real = sys.modules.get("torch") or importlib.import_module("torch")
+        value = getattr(real, name)
+        if not real.compiler.is_compiling():
+            setattr(self, name, value)
         return value
 
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from graphconv.ops.helpers import randn, sum_to
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import op
+from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import ShapeRuleError, equal, matmul_shape, require
 
 
-@op(save=("a", "b"))
+@library_op(save=("a", "b"), lower_precision=True)
 def matmul(a, b):
     """Matrix product ``a @ b`` (batched and broadcasting like torch.matmul)."""
     return torch.matmul(a, b)
@@ -29,6 +30,9 @@ def _(ctx, grad):
     return grad_a, grad_b
 
 
+matmul.shape_rule(matmul_shape)
+
+
 @matmul.samples
 def _():
     yield (randn(3, 4), randn(4, 5)), {}
@@ -39,7 +43,7 @@ def _():
     yield (randn(4), randn(4)), {}
 
 
-@op(save=("a", "b"))
+@library_op(save=("a", "b"), lower_precision=True)
 def bmm(a, b):
     """Batched matrix product of (n, i, k) and (n, k, j) tensors, no broadcasting (torch.bmm)."""
     return torch.bmm(a, b)
@@ -50,6 +54,15 @@ def _(ctx, grad):
     grad_a = torch.bmm(grad, ctx.b.mT) if ctx.needs[0] else None
     grad_b = torch.bmm(ctx.a.mT, grad) if ctx.needs[1] else None
     return grad_a, grad_b
+
+
+@bmm.shape_rule
+def _(a, b):
+    if len(a) != 3 or len(b) != 3:
+        raise ShapeRuleError(f"bmm takes two 3-dim tensors, got {len(a)} and {len(b)} dims")
+    require(equal(a[0], b[0]), "bmm: the batch sizes must be equal")
+    require(equal(a[2], b[1]), "bmm: the inner sizes of the products must be equal")
+    return (a[0], a[1], b[2])
 
 
 @bmm.samples

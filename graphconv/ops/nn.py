@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from graphconv.ops.helpers import randn
 from graphconv.ops.lazy_torch import torch
-from graphconv.ops.registry import op
+from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import dim_index
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def relu(x):
     """``max(x, 0)``; the gradient at 0 is 0, as in torch."""
     return torch.relu(x)
@@ -17,12 +18,17 @@ def _(ctx, grad):
     return (grad * (ctx.out > 0),)
 
 
+@relu.shape_rule
+def _(x):
+    return x
+
+
 @relu.samples
 def _():
     yield (randn(3, 4),), {}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def sigmoid(x):
     """``1 / (1 + e ** -x)``."""
     return torch.sigmoid(x)
@@ -33,12 +39,17 @@ def _(ctx, grad):
     return (grad * ctx.out * (1 - ctx.out),)
 
 
+@sigmoid.shape_rule
+def _(x):
+    return x
+
+
 @sigmoid.samples
 def _():
     yield (randn(3, 4),), {}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def tanh(x):
     """Hyperbolic tangent."""
     return torch.tanh(x)
@@ -49,12 +60,17 @@ def _(ctx, grad):
     return (grad * (1 - ctx.out * ctx.out),)
 
 
+@tanh.shape_rule
+def _(x):
+    return x
+
+
 @tanh.samples
 def _():
     yield (randn(3, 4),), {}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def softmax(x, *, dim):
     """``exp(x) / sum(exp(x))`` along ``dim``."""
     return torch.softmax(x, dim)
@@ -66,13 +82,19 @@ def _(ctx, grad):
     return (out * (grad - (grad * out).sum(ctx.dim, keepdim=True)),)
 
 
+@softmax.shape_rule
+def _(x, *, dim):
+    dim_index(dim, len(x))
+    return x
+
+
 @softmax.samples
 def _():
     yield (randn(3, 4),), {"dim": -1}
     yield (randn(2, 3, 4),), {"dim": 1}
 
 
-@op(save=("out",))
+@library_op(save=("out",))
 def log_softmax(x, *, dim):
     """``log(softmax(x))`` along ``dim``, computed stably."""
     return torch.log_softmax(x, dim)
@@ -81,6 +103,12 @@ def log_softmax(x, *, dim):
 @log_softmax.vjp
 def _(ctx, grad):
     return (grad - torch.exp(ctx.out) * grad.sum(ctx.dim, keepdim=True),)
+
+
+@log_softmax.shape_rule
+def _(x, *, dim):
+    dim_index(dim, len(x))
+    return x
 
 
 @log_softmax.samples

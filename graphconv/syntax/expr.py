@@ -8,6 +8,8 @@ from __future__ import annotations
 import difflib
 import math
 import operator
+import re
+import reprlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Mapping
@@ -16,12 +18,17 @@ from lark import Lark, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from graphconv.errors import SpecError
+from graphconv.syntax.grammar import open_grammar
 
 # Bounds that keep a hostile spec from hanging the tool on arithmetic (exponentially large numbers).
+NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")  # a name in an expression: expr.lark's NAME token
 MAX_INT_BITS = 256
 MAX_INT_DIGITS = len(str(2 ** MAX_INT_BITS))  # a literal with more digits is over MAX_INT_BITS for sure
 MAX_POWER_EXPONENT = 64
 MAX_LENGTH = 10_000  # characters in one expression or label: longer text is refused before parsing
+# Items in one value, counted through nested tuples: a tuple of tuples that share their items is cheap to build
+# (d2: (d1, d1, d1, d1)) and exponential to print, compare or hash.
+MAX_VALUE_ITEMS = 10_000
 
 CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None, "true": True, "false": False,
                              "inf": math.inf}
@@ -113,10 +120,10 @@ def _ceil_div(a: int, b: int) -> int:
 def _ntuple(value: Any, n: int) -> tuple:
     """``value`` as a tuple of ``n`` items: a number repeated, a tuple of ``n`` as it is (torch's ``_ntuple``)."""
     if not isinstance(n, int) or not 1 <= n <= MAX_NTUPLE:
-        raise ValueError(f"the length must be an integer from 1 to {MAX_NTUPLE}, got {n!r}")
+        raise ValueError(f"the length must be an integer from 1 to {MAX_NTUPLE}, got {show_value(n)}")
     if isinstance(value, tuple):
         if len(value) != n:
-            raise ValueError(f"expected {n} values, got {value!r}")
+            raise ValueError(f"expected {n} values, got {show_value(value)}")
         return value
     return (value,) * n
 
@@ -233,8 +240,9 @@ MAX_DEPTH = 100  # deeper expressions are refused: evaluating them would exhaust
 
 
 @lru_cache(maxsize=None)
-def _parser(start: str) -> Lark:
-    return Lark.open("expr.lark", rel_to=__file__, parser="lalr", start=start, propagate_positions=True)
+def _parser() -> Lark:
+    """One parser for both start rules (built on first use, so importing this module costs no grammar)."""
+    return open_grammar("expr.lark", start=["call", "expr"])
 
 
 @lru_cache(maxsize=4096)
@@ -243,7 +251,7 @@ def _parse(text: str, start: str) -> Any:
     if len(text) > MAX_LENGTH:
         raise SpecError(f"expression longer than {MAX_LENGTH} characters ({len(text)})", line=1, column=1)
     try:
-        result = ExprTransformer().transform(_parser(start).parse(text))
+        result = ExprTransformer().transform(_parser().parse(text, start=start))
     except RecursionError:
         raise SpecError(f"expression nested more than {MAX_DEPTH} levels deep", line=1, column=1) from None
     except UnexpectedInput as error:
@@ -316,7 +324,8 @@ def as_expr(value: Any, line: int = 0, column: int = 0) -> Expr:
         return Tuple(line, column, tuple(as_expr(v, line, column) for v in value))
     if value is None or isinstance(value, (bool, int, float)):
         return Const(line, column, value)
-    raise SpecError(f"expected a number, a name, an expression or a list, got {value!r}", line=line, column=column)
+    raise SpecError(f"expected a number, a name, an expression or a list, got {show_value(value)}", line=line,
+                    column=column)
 
 
 def _shift(expr: Expr, line: int, column: int) -> Expr:
@@ -352,20 +361,21 @@ def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
             raise SpecError(f"unknown name {expr.id!r}{suggest(expr.id, env)}", line=expr.line, column=expr.column)
         return env[expr.id]
     if isinstance(expr, Tuple):
-        return tuple(evaluate(item, env) for item in expr.items)
+        return _check_size(expr, tuple(evaluate(item, env) for item in expr.items))
     if isinstance(expr, Neg):
         return _check_number(expr, -_number(expr.operand, env))
     if isinstance(expr, Function) and expr.name in TUPLE_FUNCTIONS:
         try:
-            return FUNCTIONS[expr.name](*(evaluate(a, env) for a in expr.args))
+            value = FUNCTIONS[expr.name](*(evaluate(a, env) for a in expr.args))
         except (TypeError, ValueError) as error:
             raise SpecError(f"{to_source(expr)}: {error}", line=expr.line, column=expr.column) from None
+        return _check_size(expr, value)
     if isinstance(expr, Function):
         return _arithmetic(expr, FUNCTIONS[expr.name], *(_number(a, env) for a in expr.args))
     if isinstance(expr, Conditional):
         test = evaluate(expr.test, env)
         if not isinstance(test, bool):
-            raise SpecError(f"the condition {to_source(expr.test)} is {test!r}, not True or False",
+            raise SpecError(f"the condition {to_source(expr.test)} is {show_value(test)}, not True or False",
                             line=expr.test.line, column=expr.test.column)
         return evaluate(expr.then if test else expr.otherwise, env)
     if isinstance(expr, Compare):
@@ -387,23 +397,26 @@ def _compare(expr: Compare, left: Any, right: Any) -> bool:
         return COMPARE[expr.op](left, right)
     for side, value in ((expr.left, left), (expr.right, right)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(f"{to_source(side)} is {value!r}, not a number", line=side.line, column=side.column)
+            raise SpecError(f"{to_source(side)} is {show_value(value)}, not a number", line=side.line,
+                            column=side.column)
     return COMPARE[expr.op](left, right)
 
 
 def _subscript(expr: Subscript, target: Any, index: Any) -> Any:
     if not isinstance(target, tuple):
-        raise SpecError(f"{to_source(expr.target)} is {target!r}, not a tuple", line=expr.line, column=expr.column)
-    if isinstance(index, bool) or not isinstance(index, int) or not -len(target) <= index < len(target):
-        raise SpecError(f"index {index!r} out of range for {to_source(expr.target)} = {target!r}", line=expr.line,
+        raise SpecError(f"{to_source(expr.target)} is {show_value(target)}, not a tuple", line=expr.line,
                         column=expr.column)
+    if isinstance(index, bool) or not isinstance(index, int) or not -len(target) <= index < len(target):
+        raise SpecError(f"index {show_value(index)} out of range for {to_source(expr.target)} = "
+                        f"{show_value(target)}", line=expr.line, column=expr.column)
     return target[index]
 
 
 def _number(expr: Expr, env: Mapping[str, Any]) -> int | float:
     value = evaluate(expr, env)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"{to_source(expr)} is {value!r}, not a number", line=expr.line, column=expr.column)
+        raise SpecError(f"{to_source(expr)} is {show_value(value)}, not a number", line=expr.line,
+                        column=expr.column)
     return value
 
 
@@ -425,6 +438,41 @@ def _check_number(expr: Expr, value: int | float) -> int | float:
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise SpecError(f"{to_source(expr)} is too large ({value.bit_length()} bits)", line=expr.line, column=expr.column)
     return value
+
+
+def _check_size(expr: Expr, value: Any) -> Any:
+    if _items_over(value, MAX_VALUE_ITEMS):
+        raise SpecError(f"{to_source(expr)} holds more than {MAX_VALUE_ITEMS} items (counted through nested "
+                        "tuples)", line=expr.line, column=expr.column)
+    return value
+
+
+def _items_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` holds more than ``limit`` items, counting each tuple and each item of nested tuples.
+    Stops at the limit: walking a tuple of tuples that share their items costs at most ``limit`` steps."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(item, tuple):
+            stack.extend(item)
+    return False
+
+
+MAX_SHOWN = 160  # characters of a value in a message
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxtuple, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxset = 3, 8, 8, 8, 8
+_SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = MAX_SHOWN, MAX_SHOWN, MAX_SHOWN
+
+
+def show_value(value: Any) -> str:
+    """``repr(value)`` cut short for a message: a few items of each tuple, list or dict, a few levels deep, at
+    most :data:`MAX_SHOWN` characters. Every message that shows a value uses it: a value can be huge, and printing
+    it whole would hang."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
 
 
 def suggest(name: str, known: Any) -> str:

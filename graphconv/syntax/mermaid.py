@@ -3,9 +3,10 @@
 Mermaid 11 is the reference: what it accepts in a flowchart parses here with the same nodes, edges and subgraphs,
 and what it rejects is a ``SpecError`` pointing at the spot. Three steps:
 
-1. The text lark sees: the Markdown block (preceded by empty lines, so line numbers stay the file's), without the
-   YAML front matter, ``%%{init}%%`` directives and whole-line ``%%`` comments (Mermaid removes them with regexes
-   before lexing too; here they are blanked, keeping their line breaks).
+1. The text lark sees: the Markdown block (preceded by empty lines, so line numbers stay the file's), without a
+   leading byte-order mark, the YAML front matter, ``%%{init}%%`` directives and whole-line ``%%`` comments (Mermaid
+   removes them with regexes before lexing too; here they are blanked, keeping their line breaks), and with the
+   ``="…"`` of HTML tags written ``='…'`` (Mermaid's preprocessing does the same).
 2. ``mermaid.lark`` (LALR, contextual lexer) with ``MermaidTransformer`` running inside the parser: each rule
    becomes a small record (``_Vertex``, ``_Link``, ``_Chain``, ``_Block`` ...).
 3. ``_Builder`` replays those records in source order, with the rules of Mermaid's FlowDB: the last declared shape
@@ -19,30 +20,42 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from lark import Lark, Token, Transformer, v_args
+from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 from graphconv.errors import SpecError
 from graphconv.syntax.diagram import Diagram, Edge, Node, Subgraph
+from graphconv.syntax.grammar import open_grammar
 from graphconv.syntax.markdown import find_mermaid_block, is_markdown
 from graphconv.syntax.yaml_source import safe_load
 
 _LINE_BREAK = re.compile(r"\r\n?")
+_BYTE_ORDER_MARK = "\ufeff"
+# Mermaid's cleanupText (preprocess.ts): in `<tag …>`, `x="y"` becomes `x='y'`, so that a quote inside an HTML tag
+# of an unquoted label does not open a string. Its regex is /<(\w+)([^>]*)>/ with JavaScript's ASCII \w.
+_HTML_TAG_NAME = re.compile(r"<[A-Za-z0-9_]+")
+_DOUBLE_QUOTED_VALUE = re.compile(r'="([^"]*)"')
 # Mermaid's own front matter regex (diagram-api/regexes.ts), anchored where the diagram starts.
 _FRONT_MATTER = re.compile(r"-{3}\s*\n(.*?)\n-{3}\s*\n+", re.S)
 _COMMENT = re.compile(r"^[ \t]*%%(?!\{)[^\n]+", re.M)
 _ENTITY = re.compile(r"#(\w+);")
-# Ids Mermaid's lexer reads as keywords (its rules are `style\b`, `end\b` ..., so `end-x` is `end` too).
-_KEYWORD_ID = re.compile(
-    r"(end|style|linkStyle|interpolate|classDef|class|graph|flowchart|subgraph|swimlane-beta"
-    r"|_self|_blank|_parent|_top)(?![A-Za-z0-9_])|(click|call|href)$"
-)
+# Words Mermaid's lexer reads as keywords (its rules are `style\b`, `end\b` ..., so `end-x` is `end` too).
+_KEYWORDS = ("end|style|linkStyle|interpolate|classDef|class|graph|flowchart|subgraph|swimlane-beta"
+             "|_self|_blank|_parent|_top")
+# In an id, `click`, `call` and `href` are keywords too when whitespace follows them.
+_KEYWORD_ID = re.compile(rf"({_KEYWORDS})(?![A-Za-z0-9_])|(click|call|href)$")
+# A property of `B[|field:value|text]` is one NODE_STRING: no keyword, nor the `default` and `v` tokens.
+_PROPERTY_KEYWORD = re.compile(rf"(?:{_KEYWORDS}|default|v)(?![A-Za-z0-9_])")
+# The tokens Mermaid's lexer cuts an id into, in the order of its rules (the first that matches wins): a keyword
+# is read at the start of each, so `a:end` and `1end` are refused while `a-end` and `a#end` are ids.
+_ID_TOKEN = re.compile(r"default(?![A-Za-z0-9_])|[0-9]+|[#:&,*]|v(?![A-Za-z0-9_])"
+                       r"|(?:[A-Za-z0-9!#$%&'*+.`?\\_/]|-(?=[^>\-.]))+|.", re.S)
 
 _SHAPES = {
     ("[", "]"): "rect", ("(", ")"): "round", ("((", "))"): "circle", ("(((", ")))"): "double_circle",
     ("([", "])"): "stadium", ("[[", "]]"): "subroutine", ("[(", ")]"): "cylinder", ("{", "}"): "diamond",
     ("{{", "}}"): "hexagon", (">", "]"): "odd", ("[/", "/]"): "lean_right", ("[\\", "\\]"): "lean_left",
-    ("[/", "\\]"): "trapezoid", ("[\\", "/]"): "inv_trapezoid",
+    ("[/", "\\]"): "trapezoid", ("[\\", "/]"): "inv_trapezoid", ("[|", "]"): "rect",
 }
 _CLOSERS = {opener: closer for opener, closer in _SHAPES}
 _CLOSERS |= {"[/": "/]` or `\\]", "[\\": "\\]` or `/]", "(-": "-)", "|": "|"}
@@ -80,6 +93,7 @@ def parse_diagram(text: str, path: str | None = None) -> Diagram:
     """
     code, first_line = _diagram_code(text, path)
     try:
+        code = _quote_tag_attributes(code)
         front_matter, front_matter_line, code = _front_matter(code, first_line)
         code = _blank_comments(code)
         diagram = _PARSER.parse(code)
@@ -96,12 +110,30 @@ def parse_diagram(text: str, path: str | None = None) -> Diagram:
 
 
 def _diagram_code(text: str, path: str | None) -> tuple[str, int]:
-    """The diagram's text with ``\\n`` line breaks, preceded by empty lines up to where it starts in the file."""
-    code = _LINE_BREAK.sub("\n", text)
+    """The diagram's text with ``\\n`` line breaks, preceded by empty lines up to where it starts in the file.
+
+    A leading byte-order mark is dropped: it marks the file's encoding, it is no text (columns on the first line
+    are counted after it, as editors do).
+    """
+    code = _LINE_BREAK.sub("\n", text.removeprefix(_BYTE_ORDER_MARK))
     if not is_markdown(code, path):
         return code, 1
     block = find_mermaid_block(code, path)
     return "\n" * (block.line - 1) + code[block.start:block.end], block.line
+
+
+def _quote_tag_attributes(code: str) -> str:
+    """``code`` with ``="…"`` written ``='…'`` inside each HTML tag, as Mermaid's cleanupText does before parsing
+    (over the whole text, front matter included). Same length, so every position stays the same.
+
+    Each tag's end is found with ``str.find``: the regex ``<(\\w+)([^>]*)>`` would scan to the end of the text again
+    from every ``<word`` that no ``>`` follows (quadratic). Once one has no ``>`` after it, no later one has.
+    """
+    pieces, at = [], 0
+    while (tag := _HTML_TAG_NAME.search(code, at)) and (end := code.find(">", tag.end())) != -1:
+        pieces += [code[at:tag.end()], _DOUBLE_QUOTED_VALUE.sub(r"='\1'", code[tag.end():end])]
+        at = end
+    return "".join(pieces) + code[at:]
 
 
 def _front_matter(code: str, first_line: int) -> tuple[dict[str, Any], int | None, str]:
@@ -223,7 +255,7 @@ class MermaidTransformer(Transformer):
         return list(vertices)
 
     def vertex(self, token: Token, *parts: Any) -> _Vertex:
-        _check_node_id(token)
+        _check_node_id(token, followed_by_space=not parts)
         vertex = _Vertex(token)
         for part in parts:
             if isinstance(part, dict):
@@ -236,9 +268,12 @@ class MermaidTransformer(Transformer):
         if opener == "(-":
             raise SpecError("Mermaid parses the ellipse `(-…-)` but cannot draw it: pick another shape",
                             line=opener.line, column=opener.column)
-        shape = _SHAPES.get((opener.value, closer.value))
+        if opener.type == "RECT_PROPS_OPEN":
+            _check_properties(opener)
+        opening = _opening(opener)
+        shape = _SHAPES.get((opening, closer.value))
         if shape is None:
-            raise SpecError(f"`{opener}` is closed by `{closer}`: expected `{_CLOSERS[opener.value]}`",
+            raise SpecError(f"`{opener}` is closed by `{closer}`: expected `{_CLOSERS[opening]}`",
                             line=closer.line, column=closer.column)
         return shape, label
 
@@ -268,12 +303,15 @@ class MermaidTransformer(Transformer):
     def subgraph(self, keyword: Token, head: tuple[str | None, str], *body: Any) -> _Block:
         return _Block(token=keyword, id=head[0], title=head[1], body=list(body))
 
-    def subgraph_head(self, text: Token, title: str | None = None) -> tuple[str | None, str]:
-        raw = text[1:] if text.type == "SUBGRAPH_TEXT" else _unquote(text)
+    def subgraph_head(self, raw: str, title: str | None = None) -> tuple[str | None, str]:
         if title is not None:
             return raw.strip() or None, title
         # Mermaid: a heading with any whitespace in it (`subgraph My Title`) is a title only, the id is made up.
         return (None if re.search(r"\s", raw) else raw), _decode_entities(raw.strip())
+
+    def subgraph_name(self, *tokens: Token) -> str:
+        """The heading as written after ``subgraph``: its words, or a string and the words after it."""
+        return "".join(token[1:] if token.type == "SUBGRAPH_TEXT" else _unquote(token) for token in tokens)
 
     def direction(self, token: Token) -> _Direction:
         return _Direction(token.split()[1][:2])
@@ -285,18 +323,52 @@ class MermaidTransformer(Transformer):
     style_stmt = classdef_stmt = class_stmt = click_stmt = acc_stmt = _ignore
 
 
+def _arrow_only(token: Token) -> Token:
+    """An arrow token without the whitespace mermaid.lark lets it take (line breaks included, as Mermaid's LINK
+    token does), placed where the arrow itself starts."""
+    lead = token.value[:len(token.value) - len(token.value.lstrip())]
+    breaks = lead.count("\n")
+    line = token.line + breaks
+    column = len(lead) - lead.rfind("\n") if breaks else token.column + len(lead)
+    return Token(token.type, token.value.strip(), token.start_pos + len(lead), line, column)
+
+
+_ARROWS = ("LINK", "START_NORMAL", "START_THICK", "START_DOTTED", "NORMAL_END", "THICK_END", "DOTTED_END")
+
 # The transformer runs inside the LALR parser (no parse tree is built): twice as fast on big diagrams, and a
 # SpecError raised by a rule method reaches the caller as it is, never wrapped in lark's VisitError.
-_PARSER = Lark.open("mermaid.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
-                    transformer=MermaidTransformer())
+_PARSER = open_grammar("mermaid.lark", transformer=MermaidTransformer(),
+                       lexer_callbacks=dict.fromkeys(_ARROWS, _arrow_only))
 
 
-def _check_node_id(token: Token) -> None:
-    keyword = _KEYWORD_ID.match(token)
-    if keyword:
-        word = keyword.group(1) or keyword.group(2)
-        raise SpecError(f"`{token}` cannot be a node id: Mermaid reads `{word}` as a keyword "
-                        f"(a capitalised `{word.capitalize()}` is fine)", line=token.line, column=token.column)
+def _check_node_id(token: Token, followed_by_space: bool) -> None:
+    """Refuses an id with a keyword at the start of one of the tokens Mermaid's lexer cuts it into.
+
+    ``click``, ``call`` and ``href`` are keywords only before whitespace: not in ``click[label]``.
+    """
+    for piece in _ID_TOKEN.finditer(token):
+        keyword = _KEYWORD_ID.match(token, piece.start())
+        if keyword and (keyword.group(1) or followed_by_space):
+            word = keyword.group(1) or keyword.group(2)
+            raise SpecError(f"`{token}` cannot be a node id: Mermaid reads `{word}` as a keyword "
+                            f"(a capitalised `{word.capitalize()}` is fine)",
+                            line=token.line, column=token.column + piece.start())
+
+
+def _opening(opener: Token) -> str:
+    """The bracket that opens a shape: ``[|`` for the whole ``[|field:value|``."""
+    return "[|" if opener.type == "RECT_PROPS_OPEN" else opener.value
+
+
+def _check_properties(opener: Token) -> None:
+    """The field and the value of ``[|field:value|`` are words Mermaid's lexer reads as one NODE_STRING each."""
+    at = 2
+    for word in opener[2:-1].split(":"):
+        keyword = _PROPERTY_KEYWORD.match(word)
+        if keyword:
+            raise SpecError(f"`{keyword.group()}` cannot be a property of `{opener}`: Mermaid reads it as a keyword",
+                            line=opener.line, column=opener.column + at)
+        at += len(word) + 1
 
 
 def _unquote(token: Token) -> str:
@@ -480,17 +552,18 @@ class _Builder:
 
 _WORDS = {
     "GRAPH": "`graph` or `flowchart`", "DIR": "a direction (TB, TD, BT, RL or LR)",
-    "ID": "a node id", "ID_LIST": "a node id",
+    "ID": "a node id",
     "LINK": "an arrow", "START_NORMAL": "an arrow", "START_THICK": "an arrow", "START_DOTTED": "an arrow",
     "LINK_ID": "an arrow", "_AMP": "`&`",
     "SHAPE_OPEN": "a node shape", "TRAP_OPEN": "a node shape", "ELLIPSE_OPEN": "a node shape",
+    "RECT_PROPS_OPEN": "a node shape",
     "SHAPE_DATA": "`@{…}`", "_CLASS_SUFFIX": "`:::class`",
     "TEXT": "a label", "TRAP_TEXT": "a label", "ELLIPSE_TEXT": "a label", "NORMAL_TEXT": "a label",
     "THICK_TEXT": "a label", "DOTTED_TEXT": "a label", "STR": "a label", "MD_STR": "a label",
     "SHAPE_CLOSE": "a closing bracket", "TRAP_CLOSE": "`/]` or `\\]`", "ELLIPSE_CLOSE": "`-)`",
     "NORMAL_END": "an arrow such as `-->`", "THICK_END": "an arrow such as `==>`",
     "DOTTED_END": "an arrow such as `.->`", "VBAR": "`|`", "LSQB": "`[`", "_SUBGRAPH_TITLE_END": "`]`",
-    "SUBGRAPH_TEXT": "a subgraph id or title", "END": "`end`",
+    "SUBGRAPH_TEXT": "a subgraph id or title", "SUBGRAPH_MORE": "a subgraph id or title", "END": "`end`",
     "SUBGRAPH": "a statement", "STYLE": "a statement", "CLASSDEF": "a statement", "CLASS": "a statement",
     "LINKSTYLE": "a statement", "CLICK": "a statement", "DIRECTION": "a statement", "ACC_TITLE": "a statement",
     "ACC_DESCR": "a statement", "ACC_DESCR_BLOCK": "a statement",
@@ -498,7 +571,8 @@ _WORDS = {
     "_CLICK_REST": "a callback or a link", "_SEP": "the end of the line", "_NL": "the end of the line",
     "$END": "the end of the line",
 }
-_OPENERS = {"SHAPE_OPEN", "TRAP_OPEN", "ELLIPSE_OPEN", "LSQB", "START_NORMAL", "START_THICK", "START_DOTTED"}
+_OPENERS = {"SHAPE_OPEN", "TRAP_OPEN", "ELLIPSE_OPEN", "RECT_PROPS_OPEN", "LSQB", "START_NORMAL", "START_THICK",
+            "START_DOTTED"}
 _CLOSING = {"SHAPE_CLOSE", "TRAP_CLOSE", "ELLIPSE_CLOSE", "_SUBGRAPH_TITLE_END", "NORMAL_END", "THICK_END",
             "DOTTED_END"}
 _LABEL_TERMINALS = {"TEXT", "TRAP_TEXT", "ELLIPSE_TEXT", "NORMAL_TEXT", "THICK_TEXT", "DOTTED_TEXT", "STR"}
@@ -540,6 +614,9 @@ def _misplaced(code: str, position: int, expected: set[str], stack: list[Any]) -
         return "this `@{` is never closed by `}`"
     if char in "([{>@:" and position and code[position - 1] in " \t" and {"SHAPE_OPEN", "_AMP"} & expected:
         return "no space is allowed between a node id and its shape, `:::class` or `@{…}`"
+    if opener is not None and opener.value == "[" and char == "|" and position == opener.start_pos + 1:
+        return ("a rect with properties is written `B[|field:value|label]`, field and value each one word "
+                "(not a keyword, not starting with a digit)")
     if opener is not None:
         return _bracket_problem(code, position, expected, opener)
     return None
@@ -548,6 +625,9 @@ def _misplaced(code: str, position: int, expected: set[str], stack: list[Any]) -
 def _quote_problem(code: str, position: int, opener: Token | None) -> str:
     if code.startswith('""', position):
         return 'empty string `""`: Mermaid needs text between the quotes'
+    if code.startswith('"`', position):
+        return ("a label that opens with a quote and a backtick is Markdown: Mermaid wants it to end with a "
+                "backtick and a quote, with no backtick between")
     if code.find('"', position + 1) == -1:
         return "this `\"` is never closed"
     if opener is not None:
@@ -567,7 +647,7 @@ def _bracket_problem(code: str, position: int, expected: set[str], opener: Token
         return (f"`{char}` cannot be part of an unquoted label (opened by {where}): "
                 f"put the label in quotes, like `A[\"f(x)\"]`")
     if position >= len(code.rstrip()):
-        closer = _CLOSERS.get(opener.value)
+        closer = _CLOSERS.get(_opening(opener))
         return f"{where} is never closed: expected {f'`{closer}`' if closer else _expected_words(expected)}"
     return None
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphconv.errors import SpecError
-from graphconv.syntax.expr import Call, Expr, Name, as_expr, parse_call, suggest
+from graphconv.syntax.expr import NAME as EXPRESSION_NAME
+from graphconv.syntax.expr import Call, Expr, Name, as_expr, parse_call, show_value, suggest
 from graphconv.syntax.yaml_source import YamlDoc
 
 KEYS = ("inputs", "outputs", "attrs", "dims", "shapes", "ops", "example", "reference", "params", "uses")
@@ -70,14 +71,19 @@ class _Reader:
         except SpecError as error:
             raise error.located(path=self.path, source=self.source) from None
 
-    def mapping(self, value: Any, key: str) -> dict:
+    def mapping(self, value: Any, key: str, *, tensors: bool = False) -> dict:
+        """A mapping keyed by names: tensor names (``tensors``: any text, as a diagram labels a tensor) or names
+        that expressions use (attrs, dims, ops: the expression grammar's ``[A-Za-z_][A-Za-z_0-9]*``)."""
         if value is None:
             return {}
         if not isinstance(value, dict):
             raise self.error(f"{key}: expected a mapping (name: value), got {type(value).__name__}", key)
         for name in value:
-            if not isinstance(name, str) or not name.isidentifier():
-                raise self.error(f"{key}: {name!r} is not a valid name", key, name)
+            if tensors and not (isinstance(name, str) and name.strip()):
+                raise self.error(f"{key}: {name!r} is not a tensor name (any text that is not blank)", key, name)
+            if not tensors and not (isinstance(name, str) and EXPRESSION_NAME.fullmatch(name)):
+                raise self.error(f"{key}: {name!r} is not a valid name: attrs, dims and ops are named as "
+                                 "expressions read them, [A-Za-z_][A-Za-z_0-9]*", key, name)
         return value
 
     def names(self, value: Any, key: str) -> list[str]:
@@ -104,19 +110,21 @@ class _Reader:
         if isinstance(inputs, list):
             meta.inputs = {name: None for name in self.names(inputs, "inputs")}
         elif inputs is not None:
-            meta.inputs = {n: self.pattern(p, "inputs", n) for n, p in self.mapping(inputs, "inputs").items()}
+            meta.inputs = {n: self.pattern(p, "inputs", n)
+                           for n, p in self.mapping(inputs, "inputs", tensors=True).items()}
         meta.outputs = self.names(block.get("outputs"), "outputs") or None
         meta.attrs = self.mapping(block.get("attrs"), "attrs")
         for name in meta.attrs:
             if keyword.iskeyword(name):  # an attr is a keyword argument of the compiled op
                 raise self.error(f"attrs: {name!r} is a Python keyword, which cannot name an argument", "attrs", name)
         meta.dims = {n: self.expr(v, "dims", n) for n, v in self.mapping(block.get("dims"), "dims").items()}
-        meta.shapes = {n: self.pattern(p, "shapes", n) for n, p in self.mapping(block.get("shapes"), "shapes").items()}
+        meta.shapes = {n: self.pattern(p, "shapes", n)
+                       for n, p in self.mapping(block.get("shapes"), "shapes", tensors=True).items()}
         meta.ops = {n: self.call(v, n) for n, v in self.mapping(block.get("ops"), "ops").items()}
         meta.example = self.mapping(block.get("example"), "example")
         for name, size in meta.example.items():
             if isinstance(size, bool) or not isinstance(size, (int, list)):
-                raise self.error(f"example.{name}: expected an integer, got {size!r}", "example", name)
+                raise self.error(f"example.{name}: expected an integer, got {show_value(size)}", "example", name)
         meta.reference = block.get("reference")
         meta.params, meta.param_init = self.params(block.get("params"))
         meta.uses = block.get("uses")
@@ -128,12 +136,12 @@ class _Reader:
         if not isinstance(value, dict):
             return self.names(value, "params"), {}
         init = {name: self.call(call, name, "params", "an initialiser such as zeros or \"normal(std=0.02)\"")
-                for name, call in self.mapping(value, "params").items() if call is not None}
+                for name, call in self.mapping(value, "params", tensors=True).items() if call is not None}
         return list(value), init
 
     def call(self, value: Any, name: str, key: str = "ops", example: str = "an op call such as \"permute(0, 2, 1)\"") -> Call:
         if not isinstance(value, str):
-            raise self.error(f"{key}.{name}: expected {example}, got {value!r}", key, name)
+            raise self.error(f"{key}.{name}: expected {example}, got {show_value(value)}", key, name)
         line, column = self.doc.where(*self.at, key, name, "<value>")
         try:
             call = parse_call(value)

@@ -1,10 +1,13 @@
 """Safe YAML with source positions: ``load_yaml`` returns the data and where each key and item stands.
 
 Only YAML's safe schema is read (``yaml.SafeLoader``): a tag that would build a Python object is a SpecError.
-So are the YAML a hostile file could make expensive (:class:`SpecLoader`): aliases, deep nesting, huge integers.
+So are the YAML a hostile file could make expensive (:class:`SpecLoader`): aliases, deep nesting, huge integers,
+number text too long to convert cheaply — and a lone surrogate (``"\\ud800"``), which is no character: no
+file or terminal can take it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +19,10 @@ Path = tuple  # a key path into the data: ("graphconv", "dims", "o_h")
 
 MAX_DEPTH = 100  # deeper nesting is refused: composing and reading it back recurses once per level
 MAX_INT_BITS = 256  # as for integers computed in expressions (graphconv.syntax.expr)
+# Longer number text is refused before PyYAML converts it: base 60 (1:00:00:…) costs it time quadratic in the
+# length. A 256-bit integer needs at most 258 characters (0b and 256 binary digits).
+MAX_NUMBER_CHARACTERS = 300
+SURROGATE = re.compile("[\\ud800-\\udfff]")
 
 
 class SpecLoader(yaml.SafeLoader):
@@ -41,17 +48,39 @@ class SpecLoader(yaml.SafeLoader):
             self.depth -= 1
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
-        try:
-            value = super().construct_yaml_int(node)
-        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
-            value = None
+        value = None
+        if len(node.value.replace("_", "")) <= MAX_NUMBER_CHARACTERS:
+            try:
+                value = super().construct_yaml_int(node)
+            except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+                pass
         if value is None or value.bit_length() > MAX_INT_BITS:
             raise yaml.constructor.ConstructorError(None, None, f"the integer {node.value[:20]}… is too large (more "
                                                                 f"than {MAX_INT_BITS} bits)", node.start_mark)
         return value
 
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        if len(node.value.replace("_", "")) > MAX_NUMBER_CHARACTERS:
+            raise yaml.constructor.ConstructorError(None, None, f"the number {node.value[:20]}… is longer than "
+                                                                f"{MAX_NUMBER_CHARACTERS} characters", node.start_mark)
+        return super().construct_yaml_float(node)
+
+    def construct_scalar(self, node: yaml.Node) -> Any:
+        """Every scalar (keys too): UTF-16 surrogate pairs that escapes spell (``"\\ud83d\\ude00"``, as JSON
+        writes 😀) joined into their character, a lone surrogate refused."""
+        value = super().construct_scalar(node)
+        if isinstance(value, str) and SURROGATE.search(value):
+            try:
+                value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+            except UnicodeDecodeError:
+                raise yaml.constructor.ConstructorError(None, None, "a lone surrogate (such as \\ud800) is not a "
+                                                                    "character: write the character itself",
+                                                        node.start_mark) from None
+        return value
+
 
 SpecLoader.add_constructor("tag:yaml.org,2002:int", SpecLoader.construct_yaml_int)
+SpecLoader.add_constructor("tag:yaml.org,2002:float", SpecLoader.construct_yaml_float)
 
 
 def safe_load(text: str) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 from graphconv.errors import SpecError
 from graphconv.syntax.diagram import Diagram, Edge, Node
+from graphconv.syntax.expr import show_value
 from graphconv.syntax.metadata import KEYS, Metadata, read_metadata
 from graphconv.syntax.yaml_source import YamlDoc, load_yaml
 
@@ -58,16 +59,16 @@ class _ApplicationReader:
                 raise self.error(f"unknown key {key!r} in an op application", *at, key)
         label = application["op"]
         if not isinstance(label, str):
-            raise self.error(f"op: expected an op name or call, got {label!r}", *at, "op")
+            raise self.error(f"op: expected an op name or call, got {show_value(label)}", *at, "op")
         op_id = str(application.get("id", f"op{index + 1}"))
         line, column = self.doc.where(*at)
         if op_id in diagram.nodes:
             raise self.error(f"id {op_id!r} is used twice", *at, "id")
         diagram.nodes[op_id] = Node(op_id, label, "circle", line, column)
-        for binding, tensor, key in self.inputs(application.get("inputs"), at):
+        for parameter, tensor, key in self.inputs(application.get("inputs"), at):
             line, column = self.doc.where(*key)
             self.add_tensor(diagram, tensor, line, column)
-            diagram.edges.append(Edge(tensor, op_id, binding, "arrow", line, column))
+            diagram.edges.append(Edge(tensor, op_id, parameter, "arrow", line, column))
         for tensor, key in self.outputs(application, at):
             line, column = self.doc.where(*key)
             self.add_tensor(diagram, tensor, line, column)

@@ -2,9 +2,15 @@
 
 The module holds, in order: the ops' forwards and VJPs, copied from their source with the helpers and
 constants they use (``inspect``; decorators dropped, functions renamed ``op_<name>`` / ``vjp_<name>``); the
-binding — input shapes and attrs → the op arguments ``A``, written out from the spec's expressions; the same
-generated ``forward`` / ``forward_nograd`` / ``backward`` a compiled op runs; an ``autograd.Function`` and a
-function wrapper named after the spec.
+runtime (the VJP context class, the gradient check); the binding — input shapes and attrs → the op arguments
+``A``, written out from the spec's expressions; the same generated forward, forward without saving and backward a
+compiled op runs; an ``autograd.Function`` and a function named after the spec.
+
+Hygiene: everything the module defines besides the copied op code and the public function starts with ``_gc_``
+(op code that names such a global is refused), the generated functions' locals are the prefixed names of
+:mod:`~graphconv.compiler.codegen.source`, and the binding's locals start with ``d_`` (dims), ``a_`` (attrs)
+or ``i_`` (inputs) — so no spec name can shadow anything the module needs. A public name that copied op code
+already uses is refused.
 """
 from __future__ import annotations
 
@@ -16,13 +22,17 @@ import textwrap
 import types
 from typing import Any, Callable
 
-from graphconv.compiler.codegen.generated import functions_source
-from graphconv.compiler.codegen.source import Unit, comment, identifier, literal
+from graphconv.compiler.codegen import backward as codegen_backward, forward as codegen_forward
+from graphconv.compiler.codegen.source import RUNTIME, Source, Unit, identifier, literal, plain_identifier
+from graphconv.compiler.function import distinct_outputs
 from graphconv.errors import SpecError
 from graphconv.ops.lazy_torch import torch as lazy_torch
-from graphconv.ops.registry import Op
+from graphconv.ops.registry import Context, Op
 from graphconv.syntax import expr as E
 from graphconv.syntax.metadata import WILDCARD
+
+STANDARD_MODULES = ("math", "operator", "itertools", "functools")  # op code may use these: the module imports them
+
 
 class ExportError(SpecError):
     """A spec that cannot be written as a standalone module (an op whose code uses something not inlinable)."""
@@ -41,9 +51,15 @@ class Inliner:
         self.origins: dict[str, Any] = {}
 
     def add_op_function(self, function: Callable, name: str, op: Op) -> None:
+        if not isinstance(function, types.FunctionType):  # a spec used as an op (uses:) runs its compiled spec
+            raise ExportError(f"cannot export op {op.name}: it is not a Python function but {op.source} "
+                              "(a spec used as an op); export supports specs made of Python ops only")
         self._add(name, _renamed_source(function, name, op), function, op)
 
     def _add(self, name: str, source: str, value: Any, op: Op) -> None:
+        if name.startswith(RUNTIME):
+            raise ExportError(f"cannot export op {op.name}: its code names {name!r}, and names starting with "
+                              f"{RUNTIME!r} are the exported runtime's")
         if name in self.origins:
             if self.origins[name] is value or self.blocks.get(name) == source:
                 return
@@ -66,8 +82,9 @@ class Inliner:
             if name != "torch":
                 self.imports[name] = f"import torch as {name}"
             return
-        if isinstance(value, types.ModuleType) and value.__name__.startswith("torch."):
-            self.imports[name] = f"import {value.__name__} as {name}"
+        if isinstance(value, types.ModuleType) and (value.__name__.startswith("torch.")
+                                                    or value.__name__ in STANDARD_MODULES):
+            self.imports[name] = f"import {value.__name__}" + (f" as {name}" if name != value.__name__ else "")
             return
         text = literal(value)
         if text is not None:
@@ -98,7 +115,7 @@ def _global_names(code: types.CodeType) -> list[str]:
     return [i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")]
 
 
-def _definition(value: Any, op: Op) -> tuple[list[str], int, int]:
+def _definition(value: Any, op: Op | None) -> tuple[list[str], int, int]:
     """The source lines of a function or class, where its ``def``/``class`` line is, and how many decorators."""
     try:
         lines = textwrap.dedent(inspect.getsource(value)).splitlines()
@@ -108,7 +125,7 @@ def _definition(value: Any, op: Op) -> tuple[list[str], int, int]:
     return lines, start, sum(1 for line in lines[:start] if line.lstrip().startswith("@"))
 
 
-def _renamed_source(function: Callable, name: str, op: Op) -> str:
+def _renamed_source(function: Callable, name: str, op: Op | None) -> str:
     """An op's forward or VJP as ``def <name>(…)``, its registering decorators dropped."""
     lines, start, _ = _definition(function, op)
     lines[start] = re.sub(r"def\s+\w+", f"def {name}", lines[start], count=1)
@@ -127,24 +144,26 @@ def _helper_source(value: Any, name: str, op: Op) -> str:
 # --- the binding ----------------------------------------------------------------------------------------------
 
 
-class Binding:
+class BindingSource:
     """``_bind(inputs…, attrs…)``: the spec's input patterns unified with the shapes, the derived dims, ``A``."""
 
     def __init__(self, unit: Unit) -> None:
         self.unit, self.spec = unit, unit.program.spec
-        self.taken: set[str] = {"torch", "A"}
+        self.taken: set[str] = set()
         self.vars: dict[str, str] = {}
         self.helpers: set[str] = set()
 
-    def var(self, name: str) -> str:
+    def var(self, name: str, prefix: str = "d_") -> str:
         if name not in self.vars:
-            self.vars[name] = identifier(name, self.taken)
+            self.vars[name] = identifier(name, self.taken, prefix)
         return self.vars[name]
 
-    def source(self, inputs: list[str], attrs: list[str]) -> str:
+    def source(self) -> str:
+        """``_gc_bind(inputs…, attrs…)``, its parameters prefixed (``i_``, ``a_``)."""
+        inputs = [identifier(name, self.taken, "i_") for name in self.spec.input_names]
+        attrs = [self.var(name, "a_") for name in self.spec.meta.attrs]
         body: list[str] = []
-        for attr, param in zip(self.spec.meta.attrs, attrs):
-            self.vars[attr] = param
+        for param in attrs:
             body.append(f"{param} = tuple({param}) if isinstance({param}, list) else {param}")
         checks: list[str] = []
         for name, param in zip(self.spec.input_names, inputs):
@@ -154,7 +173,7 @@ class Binding:
             body.append(f"{self.var(dim)} = {self.expression(self.spec.meta.dims[dim])}")
         values = [self.expression(expr) for _, _, expr in self.unit.arguments.dynamic]
         body.append("return (" + "".join(f"{v}, " for v in values) + ")")
-        head = f"def _bind({', '.join(inputs + attrs)}):"
+        head = f"def {RUNTIME}bind({', '.join(inputs + attrs)}):"
         return "\n".join([head, '    """The op arguments A for these input shapes and attrs."""']
                          + ["    " + line for line in body])
 
@@ -206,16 +225,16 @@ class Binding:
             if expr.name in ("min", "max", "abs"):
                 return f"{expr.name}({args})"
             self.helpers.add(expr.name)
-            return f"_{expr.name}({args})"
+            return f"{RUNTIME}{expr.name}({args})"
         raise ExportError(f"cannot export the expression {E.to_source(expr)}", line=expr.line, column=expr.column)
 
 
 EXPRESSION_HELPERS = {
-    "ceil_div": "def _ceil_div(a, b):\n    return -(-a // b)",
-    "ntuple": "def _ntuple(value, n):\n    if isinstance(value, tuple):\n        if len(value) != n:\n"
+    "ceil_div": "def _gc_ceil_div(a, b):\n    return -(-a // b)",
+    "ntuple": "def _gc_ntuple(value, n):\n    if isinstance(value, tuple):\n        if len(value) != n:\n"
               "            raise ValueError(f'expected {n} values, got {value!r}')\n        return value\n"
               "    return (value,) * n",
-    "pair": "def _pair(value):\n    return _ntuple(value, 2)",
+    "pair": "def _gc_pair(value):\n    return _gc_ntuple(value, 2)",
 }
 
 
@@ -229,92 +248,145 @@ def module_source(unit: Unit, *, name: str, origin: str, options: str) -> str:
     for step in program.steps:
         inliner.add_op_function(step.op.forward, unit.names.forward[id(step.op)], step.op)
         inliner.add_op_function(step.op.backward, unit.names.vjp[id(step.op)], step.op)
-    taken = set(inliner.blocks) | set(inliner.constants) | {"torch", "K", "Ctx", "NODES"}
-    inputs = [identifier(n, taken) for n in spec.input_names]
-    attrs = [identifier(n, taken) for n in spec.meta.attrs]
-    function_name = identifier(name, taken)
-    binding = Binding(unit)
-    bind_source = binding.source(inputs, attrs)
+    function_name = public_name(name, set(inliner.blocks) | set(inliner.constants) | set(inliner.imports))
+    taken: set[str] = set()  # the public function's parameters: its body reads only _gc_ globals
+    inputs = [parameter_name(n, taken, "i_") for n in spec.input_names]
+    attrs = [parameter_name(n, taken, "a_") for n in spec.meta.attrs]
+    binding = BindingSource(unit)
+    bind_source = binding.source()
     if "pair" in binding.helpers:
         binding.helpers.add("ntuple")
     constants = [literal(v) for v in unit.arguments.constants]
     if any(c is None for c in constants):
         raise ExportError(f"cannot export {spec.name}: an op attribute has a value with no literal form")
+    defaults = [f"{a}={literal(_plain(v))}" for a, v in zip(attrs, spec.meta.attrs.values())]
     parts = [
-        f'"""{comment(spec.name)}, exported by graphconv from {comment(origin)} ({options}).\n\n'
-        f"Standalone: imports torch only. Call ``{function_name}({', '.join(inputs)}"
-        f"{', *, ' + ', '.join(attrs) if attrs else ''})``;\nthe hand-written VJPs run in backward "
-        '(double backward is refused).\n"""',
-        "from __future__ import annotations\n\n" + "\n".join(sorted(set(inliner.imports.values())))
-        + "\nfrom torch.autograd.function import once_differentiable",
+        docstring(f"{spec.name}, exported by graphconv from {origin} ({options}).\n\n"
+                  f"Standalone: imports torch only. Call ``{function_name}({', '.join(inputs)}"
+                  f"{', *, ' + ', '.join(attrs) if attrs else ''})``;\nthe hand-written VJPs run in backward (their "
+                  "derivatives too, in a differentiable backward).\n"),
+        "from __future__ import annotations\n\n" + "\n".join(sorted(set(inliner.imports.values()))),
         "\n".join(f"{k} = {v}" for k, v in inliner.constants.items()),
         "# --- ops: each forward and its hand-written VJP, with the helpers they use " + "-" * 30,
         *inliner.blocks.values(),
         "# --- the compiled program " + "-" * 80,
-        RUNTIME.format(nodes=", ".join(repr(f"{s.node.id} ({s.node.label})") for s in program.steps) + ",",
-                       constants="".join(f"{c}, " for c in constants)),
+        context_source(),
+        _renamed_source(distinct_outputs, f"{RUNTIME}distinct", None),
+        RUNTIME_SOURCE.format(nodes="".join(f"{comment_literal(s.node.id, s.node.label)}, " for s in program.steps),
+                              constants="".join(f"{c}, " for c in constants)),
         *(EXPRESSION_HELPERS[h] for h in ("ceil_div", "ntuple", "pair") if h in binding.helpers),
         bind_source,
         functions_source(unit).text().rstrip(),
-        FUNCTION.format(cls=f"{identifier(name, set()).title().replace('_', '')}Function",
-                        function=function_name, inputs=", ".join(inputs),
-                        params=", ".join(inputs + (["*"] + [f"{a}={literal(_plain(v))}" for a, v in
-                                                             zip(attrs, spec.meta.attrs.values())] if attrs else [])),
-                        bind_args=", ".join(inputs + attrs),
-                        needs=" or ".join(f"{i}.requires_grad" for i in inputs) or "False"),
+        FUNCTION.format(function=function_name, inputs=", ".join(inputs),
+                        params=", ".join(inputs + (["*"] + defaults if attrs else [])),
+                        bind_args=", ".join(inputs + attrs)),
     ]
     return "\n\n\n".join(p for p in parts if p) + "\n"
+
+
+def public_name(name: str, module_names: set[str]) -> str:
+    """The exported function's name: ``name`` as an identifier, refused when copied op code uses it."""
+    chosen = identifier(name, set())
+    if chosen.startswith(RUNTIME) or chosen in module_names:
+        raise ExportError(f"cannot export as {chosen!r}: the exported module uses that name for its own code; "
+                          "choose another name (graphconv export --name NAME)")
+    return chosen
+
+
+def parameter_name(name: str, taken: set[str], prefix: str) -> str:
+    """The public function's parameter for a spec input or attr: its own name where that is a plain identifier
+    (so attrs pass by keyword as in the spec), else a prefixed one."""
+    if plain_identifier(name) and not name.startswith(RUNTIME) and name not in taken:
+        taken.add(name)
+        return name
+    return identifier(name, taken, prefix)
+
+
+def docstring(text: str) -> str:
+    """``text`` as a triple-quoted literal: backslashes and quotes from spec text escaped, and characters a source
+    file cannot hold as they are (controls, lone surrogates) written as escapes."""
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"""' + "".join(c if c == "\n" or _printable(c) else repr(c)[1:-1] for c in quoted) + '"""'
+
+
+def _printable(character: str) -> bool:
+    return character.isprintable() and not 0xD800 <= ord(character) <= 0xDFFF
+
+
+def comment_literal(node_id: str, label: str) -> str:
+    return repr(f"{node_id} ({label})")
+
+
+def functions_source(unit: Unit) -> Source:
+    """The generated forward, forward without saving and backward, named ``_gc_forward`` … in the module."""
+    unit = Unit(unit.program, unit.names, unit.arguments, RUNTIME)
+    source = Source()
+    codegen_forward.emit(source, unit, saving=True)
+    source.add("", 0)
+    codegen_forward.emit(source, unit, saving=False)
+    source.add("", 0)
+    codegen_backward.emit(source, unit)
+    return source
+
+
+def context_source() -> str:
+    """The VJP context class (:class:`~graphconv.ops.registry.Context`), copied in as ``_gc_Ctx``."""
+    lines, start, _ = _definition(Context, None)
+    lines[start] = re.sub(r"class\s+\w+", f"class {RUNTIME}Ctx", lines[start], count=1)
+    return "\n".join(lines[start:])
 
 
 def _plain(value: Any) -> Any:
     return tuple(_plain(v) for v in value) if isinstance(value, list) else value
 
 
-RUNTIME = '''class Ctx:
-    """What a VJP reads: the op's attributes and saved tensors by name, shapes, dtypes, needs."""
-
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
+RUNTIME_SOURCE = '''_gc_NODES = ({nodes})  # the spec's op nodes, for error messages
+_gc_K = ({constants})  # op attribute values with no literal form
 
 
-NODES = ({nodes})  # the spec's op nodes, for error messages
-K = ({constants})  # op attribute values with no literal form
-
-
-def _grads(step, grads, shapes, needs):
+def _gc_grads(step, grads, shapes, needs):
     """A VJP's result checked (one gradient per input, of its shape), None where no gradient is wanted."""
     if type(grads) not in (tuple, list) or len(grads) != len(shapes):
-        raise RuntimeError(f"while executing op {{NODES[step]}}: its VJP returned a wrong number of gradients")
+        raise RuntimeError(f"while executing op {{_gc_NODES[step]}}: its VJP returned a wrong number of gradients")
     for position, (grad, shape, need) in enumerate(zip(grads, shapes, needs)):
         if need and grad is not None and grad.shape != shape:
-            raise RuntimeError(f"while executing op {{NODES[step]}}: its VJP returned a gradient of shape "
+            raise RuntimeError(f"while executing op {{_gc_NODES[step]}}: its VJP returned a gradient of shape "
                                f"{{tuple(grad.shape)}} for input {{position}} of shape {{tuple(shape)}}")
     return tuple(grad if need else None for grad, need in zip(grads, needs))'''
 
 
-FUNCTION = '''class {cls}(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, A, {inputs}):
-        outputs, saved, ctx.meta = forward(A, {inputs})
-        ctx.save_for_backward(*saved)
-        ctx.A = A
-        return outputs
+FUNCTION = '''class _gc_Function(torch.autograd.Function):
+    """Keeps what the memory plan saved, plus the inputs: a differentiable backward (create_graph=True) runs the
+    forward again from them with autograd recording, so second derivatives are the VJPs' own."""
 
     @staticmethod
-    @once_differentiable
+    def forward(ctx, A, *inputs):
+        outputs, saved, ctx.meta = _gc_forward(A, *inputs)
+        ctx.save_for_backward(*saved, *inputs)
+        ctx.A, ctx.count = A, len(saved)
+        return _gc_distinct(outputs, inputs)
+
+    @staticmethod
     def backward(ctx, *grads):
-        return (None, *backward(ctx.A, ctx.saved_tensors, ctx.meta, ctx.needs_input_grad[1:], *grads))
+        stored = ctx.saved_tensors
+        saved, inputs, meta = stored[:ctx.count], stored[ctx.count:], ctx.meta
+        if torch.is_grad_enabled():
+            _, saved, meta = _gc_forward(ctx.A, *inputs)
+        return (None, *_gc_backward(ctx.A, saved, meta, ctx.needs_input_grad[1:], *grads))
+
+
+def _gc_run(A, inputs):
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        return _gc_Function.apply(A, *inputs)
+    return _gc_forward_nograd(A, *inputs)
 
 
 def {function}({params}):
-    A = _bind({bind_args})
-    if torch.is_grad_enabled() and ({needs}):
-        return {cls}.apply(A, {inputs})
-    return forward_nograd(A, {inputs})'''
+    return _gc_run(_gc_bind({bind_args}), ({inputs},))'''
 
 
 def export_source(compiled: Any, *, name: str | None = None) -> str:
     """A :class:`~graphconv.compiler.compiled.CompiledOp` as a standalone module's text."""
     passes = f"passes: {', '.join(r.name for r in compiled.reports)}" if compiled.reports else "no passes"
     return module_source(compiled.code.unit, name=name or compiled.spec.name, origin=compiled.spec.path or "a spec",
-                         options=f"{passes}; save={compiled.plan.policy!r}")
+                         options=f"{passes}; save={compiled.program.plan.policy!r}")

@@ -1,11 +1,13 @@
 """Forward source: ``forward`` (keeps what backward needs) and ``forward_nograd`` (keeps nothing).
 
-    def forward(A, input_batch, kernel):
-        sh_kernel, dt_kernel = kernel.shape, kernel.dtype
+    def forward(A, v_input_batch, v_kernel):
+        sh_v_kernel, dt_v_kernel = v_kernel.shape, v_kernel.dtype
         # O: 'reshape_kernel' (line 49)
-        kernel_reshaped = op_reshape(kernel, shape=A[0])
+        v_kernel_reshaped = op_reshape(v_kernel, shape=A[0])
         ...
-        return output, (input_batch, kernel_permuted), (sh_input_batch, dt_input_batch, ...)
+        return v_output, (v_input_batch, v_kernel_permuted, ), (sh_v_input_batch, dt_v_input_batch, ...)
+
+What dies where, what is kept and which shapes the VJPs read all come from the :class:`Program`.
 """
 from __future__ import annotations
 
@@ -15,42 +17,18 @@ from graphconv.compiler.codegen.source import Source, Unit
 def emit(source: Source, unit: Unit, *, saving: bool) -> None:
     program = unit.program
     params = ", ".join(["A"] + [unit.var(s) for s in program.input_slots])
-    source.add(f"def {'forward' if saving else 'forward_nograd'}({params}):", 0)
-    kept = set(unit.plan.saved) if saving else set()
-    described = described_slots(unit) if saving else set()
+    source.add(f"def {unit.function('forward' if saving else 'forward_nograd')}({params}):", 0)
+    described = set(program.described) if saving else set()
     for slot in program.input_slots:
         if slot in described:
             emit_description(source, unit, slot)
-    for index, dead in zip(range(len(program.steps)), last_uses(unit, kept)):
+    for index, dead in enumerate(program.forward_deaths(saving)):
         emit_step(source, unit, index, "forward")
         for slot in program.steps[index].outputs:
             if slot in described:
                 emit_description(source, unit, slot)
         emit_free(source, unit, dead)
     emit_return(source, unit, saving)
-
-
-def described_slots(unit: Unit) -> set[int]:
-    """Slots whose shape and dtype a VJP may read (``ctx.shapes``, ``ctx.dtypes``): every op input."""
-    return {slot for step in unit.program.steps for slot in step.inputs if slot is not None}
-
-
-def last_uses(unit: Unit, kept: set[int]) -> list[list[int]]:
-    """Per step, the slots that die after it: read for the last time, not kept for backward, not returned."""
-    program = unit.program
-    last: dict[int, int] = {}
-    for index, step in enumerate(program.steps):
-        for slot in step.inputs:
-            if slot is not None:
-                last[slot] = index
-        for slot in step.outputs:
-            last.setdefault(slot, index)  # a value nothing reads dies at once
-    alive = kept | set(program.output_slots)
-    dead: list[list[int]] = [[] for _ in program.steps]
-    for slot, index in sorted(last.items()):
-        if slot not in alive:
-            dead[index].append(slot)
-    return dead
 
 
 def emit_step(source: Source, unit: Unit, index: int, phase: str, depth: int = 1) -> None:
@@ -79,6 +57,6 @@ def emit_return(source: Source, unit: Unit, saving: bool) -> None:
     if not saving:
         source.add(f"return {outputs}")
         return
-    saved = "".join(f"{unit.var(s)}, " for s in unit.plan.saved)
-    meta = "".join(f"sh_{unit.var(s)}, dt_{unit.var(s)}, " for s in sorted(described_slots(unit)))
+    saved = "".join(f"{unit.var(s)}, " for s in program.plan.saved)
+    meta = "".join(f"sh_{unit.var(s)}, dt_{unit.var(s)}, " for s in program.described)
     source.add(f"return {outputs}, ({saved}), ({meta})")

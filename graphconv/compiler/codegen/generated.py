@@ -15,34 +15,22 @@ from __future__ import annotations
 
 import itertools
 import linecache
-import types
 import weakref
 from typing import Any, Callable
 
 from graphconv.compiler.codegen import backward as codegen_backward, forward as codegen_forward
-from graphconv.compiler.codegen.source import Source, Unit
-from graphconv.compiler.memory import MemoryPlan
+from graphconv.compiler.codegen.source import RUNTIME, Source, Unit
 from graphconv.compiler.program import Program
 from graphconv.errors import SpecError
+from graphconv.ops.registry import Context
 
 _counter = itertools.count(1)
 
 
-def functions_source(unit: Unit) -> Source:
-    """The source of ``forward``, ``forward_nograd`` and ``backward`` (what an exported module holds)."""
-    source = Source()
-    codegen_forward.emit(source, unit, saving=True)
-    source.add("", 0)
-    codegen_forward.emit(source, unit, saving=False)
-    source.add("", 0)
-    codegen_backward.emit(source, unit)
-    return source
-
-
 def runtime_globals(unit: Unit, errors: "Errors") -> dict[str, Any]:
     """What the generated functions call: each op's forward and VJP, the attribute constants, the VJP context."""
-    scope: dict[str, Any] = {"__builtins__": __builtins__, "K": tuple(unit.arguments.constants),
-                             "Ctx": types.SimpleNamespace, "_grads": errors.grads}
+    scope: dict[str, Any] = {"__builtins__": __builtins__, f"{RUNTIME}K": tuple(unit.arguments.constants),
+                             f"{RUNTIME}Ctx": Context, f"{RUNTIME}grads": errors.grads}
     for step in unit.program.steps:
         scope[unit.names.forward[id(step.op)]] = step.op.forward
         scope[unit.names.vjp[id(step.op)]] = step.op.backward
@@ -80,9 +68,7 @@ class Errors:
         return self.op_error(index, f"{where}{type(error).__name__}: {error}")
 
     def op_error(self, index: int, message: str) -> SpecError:
-        node, spec = self.program.steps[index].node, self.program.spec
-        return SpecError(f"while executing op {node.id} ({node.label}): {message}", path=spec.path, line=node.line,
-                         column=node.column, source=spec.source)
+        return self.program.op_error(index, message)
 
     def grads(self, index: int, grads: Any, shapes: tuple, needs: tuple) -> tuple:
         """A VJP's result checked — one gradient per input, each of its input's shape — with None for the inputs
@@ -165,5 +151,5 @@ class GeneratedCode:
         return scope
 
 
-def generate(program: Program, plan: MemoryPlan) -> GeneratedCode:
-    return GeneratedCode(Unit.of(program, plan))
+def generate(program: Program) -> GeneratedCode:
+    return GeneratedCode(Unit.of(program))

@@ -17,9 +17,6 @@ from graphconv.syntax.expr import Const, Expr, evaluate, names, to_source
 from graphconv.syntax.expr import Tuple as TupleExpr
 from graphconv.syntax.metadata import WILDCARD
 
-RESHAPES = ("reshape", "view")  # ops whose dims come as one ``shape`` tuple: the output's rank is its length
-
-
 class Rewriter:
     def __init__(self, spec: Spec, *, low_memory: bool = False) -> None:
         self.base = spec
@@ -175,8 +172,8 @@ class Rewriter:
         nodes = self.graph.nodes
         order = [n for n in nx.lexicographical_topological_sort(self.graph, key=self._position)
                  if nodes[n]["kind"] == "op"]
-        return dataclasses.replace(self.base, graph=self.graph, inputs=list(self.inputs), outputs=list(self.outputs),
-                                   order=order)
+        return dataclasses.replace(self.base, nodes={n: data["node"] for n, data in nodes(data=True)},
+                                   inputs=list(self.inputs), outputs=list(self.outputs), order=order)
 
     # --- what passes ask --------------------------------------------------------------------------------------
 
@@ -193,8 +190,8 @@ class Rewriter:
         producer = self.producer(tensor_id)
         if producer is None:
             return None
-        if producer.op.name in RESHAPES:
-            shape = producer.args.get("shape")
+        if producer.op.shape_attr is not None:  # the output's rank is the shape tuple's length
+            shape = producer.args.get(producer.op.shape_attr)
             return len(shape.items) if isinstance(shape, TupleExpr) else None
         if producer.op.name == "permute":
             dims = constant(producer.args.get("dims"))
