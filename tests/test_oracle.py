@@ -122,8 +122,9 @@ def test_check_blames_the_op_with_a_wrong_vjp_naming_its_line_and_input(tmp_path
     rows = check_spec(graphconv.load(write_spec(tmp_path, SPEC), ops=[wrong_ops]))
     failed = {row.what: row for row in rows if not row.ok}
     assert set(failed) == {"op gradcheck", "spec gradcheck", "oracle", "blame"}
-    assert failed["spec gradcheck"].detail.startswith("GradcheckError: the gradient of output 0 ('z') with respect to "
-                                                      "input 1 ('y') differs from finite differences (max |Δ| ")
+    assert failed["spec gradcheck"].detail.startswith("GradcheckError: Jacobian mismatch: the gradient of output 0 "
+                                                      "('z') with respect to input 1 ('y') differs from finite "
+                                                      "differences (max |Δ| ")
     assert failed["oracle"].detail.startswith("gradient of input 'y' differs: max |Δ|")
     assert failed["blame"].subject == "op S (scaled_add)"
     assert "line 8" in failed["blame"].detail and "for input 'b'" in failed["blame"].detail
@@ -140,7 +141,8 @@ def test_the_check_command_prints_the_blame_and_says_nothing_was_compared_with_t
 
 def test_a_gradcheck_failure_is_one_whole_line():
     message = gradcheck(lambda x: x.detach() * x, [rand(3)], input_names=["x"], output_names=["y"])
-    assert message.startswith("GradcheckError: the gradient of output 0 ('y') with respect to input 0 ('x') differs")
+    assert message.startswith("GradcheckError: Jacobian mismatch: the gradient of output 0 ('y') with respect to "
+                              "input 0 ('x') differs")
     assert "\n" not in message and not message.endswith(",")
     slow = gradcheck(lambda x: x.detach() * x, [rand(3)], fast=True)
     assert "\n" not in slow and "max |Δ|" in slow

@@ -122,8 +122,9 @@ def gradcheck_message(error: Exception, input_names: Sequence[str] = (), output_
     if found is None:
         return f"{type(error).__name__}: {' '.join(text.split())}".rstrip(": ")
     output, input = int(found.group(1)), int(found.group(2))
-    message = (f"{type(error).__name__}: the gradient of output {output}{_named(output_names, output)} with respect "
-               f"to input {input}{_named(input_names, input)} differs from finite differences")
+    message = (f"{type(error).__name__}: Jacobian mismatch: the gradient of output {output}"
+               f"{_named(output_names, output)} with respect to input {input}{_named(input_names, input)} differs "
+               f"from finite differences")
     largest = SLOW_MODE_DIFFERENCE.search(text)
     return message + (f" (max |Δ| {float(largest.group(1)):.1e})" if largest else "")
 
