@@ -27,8 +27,8 @@ def rows(out, result):
 def test_a_matching_spec_passes_with_a_row_per_check(tmp_path, capsys):
     status, out, _ = check(capsys, write_spec(tmp_path, spec_text()))
     assert status == 0
-    assert "all 4 checks pass" in out  # relu's sample, the spec's gradcheck, value, grad x
-    assert [r[1:3] for r in rows(out, "ok")] == [["op", "gradcheck"], ["spec", "gradcheck"],
+    assert "all 5 checks pass" in out  # relu's sample, the spec's gradcheck, the oracle, value, grad x
+    assert [r[1:3] for r in rows(out, "ok")] == [["op", "gradcheck"], ["spec", "gradcheck"], ["oracle", "spec"],
                                                  ["value", "torch.nn.functional.relu"], ["grad", "x"]]
     assert not rows(out, "FAIL")
 
@@ -91,11 +91,12 @@ def test_reference_arguments_are_expressions_over_inputs_attrs_and_dims(tmp_path
     assert {r[-4] if r[1] == "value" else None for r in rows(out, "ok")} >= {"example", "dim=0", "n=1"}
 
 
-def test_a_spec_without_a_reference_is_only_gradchecked(tmp_path, capsys):
+def test_a_spec_without_a_reference_is_gradchecked_and_compared_with_the_oracle(tmp_path, capsys):
     text = spec_text().replace("  reference: torch.nn.functional.relu\n", "")
     status, out, _ = check(capsys, write_spec(tmp_path, text))
     assert status == 0
-    assert [r[1:3] for r in rows(out, "ok")] == [["op", "gradcheck"], ["spec", "gradcheck"]]
+    assert [r[1:3] for r in rows(out, "ok")] == [["op", "gradcheck"], ["spec", "gradcheck"], ["oracle", "spec"]]
+    assert "nothing was compared with torch" in out
 
 
 def test_an_op_without_samples_fails_the_check(tmp_path, capsys, monkeypatch):
@@ -185,4 +186,4 @@ def test_a_reference_without_a_gradient_fails_the_gradient_rows(tmp_path, capsys
     status, out, err = check(capsys, "--allow-reference", "wrong_references", path)
     assert status == 1 and err == ""
     assert [r[1:3] for r in rows(out, "FAIL")] == [["grad", "x"]]
-    assert [r[1] for r in rows(out, "ok")] == ["op", "spec", "value"]
+    assert [r[1] for r in rows(out, "ok")] == ["op", "spec", "oracle", "value"]

@@ -1,13 +1,18 @@
-"""Checking hand-written VJPs against torch autograd, and compiled specs against their reference.
+"""Checking hand-written VJPs against torch autograd, and compiled specs against the autograd oracle and their
+reference.
 
 An op is checked the way specs run it: each sample becomes a one-op spec, compiled, and
 ``torch.autograd.gradcheck`` (float64) compares its hand-written VJP with finite differences — so a wrong
 ``save=`` declaration or a gradient of the wrong shape fails too. A spec is gradchecked on inputs made from its
-``example`` dims, then compared in value and gradient with its ``reference:`` (see graphconv.check.reference).
-``graphconv check`` and tests/test_ops_gradcheck.py are thin loops over these functions.
+``example`` dims and compared in value, gradients and second derivatives with the autograd oracle (its ops'
+forwards under torch autograd, see graphconv.check.oracle) — with or without a ``reference:``; when either check
+fails, the oracle blames the op whose VJP is wrong. A spec with a ``reference:`` is then compared in value and
+gradient with it (see graphconv.check.reference). ``graphconv check`` and tests/test_ops_gradcheck.py are thin
+loops over these functions.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,20 +85,28 @@ def _output_count(op: Op, tensors: Sequence[Any], attrs: dict[str, Any]) -> int:
 def gradcheck_op(op: Op, tensors: Sequence[Any], attrs: dict[str, Any]) -> str | None:
     """Gradcheck ``op``'s VJP on one sample; None when it holds, else what went wrong."""
     compiled = single_op(op, tensors, attrs)
-    return gradcheck(lambda *xs: compiled(*xs, **attrs), [t for t in tensors if t is not None])
+    present = [(name, t) for name, t in zip(_input_names(op, tensors), tensors) if t is not None]
+    return gradcheck(lambda *xs: compiled(*xs, **attrs), [t for _, t in present],
+                     input_names=[name for name, _ in present])
 
 
-def gradcheck(function: Any, tensors: Sequence[Any], *, fast: bool = False) -> str | None:
+def _input_names(op: Op, tensors: Sequence[Any]) -> list[str]:
+    return [f"{op.inputs[0]}[{i}]" for i in range(len(tensors))] if op.variadic_inputs else list(op.inputs)
+
+
+def gradcheck(function: Any, tensors: Sequence[Any], *, fast: bool = False, input_names: Sequence[str] = (),
+              output_names: Sequence[str] = ()) -> str | None:
     """``torch.autograd.gradcheck`` of ``function`` at ``tensors`` (floating ones get gradients); None when it
-    holds, else the first line of what went wrong. ``fast`` checks random projections of the Jacobian instead of
-    every entry (gradcheck's ``fast_mode``): enough for a spec whose ops were each checked in full."""
+    holds, else what went wrong, in one line (see :func:`gradcheck_message`). ``fast`` checks random projections
+    of the Jacobian instead of every entry (gradcheck's ``fast_mode``): enough for a spec whose ops were each
+    checked in full."""
     inputs = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in tensors]
     try:
         with one_thread():
             torch.autograd.gradcheck(lambda *xs: _floating(function(*xs)), tuple(inputs), raise_exception=True,
                                      fast_mode=fast)
     except Exception as error:  # gradcheck's own failure, or the op's: either way the check fails
-        return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        return gradcheck_message(error, input_names, output_names)
     return None
 
 
@@ -102,6 +115,30 @@ def _floating(outputs: Any) -> Any:
     if isinstance(outputs, (tuple, list)):
         return tuple(_floating(o) for o in outputs)
     return outputs if outputs.is_floating_point() else outputs.to(torch.float64)
+
+
+JACOBIAN_MISMATCH = re.compile(r"Jacobian mismatch for output (\d+) with respect to input (\d+)")
+SLOW_MODE_DIFFERENCE = re.compile(r"max per-element difference \(slow mode\) is: (\S+?)\.?\s*$", re.MULTILINE)
+
+
+def gradcheck_message(error: Exception, input_names: Sequence[str] = (), output_names: Sequence[str] = ()) -> str:
+    """A gradcheck failure in one whole line. A Jacobian mismatch (whose message goes on with both Jacobians in
+    full) says which output and input, by name where known, and the largest difference; anything else keeps its
+    whole message, its lines joined."""
+    text = str(error)
+    found = JACOBIAN_MISMATCH.search(text)
+    if found is None:
+        return f"{type(error).__name__}: {' '.join(text.split())}".rstrip(": ")
+    output, input = int(found.group(1)), int(found.group(2))
+    message = (f"{type(error).__name__}: Jacobian mismatch: the gradient of output {output}"
+               f"{_named(output_names, output)} with respect to input {input}{_named(input_names, input)} differs "
+               f"from finite differences")
+    largest = SLOW_MODE_DIFFERENCE.search(text)
+    return message + (f" (max |Δ| {float(largest.group(1)):.1e})" if largest else "")
+
+
+def _named(known: Sequence[str], index: int) -> str:
+    return f" ({known[index]!r})" if index < len(known) else ""
 
 
 @contextmanager
@@ -170,8 +207,10 @@ def _plain(value: Any) -> Any:
 def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES, ops: bool = True,
                shapes: dict[str, tuple[int, ...]] | None = None) -> list[Check]:
     """Every check of ``graphconv check``: the spec's ops on their samples (unless ``ops`` is False), then per
-    case the compiled spec's gradcheck and its value and gradients against the reference. ``shapes``: whole input
-    shapes by name, for inputs without a pattern (over the example's). A bad reference raises SpecError."""
+    case the compiled spec's gradcheck, its agreement with the autograd oracle (with the op to blame when either
+    fails), and its value and gradients against the reference. ``shapes``: whole input shapes by name, for inputs
+    without a pattern (over the example's). A bad reference raises SpecError."""
+    from graphconv.check.oracle import Oracle
     from graphconv.compiler.compiled import CompiledOp
 
     reference = read_reference(spec)
@@ -179,7 +218,7 @@ def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES, ops: boo
     rows = []
     for op in {node.op.name: node.op for node in spec.ops()}.values() if ops else ():
         rows.extend(check_op(op))
-    compiled = CompiledOp(spec)
+    compiled, oracle = CompiledOp(spec), Oracle(spec)
     for index, (label, values) in enumerate(cases(spec, reference.cases if reference else ())):
         generator = torch.Generator().manual_seed(SEED + index)
         attrs = {k: v for k, v in values.items() if k in spec.attrs}
@@ -189,14 +228,58 @@ def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES, ops: boo
         except SpecError as error:  # a case whose dims do not work out fails; the other cases still run
             rows.append(Check("spec gradcheck", spec.name, label, False, error.message))
             continue
-        problem = _guarded(lambda: gradcheck(lambda *xs: compiled(*xs, **attrs), inputs, fast=True))
+        problem = _guarded(lambda: gradcheck(lambda *xs: compiled(*xs, **attrs), inputs, fast=True,
+                                             input_names=spec.input_names, output_names=spec.output_names))
         rows.append(Check("spec gradcheck", spec.name, label, problem is None, problem or ""))
+        agreement = check_oracle(compiled, oracle, inputs, attrs, label, generator)
+        rows.append(agreement)
+        if problem is not None or not agreement.ok:
+            rows.append(check_blame(compiled, inputs, attrs, label, generator))
         if function is not None:
             def call(tensors: list[Any]) -> Any:
                 return call_reference(spec, function, reference, {**env, **dict(zip(spec.input_names, tensors))})
 
             rows.extend(compare(spec, compiled, call, inputs, attrs, reference.function, label, generator))
     return rows
+
+
+def check_oracle(compiled: Any, oracle: Any, inputs: list[Any], attrs: dict[str, Any], label: str,
+                 generator: Any) -> Check:
+    """The compiled op's value, gradients and second derivatives against the autograd oracle's (float64)."""
+    from graphconv.check.oracle import derivatives, differences, max_error, reference
+
+    spec = compiled.spec
+    try:
+        probes, want = reference(oracle, inputs, attrs, generator)
+        got = derivatives(lambda *xs: compiled(*xs, **attrs), inputs, probes)
+    except Exception as error:
+        if is_out_of_memory(error):
+            raise
+        return Check("oracle", spec.name, label, False, _message(error))
+    found = differences(got, want, spec.output_names, spec.input_names)
+    if found:
+        return Check("oracle", spec.name, label, False, "; ".join(map(str, found)))
+    error = max(max_error(got.values, want.values), max_error(got.grads, want.grads),
+                max_error(got.second, want.second))
+    return Check("oracle", spec.name, label, True, f"value, gradients, second derivatives: max |Δ| {error:.1e}")
+
+
+def check_blame(compiled: Any, inputs: list[Any], attrs: dict[str, Any], label: str, generator: Any) -> Check:
+    """The op whose VJP disagrees with autograd of its forward — or, when none does, the compiler."""
+    from graphconv.check.oracle import blame_compiled
+
+    spec = compiled.spec
+    try:
+        found = blame_compiled(compiled, inputs, attrs, generator)
+    except Exception as error:
+        if is_out_of_memory(error):
+            raise
+        return Check("blame", spec.name, label, False, _message(error))
+    if found is None:
+        return Check("blame", spec.name, label, False, "every op's VJP agrees with autograd of its forward at these "
+                                                       "values: the compiled op puts them together wrongly (a "
+                                                       "compiler bug)")
+    return Check("blame", f"op {found.node} ({found.label})", label, False, str(found))
 
 
 def compare(spec: Spec, compiled: Any, reference: Any, inputs: list[Any], attrs: dict[str, Any], subject: str,

@@ -1,8 +1,10 @@
-"""``graphconv check SPEC...``: gradcheck each op the spec uses on its samples, then gradcheck the compiled spec
-and compare it in value and gradient with the spec's ``reference:``, on the example and every listed case.
+"""``graphconv check SPEC...``: gradcheck each op the spec uses on its samples, then gradcheck the compiled spec,
+compare its value, gradients and second derivatives with the autograd oracle (naming the op to blame when they
+differ) and its value and gradients with the spec's ``reference:``, on the example and every listed case.
 
-Prints one row per check. Exit status: 0 when every check passes, 1 when one fails, 2 when a spec (or its
-reference) is bad, or its cases need more than ``--max-memory``.
+Prints one row per check, and says so when the spec has no reference (nothing was compared with torch). Exit
+status: 0 when every check passes, 1 when one fails, 2 when a spec (or its reference) is bad, or its cases need more
+than ``--max-memory``.
 """
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ from graphconv.syntax.expr import show_value
 MAX_MEMORY = "4GiB"  # as for graphconv run: a spec's example: is untrusted
 
 HEADER = ("result", "check", "subject", "case", "detail")
+NO_REFERENCE = ("no reference: the spec names no torch function to match, so nothing was compared with torch "
+                "(only with the autograd oracle, its own ops' forwards)")
 
 
 def add_parser(verbs: Any) -> None:
-    check = verbs.add_parser("check", help="gradcheck a spec's ops and the compiled spec; compare it with its "
-                                           "reference in value and gradient")
+    check = verbs.add_parser("check", help="gradcheck a spec's ops and the compiled spec; compare it with the "
+                                           "autograd oracle and its reference")
     check.add_argument("spec", nargs="+", help="one or more .mmd, .md or .yaml specs")
     check.add_argument("--ops", action="append", help="import a module of extra ops (repeatable)")
     check.add_argument("--allow-reference", action="append", default=[], metavar="MODULE",
@@ -31,9 +35,9 @@ def add_parser(verbs: Any) -> None:
     check.add_argument("--shapes", help="whole input shapes, for inputs without a pattern: x=(2,3),w=(3,4)")
     check.add_argument("--failures", action="store_true", help="print only the checks that fail")
     check.add_argument("--max-memory", default=MAX_MEMORY,
-                       help=f"refuse a spec whose example or cases would take more than this (the spec and its "
-                            f"reference side by side, with gradients), found by a meta run first and then "
-                            f"enforced while the checks run (default {MAX_MEMORY})")
+                       help=f"refuse a spec whose example or cases would take more than this (the spec, the "
+                            f"oracle and the reference side by side, with gradients), found by a meta run first "
+                            f"and then enforced while the checks run (default {MAX_MEMORY})")
     check.set_defaults(handler=cmd_check)
 
 
@@ -59,6 +63,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{path}: no reference: nothing was compared with a torch function (add reference: to compare "
                   "values and gradients)")
         _print_table(failed if args.failures else rows)
+        if spec.meta.reference is None:
+            print(NO_REFERENCE)
         if failed and status == EXIT_OK:
             status = EXIT_SHAPE
     return status
@@ -89,8 +95,9 @@ def given_shapes(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
 
 
 def estimate_memory(spec: Any, limit: int) -> None:
-    """Refuse a spec whose example (or a reference case) makes tensors of more than ``limit`` bytes — twice what
-    a float64 meta trace with backward makes: the spec's and its reference's, side by side."""
+    """Refuse a spec whose example (or a reference case) makes tensors of more than ``limit`` bytes — four times
+    what a float64 meta trace with backward makes: the spec's, the oracle's (whose second derivatives keep the
+    graph of its gradients too) and the reference's, side by side."""
     import torch
 
     from graphconv.check.memory import traced_bytes
@@ -102,13 +109,13 @@ def estimate_memory(spec: Any, limit: int) -> None:
         attrs = {k: v for k, v in case.items() if k in spec.attrs}
         dims = {k: v for k, v in case.items() if k not in spec.attrs}
         try:
-            needed = 2 * traced_bytes(trace(spec, dims, attrs, backward=True, dtype=torch.float64))
+            needed = 4 * traced_bytes(trace(spec, dims, attrs, backward=True, dtype=torch.float64))
         except SpecError:  # a case whose dims do not work out fails its own check
             continue
         if needed > limit:
             label = ", ".join(f"{k}={show_value(v)}" for k, v in case.items()) or "the example"
             raise SpecError(f"at {label} the checks take about {show_bytes(needed)} (inputs, intermediates and "
-                            f"gradients of the spec and its reference, float64), over --max-memory "
+                            f"gradients of the spec, the oracle and the reference, float64), over --max-memory "
                             f"{show_bytes(limit)}; raise --max-memory", path=spec.path)
 
 
