@@ -255,7 +255,7 @@ def test_shapes_for_inputs_without_a_pattern_come_from_example_or_the_command_li
         reference: torch.nn.functional.relu
     """, "X(x) --> R((relu)) --> Y(y)"))
     assert main(["check", str(path)]) == 0
-    assert "all 4 checks pass" in capsys.readouterr().out
+    assert "all 5 checks pass" in capsys.readouterr().out  # relu gradcheck, spec gradcheck, oracle, value, grad x
     path.write_text(path.read_text().replace("  example: {x: [2, 3]}\n", ""))
     assert main(["check", str(path)]) == 1
     assert main(["check", str(path), "--shapes", "x=(4,5)"]) == 0
