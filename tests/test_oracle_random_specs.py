@@ -109,7 +109,8 @@ def used(written: Written, optimize: bool, save: str, folder: Path) -> Callable:
     call = f"inner({', '.join(f'{a}={a}' for a in written.attr_names)})" if written.attr_names else "inner"
     lines += ["---", "graph LR"]
     lines += [f'  i{k}["{name}"] --> U(("{call}"))' for k, name in enumerate(written.input_names)]
-    lines += [f'  U --> o{k}["{name}"]' for k, name in enumerate(inner.output_names)]
+    lines += [f'  U --> o{k}["{name if name not in written.input_names else name + " out"}"]'
+              for k, name in enumerate(inner.output_names)]  # (a graph input may be an output too)
     (folder / "user_spec.mmd").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return graphconv.compile(folder / "user_spec.mmd", optimize=optimize, save=save)
 
@@ -196,7 +197,17 @@ def compare(backend: Backend, spec: Any, written: Written, made: RandomSpec) -> 
     return differences(got, want, spec.output_names, spec.input_names)
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+SELF_ATTR = ("an attr named self cannot be given at the call: CompiledOp.__call__ and SpecForward.__call__ take it "
+             "as their own self (tests/test_oracle_regressions.py has the minimal cases)")
+FAILING = {"generated-opt-minimal": SELF_ATTR, "used-opt-all": SELF_ATTR}  # what fails today, by variant
+
+
+def marked(backend: Backend) -> Any:
+    reason = FAILING.get(str(backend))
+    return backend if reason is None else pytest.param(backend, marks=pytest.mark.xfail(strict=True, reason=reason))
+
+
+@pytest.mark.parametrize("backend", [marked(backend) for backend in BACKENDS], ids=str)
 @RANDOM
 @given(made=random_specs())
 def test_every_backend_matches_the_oracle_on_random_specs(backend, made):
