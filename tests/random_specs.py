@@ -6,14 +6,14 @@ chains (reshape, view, flatten, squeeze, unsqueeze, permute, transpose, expand, 
 split (several outputs), the im2col convolution the passes fuse, and repeated applications the passes merge. It
 has fan-out (a value read by 2–4 ops, or by both inputs of one op through two labelled edges), fan-in, op → op
 edges with no tensor between them, several outputs (some listed in the front matter, one of them also read by
-an op), long chains. Values are kept finite and away from the points where an op's derivative is not
+an op, or a graph input), long chains. Values are kept finite and away from the points where an op's derivative is not
 defined (log and sqrt of positive values only, a denominator bounded away from 0, no max over ties) — except
 ``pow(exponent=0)``, whose derivative at 0 is 0 as in torch.
 
 Names come from an adversarial pool: every identifier generated code uses (``r0``, ``g_x``, ``A``, ``Ctx``,
 ``_grads``, ``ctx``, ``self``, ``forward``…), builtins, dunders, keywords, unicode that Python normalises (``ﬁ``,
-e + U+0301), names that differ only in case, names with spaces (where the syntax allows: not the front matter's
-``inputs``). Dims and attrs are named from the same pool, titles too.
+e + U+0301), names that differ only in case, names with spaces or punctuation. Dims and attrs are named from
+the same pool (the names an expression can read), titles too.
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ NAMES = [
     "x", "X", "a", "B", "b", "y", "Y", "é", "e\u0301", "ﬁ", "fi", "Ω", "ℌ", "H", "x_1", "o1_out",
     "a b", "g x", "r 1", "1x", "x-y", "x.y",
 ]
-IDENTIFIERS = [n for n in NAMES if n.isidentifier()]
-# Dims and attrs: names an expression can read (ASCII, no keywords, no literals, no wildcard).
-SYMBOLS = [n for n in IDENTIFIERS if n.isascii() and not keyword.iskeyword(n) and n not in ("None", "True", "_")]
+# Dims and attrs: names an expression can read (ASCII identifiers, no keywords, no literals, no wildcard).
+SYMBOLS = [n for n in NAMES if n.isidentifier() and n.isascii() and not keyword.iskeyword(n)
+           and n not in ("None", "True", "_")]
 TITLES = ["forward", "backward", "forward_nograd", 'has """ quotes', "my op", "class", "torch", "K", "ﬁ"]
 
 MAX_ELEMENTS = 48
@@ -105,8 +105,8 @@ class Builder:
     def integer(self, low: int, high: int) -> int:
         return self.rng.randint(low, high)
 
-    def fresh_name(self, identifier: bool = False) -> str:
-        pool = [n for n in (IDENTIFIERS if identifier else NAMES) if n not in self.taken and n not in self.attrs]
+    def fresh_name(self) -> str:
+        pool = [n for n in NAMES if n not in self.taken and n not in self.attrs]
         name = self.pick(pool) if pool and self.chance(0.8) else f"t{len(self.taken)}"
         self.taken.add(name)
         return name
@@ -127,7 +127,7 @@ class Builder:
 
     def new_input(self, shape: tuple[int, ...]) -> int:
         index = len(self.values)
-        name = self.fresh_name(identifier=self.front_matter)
+        name = self.fresh_name()
         self.values.append(Value(f"t{index}", name, shape, high=4.0))
         if self.front_matter:
             self.patterns[index] = [self.pattern_entry(size) for size in shape]
@@ -288,13 +288,18 @@ class Builder:
                    [Value("", None, shape, high, low, va.ties or vb.ties, va.contiguous and vb.contiguous)])
 
     def two_inputs(self, a: int, b: int, params: tuple[str, str]) -> list:
-        """Edges for the two inputs: labelled (in either order), or by order of appearance when the tensors' names
-        cannot bind by name; the same value into both inputs always takes two labelled edges."""
+        """Edges for the two inputs: labelled (in either order, the name maybe followed by the shape, ``|b 3x4|``),
+        or by order of appearance when the tensors' names cannot bind by name; the same value into both inputs
+        always takes two labelled edges."""
         names = {self.values[a].name, self.values[b].name}
         if a == b or names & set(params) or self.chance(0.6):
-            pairs = [(a, params[0]), (b, params[1])]
+            pairs = [(a, self.edge_label(params[0], a)), (b, self.edge_label(params[1], b))]
             return pairs if self.chance(0.5) else pairs[::-1]
         return [a, b]
+
+    def edge_label(self, param: str, index: int) -> str:
+        shape = self.values[index].shape
+        return f"{param} {'x'.join(map(str, shape)) or 'scalar'}" if self.chance(0.2) else param
 
     def broadcastable(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """A shape that broadcasts with ``shape``: a suffix of it, some sizes made 1, maybe a new leading dim."""
@@ -805,6 +810,8 @@ def random_specs(draw: Callable, min_ops: int = 3, max_ops: int = 30) -> RandomS
         rng.shuffle(outputs)
         if consumed and rng.random() < 0.5:
             outputs.insert(rng.randint(0, len(outputs)), rng.choice(consumed))
+        if rng.random() < 0.2:  # a graph input listed as an output too
+            outputs.insert(rng.randint(0, len(outputs)), rng.choice(inputs))
     return RandomSpec(
         builder,
         input_order=rng.sample(inputs, len(inputs)) if front_matter else None,

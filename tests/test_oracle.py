@@ -8,8 +8,9 @@ import torch
 import graphconv
 from conftest import SPECS, write_spec
 from graphconv.check.oracle import Oracle, blame, derivatives, differences, reference
-from graphconv.check.verify import check_spec, gradcheck
+from graphconv.check.verify import check_blame, check_oracle, check_spec, gradcheck
 from graphconv.cli import main
+from graphconv.compiler.compiled import CompiledOp
 
 WRONG_VJP_OPS = '''\
 import torch
@@ -159,9 +160,28 @@ def test_check_blames_the_compiler_when_every_vjp_is_right(tmp_path, monkeypatch
         graph LR
           X(x) --> T((tanh)) --> Y(y)
         """))
-    compiled_type = __import__("graphconv.compiler.compiled", fromlist=["CompiledOp"]).CompiledOp
-    original = compiled_type.__call__
-    monkeypatch.setattr(compiled_type, "__call__", lambda self, *xs, **kw: original(self, *xs, **kw) * 1.5)
+    original = CompiledOp.__call__
+    monkeypatch.setattr(CompiledOp, "__call__", lambda self, *xs, **kw: original(self, *xs, **kw) * 1.5)
     rows = check_spec(graphconv.load(path), ops=False)
     [blamed] = [row for row in rows if row.what == "blame"]
     assert not blamed.ok and "compiler bug" in blamed.detail
+
+
+def test_check_says_when_only_finite_differences_disagree(tmp_path):
+    """relu at 0 (a kink): the VJP and the oracle agree, the finite differences cannot."""
+    path = write_spec(tmp_path, textwrap.dedent("""\
+        ---
+        graphconv:
+          inputs: {x: [n]}
+          example: {n: 3}
+        ---
+        graph LR
+          X(x) --> R((relu)) --> Y(y)
+        """))
+    spec = graphconv.load(path)
+    zeros = torch.zeros(3, dtype=torch.float64)
+    compiled = CompiledOp(spec)
+    agreement = check_oracle(compiled, Oracle(spec), [zeros], {}, "at 0", torch.Generator().manual_seed(0))
+    assert agreement.ok
+    row = check_blame(compiled, [zeros], {}, "at 0", torch.Generator().manual_seed(0), agreement.ok)
+    assert "only finite differences differ" in row.detail

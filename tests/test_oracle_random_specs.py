@@ -1,10 +1,13 @@
 """Every backend against the autograd oracle on random specs (tests/random_specs.py): value, gradients and second
 derivatives (``create_graph=True``) in float64, for the interpreter, the generated code, the exported module and the
 spec used as an op inside another spec — each with ``optimize`` on and off, ``save="all"`` and ``"minimal"``.
+``export`` may refuse a spec with a clean ExportError, and refuse double backward with a clear error (issue 12).
+A failure says whether the same spec written with plain names agrees (then it is a naming bug).
 
 Hypothesis runs derandomized (the same specs on every run) with a small budget for CI;
 ``GRAPHCONV_ORACLE_EXAMPLES=2000`` runs that many specs per variant, ``GRAPHCONV_ORACLE_SHRINK=1`` also shrinks a
-failing spec to a minimal one (slow: each try compiles). A failing spec's text is printed with the failure.
+failing spec (fewer ops: a prefix of the same spec; slow, each try compiles). A failing spec's text is printed with
+the failure.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from graphconv.compiler import interpreter
 from graphconv.compiler.codegen.export import ExportError, export_source
 from random_specs import RandomSpec, random_specs
 
-EXAMPLES = int(os.environ.get("GRAPHCONV_ORACLE_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("GRAPHCONV_ORACLE_EXAMPLES", "20"))
 PHASES = (Phase.explicit, Phase.generate) + ((Phase.shrink,) if os.environ.get("GRAPHCONV_ORACLE_SHRINK") else ())
 RANDOM = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, phases=PHASES,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -106,7 +109,8 @@ def used(written: Written, optimize: bool, save: str, folder: Path) -> Callable:
     call = f"inner({', '.join(f'{a}={a}' for a in written.attr_names)})" if written.attr_names else "inner"
     lines += ["---", "graph LR"]
     lines += [f'  i{k}["{name}"] --> U(("{call}"))' for k, name in enumerate(written.input_names)]
-    lines += [f'  U --> o{k}["{name}"]' for k, name in enumerate(inner.output_names)]
+    lines += [f'  U --> o{k}["{name if name not in written.input_names else name + " out"}"]'
+              for k, name in enumerate(inner.output_names)]  # (a graph input may be an output too)
     (folder / "user_spec.mmd").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return graphconv.compile(folder / "user_spec.mmd", optimize=optimize, save=save)
 
@@ -193,7 +197,17 @@ def compare(backend: Backend, spec: Any, written: Written, made: RandomSpec) -> 
     return differences(got, want, spec.output_names, spec.input_names)
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+SELF_ATTR = ("an attr named self cannot be given at the call: CompiledOp.__call__ and SpecForward.__call__ take it "
+             "as their own self (tests/test_oracle_regressions.py has the minimal cases)")
+FAILING = {"generated-opt-minimal": SELF_ATTR, "used-opt-all": SELF_ATTR}  # what fails today, by variant
+
+
+def marked(backend: Backend) -> Any:
+    reason = FAILING.get(str(backend))
+    return backend if reason is None else pytest.param(backend, marks=pytest.mark.xfail(strict=True, reason=reason))
+
+
+@pytest.mark.parametrize("backend", [marked(backend) for backend in BACKENDS], ids=str)
 @RANDOM
 @given(made=random_specs())
 def test_every_backend_matches_the_oracle_on_random_specs(backend, made):

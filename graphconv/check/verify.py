@@ -234,7 +234,7 @@ def check_spec(spec: Spec, *, allowed: Iterable[str] = ALLOWED_MODULES, ops: boo
         agreement = check_oracle(compiled, oracle, inputs, attrs, label, generator)
         rows.append(agreement)
         if problem is not None or not agreement.ok:
-            rows.append(check_blame(compiled, inputs, attrs, label, generator))
+            rows.append(check_blame(compiled, inputs, attrs, label, generator, agreement.ok))
         if function is not None:
             def call(tensors: list[Any]) -> Any:
                 return call_reference(spec, function, reference, {**env, **dict(zip(spec.input_names, tensors))})
@@ -264,8 +264,10 @@ def check_oracle(compiled: Any, oracle: Any, inputs: list[Any], attrs: dict[str,
     return Check("oracle", spec.name, label, True, f"value, gradients, second derivatives: max |Δ| {error:.1e}")
 
 
-def check_blame(compiled: Any, inputs: list[Any], attrs: dict[str, Any], label: str, generator: Any) -> Check:
-    """The op whose VJP disagrees with autograd of its forward — or, when none does, the compiler."""
+def check_blame(compiled: Any, inputs: list[Any], attrs: dict[str, Any], label: str, generator: Any,
+                agrees: bool) -> Check:
+    """The op whose VJP disagrees with autograd of its forward — or, when none does, the compiler (unless the
+    compiled op ``agrees`` with the oracle: then only finite differences disagreed)."""
     from graphconv.check.oracle import blame_compiled
 
     spec = compiled.spec
@@ -275,6 +277,10 @@ def check_blame(compiled: Any, inputs: list[Any], attrs: dict[str, Any], label: 
         if is_out_of_memory(error):
             raise
         return Check("blame", spec.name, label, False, _message(error))
+    if found is None and agrees:
+        return Check("blame", spec.name, label, False, "every op's VJP and the compiled op agree with autograd: only "
+                                                       "finite differences differ (a point where the spec is not "
+                                                       "differentiable, or a loss of precision)")
     if found is None:
         return Check("blame", spec.name, label, False, "every op's VJP agrees with autograd of its forward at these "
                                                        "values: the compiled op puts them together wrongly (a "
