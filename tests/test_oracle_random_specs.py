@@ -197,17 +197,7 @@ def compare(backend: Backend, spec: Any, written: Written, made: RandomSpec) -> 
     return differences(got, want, spec.output_names, spec.input_names)
 
 
-SELF_ATTR = ("an attr named self cannot be given at the call: CompiledOp.__call__ and SpecForward.__call__ take it "
-             "as their own self (tests/test_oracle_regressions.py has the minimal cases)")
-FAILING = {"generated-opt-minimal": SELF_ATTR, "used-opt-all": SELF_ATTR}  # what fails today, by variant
-
-
-def marked(backend: Backend) -> Any:
-    reason = FAILING.get(str(backend))
-    return backend if reason is None else pytest.param(backend, marks=pytest.mark.xfail(strict=True, reason=reason))
-
-
-@pytest.mark.parametrize("backend", [marked(backend) for backend in BACKENDS], ids=str)
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
 @RANDOM
 @given(made=random_specs())
 def test_every_backend_matches_the_oracle_on_random_specs(backend, made):

@@ -283,9 +283,6 @@ IMPLICIT_NAME = """\
     """
 
 
-@pytest.mark.xfail(strict=True, reason="a tensor named like the name the builder gives an op's unnamed output "
-                                       "(o1_out, for op o1 feeding op o2 directly) is taken for that output: "
-                                       "inputs: {o1_out: ...} is refused as 'produced by op o1'")
 def test_a_tensor_named_like_an_unnamed_op_output(tmp_path):
     spec = load_text(tmp_path, IMPLICIT_NAME)
     assert spec.input_names == ["o1_out"]

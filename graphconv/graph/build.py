@@ -37,6 +37,8 @@ class _Builder:
     def __init__(self, diagram: Diagram, meta: Metadata, registry: Registry, name: str) -> None:
         self.diagram, self.meta, self.registry, self.name = diagram, meta, registry, name
         self.nodes: dict[str, TensorNode | OpNode] = {}  # every tensor and op, in the order they are made
+        self.implicit: dict[str, str] = {}  # op id → the id (and name) of its unnamed output, for an op → op edge
+        self.implicit_producer: dict[str, str] = {}  # and back
         self.successors: dict[str, list[str]] = {}  # data edges: a tensor's readers, an op's outputs
         # Where each node first appears in the file (a node keeps the line of its labelled declaration for error
         # carets, which may come later): input, output and topological order follow first appearance.
@@ -73,7 +75,7 @@ class _Builder:
     def first_appearance(self, node_id: str) -> int:
         """The node's place in the file; an op's unnamed output takes its op's."""
         if node_id not in self.appearance:
-            return self.appearance[self.nodes[node_id].producer or node_id.removesuffix("_out")]
+            return self.appearance[self.implicit_producer[node_id]]
         return self.appearance[node_id]
 
     def classify_edges(self) -> list[_Link]:
@@ -127,14 +129,17 @@ class _Builder:
                 self.add_implicit_tensor(link.source)
 
     def add_implicit_tensor(self, op_id: str) -> str:
-        tensor_id = f"{op_id}_out"
-        if tensor_id not in self.nodes:
+        """The unnamed output of an op that feeds another op directly: called ``<op>_out`` (``_out_2``… where a
+        node or a tensor already has that id or name)."""
+        if op_id not in self.implicit:
+            taken = set(self.diagram.nodes) | {n.name for n in self.nodes.values() if isinstance(n, TensorNode)}
+            tensor_id, suffix = f"{op_id}_out", 2
+            while tensor_id in taken:
+                tensor_id, suffix = f"{op_id}_out_{suffix}", suffix + 1
             op = self.diagram.nodes[op_id]
-            if tensor_id in self.diagram.nodes:
-                raise self.error(f"op {op_id} feeds another op directly, and its unnamed output would be called "
-                                 f"{tensor_id!r}, which is taken; name the tensor in between", op.line, op.column)
             self.nodes[tensor_id] = TensorNode(tensor_id, tensor_id, op.line, op.column)
-        return tensor_id
+            self.implicit[op_id], self.implicit_producer[tensor_id] = tensor_id, op_id
+        return self.implicit[op_id]
 
     # --- ops ------------------------------------------------------------------------------------------------
 
@@ -157,8 +162,9 @@ class _Builder:
             self.successors[node.id] = list(outputs)
 
     def as_tensor_link(self, link: _Link) -> _Link:
-        if self.is_op(self.diagram.nodes[link.source]):
-            return _Link(f"{link.source}_out", link.target, link.parameter, link.line, link.column)
+        """An op → op edge as an edge from the first op's unnamed output (other edges as they are)."""
+        if link.source in self.implicit and self.is_op(self.diagram.nodes[link.target]):
+            return _Link(self.implicit[link.source], link.target, link.parameter, link.line, link.column)
         return link
 
     def op_outputs(self, node: Node, op: Op, outgoing: list[_Link]) -> tuple[str, ...]:
