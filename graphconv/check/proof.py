@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphconv.check.backward import gradient_tensors
-from graphconv.check.sizes import Row, check_dims, check_shapes, row_of
+from graphconv.check.sizes import Outcome, Row, check_dims, check_shapes, row_of
 from graphconv.compiler.binding import Binder, is_wildcard, shape_mismatch
 from graphconv.compiler.examples import input_shapes
 from graphconv.compiler.infer import Inference, Requirement, concrete_shapes, declared_symbolic, infer_symbolic
@@ -39,7 +39,7 @@ class Condition:
 
 
 @dataclass
-class Report:
+class Report(Outcome):
     rows: list[Row]
     dims: dict[str, Any]  # input dims, then derived dims
     attrs: dict[str, Any]
@@ -47,14 +47,6 @@ class Report:
     inference: Inference
     conditions: list[Condition] = field(default_factory=list)
     failure: SpecError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None and not any(row.problems for row in self.rows)
-
-    def problems(self) -> list[str]:
-        found = [p for row in self.rows for p in row.problems]
-        return found + ([str(self.failure)] if self.failure else [])
 
 
 def prove(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] | None = None, *,

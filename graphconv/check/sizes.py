@@ -31,6 +31,22 @@ class Row:
     problems: list[str] = field(default_factory=list)
 
 
+class Outcome:
+    """``ok`` and ``problems()`` of a run's rows and failure, for a :class:`~graphconv.check.proof.Report` (the
+    shape rules) and a :class:`~graphconv.check.trace.Trace` (torch) alike."""
+
+    rows: list[Row]
+    failure: Any
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and not any(row.problems for row in self.rows)
+
+    def problems(self) -> list[str]:
+        found = [p for row in self.rows for p in row.problems]
+        return found + ([str(self.failure)] if self.failure else [])
+
+
 def check_dims(spec: Spec, dims: dict[str, Any]) -> dict[str, int]:
     """The caller's dims: each an input dim (not an attr, not a derived dim) with a size ≥ 0 (a group of dims,
     ``...batch`` in a pattern, a tuple of them)."""

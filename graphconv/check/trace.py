@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from graphconv.check.sizes import Row, check_dims, check_shapes, row_of
+from graphconv.check.sizes import Outcome, Row, check_dims, check_shapes, row_of
 from graphconv.compiler import interpreter
 from graphconv.compiler.binding import Binder, shape_mismatch
 from graphconv.compiler.examples import input_shapes
@@ -25,20 +25,12 @@ from graphconv.syntax.expr import evaluate
 
 
 @dataclass
-class Trace:
+class Trace(Outcome):
     rows: list[Row]
     dims: dict[str, Any]  # input dims, then derived dims
     attrs: dict[str, Any]
     device: str
     failure: SpecError | None = None  # an op (or its VJP) that could not run on these shapes
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None and not any(row.problems for row in self.rows)
-
-    def problems(self) -> list[str]:
-        found = [p for row in self.rows for p in row.problems]
-        return found + ([str(self.failure)] if self.failure else [])
 
 
 def trace(spec: Spec, dims: dict[str, Any] | None = None, attrs: dict[str, Any] | None = None, *,
