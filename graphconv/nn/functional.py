@@ -41,15 +41,7 @@ def conv1d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     ``conv1d`` (which calls ``conv2d_full`` on a one-row image)."""
     stride, dilation = _ntuple("conv1d", "stride", stride, 1), _ntuple("conv1d", "dilation", dilation, 1)
     padding = _padding("conv1d", padding, stride, 1)
-
-    def convolve(x: torch.Tensor) -> torch.Tensor:
-        empty = _no_input_channels(x, weight, bias, stride, padding, dilation)
-        if empty is not None:
-            return empty
-        return compiled("conv1d", backend)(x, weight, _bias(bias, weight.shape[0], weight), stride=stride,
-                                           padding=padding, dilation=dilation, groups=groups)
-
-    return _batched(input, 2, convolve)
+    return _convolution("conv1d", 2, input, weight, bias, stride, padding, dilation, groups, backend)
 
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: Any = 1,
@@ -58,15 +50,7 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     (out_channels, c // groups, kh, kw), optional bias (out_channels,); the im2col spec ``conv2d_full``."""
     stride, dilation = _ntuple("conv2d", "stride", stride, 2), _ntuple("conv2d", "dilation", dilation, 2)
     padding = _padding("conv2d", padding, stride, 2)
-
-    def convolve(x: torch.Tensor) -> torch.Tensor:
-        empty = _no_input_channels(x, weight, bias, stride, padding, dilation)
-        if empty is not None:
-            return empty
-        return compiled("conv2d_full", backend)(x, weight, _bias(bias, weight.shape[0], weight), stride=stride,
-                                                padding=padding, dilation=dilation, groups=groups)
-
-    return _batched(input, 3, convolve)
+    return _convolution("conv2d_full", 3, input, weight, bias, stride, padding, dilation, groups, backend)
 
 
 def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: Any = 1,
@@ -89,6 +73,21 @@ def linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     rows = input.reshape(lead.numel(), input.shape[-1])  # not -1: with no features, -1 could be any number of rows
     output = compiled("linear", backend)(rows, weight, _bias(bias, weight.shape[0], weight))
     return output.reshape(*lead, weight.shape[0])
+
+
+def _convolution(name: str, unbatched_rank: int, input: torch.Tensor, weight: torch.Tensor, bias: Any, stride: Any,
+                 padding: Any, dilation: Any, groups: int, backend: str) -> torch.Tensor:
+    """The spec ``name`` on a batch (or one unbatched input); torch's empty answer when there are no input
+    channels."""
+
+    def convolve(x: torch.Tensor) -> torch.Tensor:
+        empty = _no_input_channels(x, weight, bias, stride, padding, dilation)
+        if empty is not None:
+            return empty
+        return compiled(name, backend)(x, weight, _bias(bias, weight.shape[0], weight), stride=stride,
+                                       padding=padding, dilation=dilation, groups=groups)
+
+    return _batched(input, unbatched_rank, convolve)
 
 
 def _batched(input: torch.Tensor, unbatched_rank: int, run: Any) -> torch.Tensor:
