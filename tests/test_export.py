@@ -47,20 +47,18 @@ def assert_matches(function, compiled, x, w, **attrs):
 
 
 @pytest.mark.parametrize("options", [[], ["--no-optimize"], ["--save", "minimal"]])
-def test_the_exported_conv2d_matches_the_compiled_op(tmp_path, options, monkeypatch):
+def test_the_exported_conv2d_matches_the_compiled_op(tmp_path, options):
     module = import_path(export(tmp_path, SPEC, *options))
     assert {m.split(".")[0] for m in imported_modules(tmp_path / "exported.py")} <= {"torch", "__future__"}
     compiled = graphconv.compile(SPEC, optimize="--no-optimize" not in options,
                                  save="minimal" if "minimal" in options else "all")
     configs = [(2, 3, 4, (7, 6), 3, 1, 1), (3, 2, 5, (9, 8), 2, 2, 0), (4, 16, 8, (14, 12), 3, 1, 1)]
-    for b, c, o, size, k, stride, padding in configs[-2 if options else 0:]:  # the last one takes the chunks
+    for b, c, o, size, k, stride, padding in configs[-2 if options else 0:]:
         x = torch.randn(b, c, *size, dtype=torch.float64)
         w = torch.randn(o, c, k, k, dtype=torch.float64)
         assert_matches(module.conv2d, compiled, x, w, stride=stride, padding=padding)
         torch.testing.assert_close(module.conv2d(x, w, stride=stride, padding=padding),
                                    F.conv2d(x, w, stride=stride, padding=padding))
-    monkeypatch.setattr(module, "WHOLE_BYTES", 0, raising=False)  # its own copy of the fused op's constants
-    monkeypatch.setattr(module, "CHUNK_BYTES_MAX", 1, raising=False)
     x, w = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True), torch.randn(2, 3, 3, 3,
                                                                                        dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda a, b: module.conv2d(a, b), (x, w.requires_grad_()), fast_mode=True)
