@@ -1,24 +1,41 @@
-"""Torch's convolution kernels, as the fused convolution ops lower to them (team policy: a fused op may lower a
-pattern it has proved to be a convolution to torch's native kernel, as inductor lowers convolution to an extern
-kernel). The forward is ``torch.convolution``; the VJP, still ours, is ``aten.convolution_backward`` asked for just
-the gradients the caller needs. That kernel is itself differentiable (double backward), has a vmap batching rule,
-and traces under torch.compile, so the ops built on it keep every transform the literal compositions have.
+"""Fused convolution ops lowered to torch's convolution kernels, and the kernels' wrapper they share.
+
+Team policy: a fused op may lower a pattern it has proved to be a convolution to torch's native kernel (as inductor
+lowers convolution to an extern kernel). The forward is ``torch.convolution``; the VJP, still ours and next to the
+forward, is ``aten.convolution_backward`` asked for just the gradients the caller needs. That kernel is itself
+differentiable (double backward), has a vmap batching rule, and traces under torch.compile, so the ops built on it
+keep every transform the literal compositions have.
+
+Each op is the chain of library ops a pass (graphconv.compiler.passes.grouped_conv) found, with that chain's
+attributes. Per call, from the shapes, it decides whether the chain is the convolution: if so it runs the kernel;
+if not (a reshape that does not split whole channels, a padding torch cannot take…) it runs the chain as written
+— the literal path, which is also the reference the native path is tested against.
+
+- ``grouped_conv``: ``[pad →] unfold → reshape(b, groups, c/groups·kh·kw, patches) → matmul(weight.reshape(groups,
+  o/groups, c/groups·kh·kw), ·) → reshape(b, o, o_h, o_w)`` — conv2d_full's drawing, any number of groups.
 """
 from __future__ import annotations
 
+from graphconv.ops.helpers import col2im, randn, resolved_shape, sum_to
 from graphconv.ops.lazy_torch import torch
+from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import ShapeRuleError, matmul_shape, ntuple, reshaped, window_counts
+
+
+def _pair(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 class Convolution:
-    """One call's convolution geometry, as torch.convolution takes it: 2-D stride, padding, dilation (int pairs),
-    groups, and, for a transposed convolution, its output padding."""
+    """One call's convolution, as torch.convolution takes it: stride, padding, dilation (int pairs), groups, and,
+    for a transposed convolution, its output padding."""
 
     __slots__ = ("stride", "padding", "dilation", "groups", "transposed", "output_padding")
 
     def __init__(self, stride, padding, dilation, groups: int = 1, transposed: bool = False,
                  output_padding=(0, 0)) -> None:
-        self.stride, self.padding, self.dilation = tuple(stride), tuple(padding), tuple(dilation)
-        self.groups, self.transposed, self.output_padding = groups, transposed, tuple(output_padding)
+        self.stride, self.padding, self.dilation = _pair(stride), _pair(padding), _pair(dilation)
+        self.groups, self.transposed, self.output_padding = groups, transposed, _pair(output_padding)
 
     def forward(self, input, kernel):
         """``torch.convolution`` without bias: (b, c, h, w) input, (o, c/groups, kh, kw) kernel — or (c, o/groups,
@@ -35,3 +52,172 @@ class Convolution:
             grad, input, kernel, None, self.stride, self.padding, self.dilation, self.transposed,
             self.output_padding, self.groups, [bool(needs[0]), bool(needs[1]), False])
         return grad_input, grad_kernel
+
+
+def _out_size(size: int, kernel: int, dilation: int, padding: int, stride: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _is_symmetric(pad) -> bool:
+    """A (left, right, top, bottom) padding torch's convolution can take as its own: the same, ≥ 0, on both sides."""
+    return len(pad) == 4 and pad[0] == pad[1] >= 0 and pad[2] == pad[3] >= 0
+
+
+# --- grouped_conv -------------------------------------------------------------------------------------------------
+
+
+class GroupedConvAttrs:
+    """grouped_conv's attributes, by name (a plain class: ``graphconv export`` copies it)."""
+
+    __slots__ = ("kernel_size", "dilation", "padding", "stride", "pad", "columns_shape", "weight_shape", "out_shape")
+
+    def __init__(self, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape, weight_shape,
+                 out_shape) -> None:
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+        self.pad, self.columns_shape, self.weight_shape, self.out_shape = pad, columns_shape, weight_shape, out_shape
+
+    @staticmethod
+    def of(ctx) -> "GroupedConvAttrs":
+        return GroupedConvAttrs(**{name: ctx.attrs[name] for name in GroupedConvAttrs.__slots__ if name in ctx.attrs})
+
+    def unfold_args(self) -> tuple:
+        return self.kernel_size, self.dilation, self.padding, self.stride
+
+
+class NativeGroupedConv:
+    """The call as torch's grouped convolution: the ``pad`` folded into the convolution's padding where it is
+    symmetric, else applied first (and its adjoint, the opposite pad, to the input's gradient)."""
+
+    def __init__(self, conv: Convolution, pad, kernel_shape) -> None:
+        self.conv, self.pad, self.kernel_shape = conv, pad, kernel_shape
+
+    def padded(self, input):
+        return input if self.pad is None else torch.nn.functional.pad(input, self.pad)
+
+    def forward(self, input, weight):
+        return self.conv.forward(self.padded(input), weight.reshape(self.kernel_shape))
+
+    def vjp(self, input, weight, grad, needs) -> tuple:
+        grad_input, grad_kernel = self.conv.vjp(self.padded(input), weight.reshape(self.kernel_shape), grad, needs)
+        if grad_input is not None and self.pad is not None:
+            grad_input = torch.nn.functional.pad(grad_input, tuple(-p for p in self.pad))
+        return grad_input, (grad_kernel.reshape(weight.shape) if grad_kernel is not None else None)
+
+
+def native_grouped_conv(input_shape, weight_shape, attrs: GroupedConvAttrs) -> NativeGroupedConv | None:
+    """The native plan when the call is a grouped convolution: the columns reshape splits the (b, c·kh·kw, patches)
+    patch columns into ``groups`` groups of whole channels, the weight reshape makes (groups, o/groups,
+    c/groups·kh·kw) kernels, and the output reshape makes the (b, o, o_h, o_w) image; None otherwise."""
+    if len(input_shape) != 4 or 0 in input_shape or 0 in weight_shape:
+        return None
+    b, c, h, w = input_shape
+    pad = tuple(attrs.pad) if attrs.pad is not None else (0, 0, 0, 0)
+    if len(pad) != 4:
+        return None
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (_pair(v) for v in attrs.unfold_args())
+    oh = _out_size(h + pad[2] + pad[3], kh, dh, ph, sh)
+    ow = _out_size(w + pad[0] + pad[1], kw, dw, pw, sw)
+    if oh < 1 or ow < 1:
+        return None
+    patches, numel = oh * ow, 1
+    for size in weight_shape:
+        numel *= size
+    columns = resolved_shape(attrs.columns_shape, b * c * kh * kw * patches)
+    if columns is None or len(columns) != 4 or columns[0] != b or columns[3] != patches or columns[1] < 1:
+        return None
+    groups = columns[1]
+    if c % groups or columns[2] != c // groups * kh * kw:
+        return None
+    kernels = resolved_shape(attrs.weight_shape, numel)
+    if kernels is None or len(kernels) != 3 or kernels[0] != groups or kernels[2] != columns[2]:
+        return None
+    out_channels = groups * kernels[1]
+    if resolved_shape(attrs.out_shape, b * out_channels * patches) != (b, out_channels, oh, ow):
+        return None
+    if _is_symmetric(pad):
+        conv = Convolution((sh, sw), (ph + pad[2], pw + pad[0]), (dh, dw), groups)
+        return NativeGroupedConv(conv, None, (out_channels, c // groups, kh, kw))
+    return NativeGroupedConv(Convolution((sh, sw), (ph, pw), (dh, dw), groups), pad, (out_channels, c // groups, kh, kw))
+
+
+def _grouped_literal_parts(input, weight, attrs: GroupedConvAttrs) -> tuple:
+    """The chain as written up to the matmul: the padded input, the split patch columns, the group kernels."""
+    padded = input if attrs.pad is None else torch.nn.functional.pad(input, attrs.pad)
+    columns = torch.nn.functional.unfold(padded, *attrs.unfold_args())
+    return padded, columns, columns.reshape(attrs.columns_shape), weight.reshape(attrs.weight_shape)
+
+
+def grouped_literal_forward(input, weight, attrs: GroupedConvAttrs):
+    """``pad → unfold → reshape → matmul → reshape`` as the spec wrote them."""
+    _, _, split, kernels = _grouped_literal_parts(input, weight, attrs)
+    return torch.matmul(kernels, split).reshape(attrs.out_shape)
+
+
+def grouped_literal_vjp(input, weight, grad, attrs: GroupedConvAttrs, needs) -> tuple:
+    """The chain's VJPs in reverse: the matmul's two products (summed over broadcast dims), fold (unfold's
+    adjoint), the opposite pad."""
+    padded, columns, split, kernels = _grouped_literal_parts(input, weight, attrs)
+    grad = grad.reshape(matmul_shape(tuple(kernels.shape), tuple(split.shape)))
+    grad_weight = sum_to(torch.matmul(grad, split.mT), kernels.shape).reshape(weight.shape) if needs[1] else None
+    grad_input = None
+    if needs[0]:
+        grad_columns = sum_to(torch.matmul(kernels.mT, grad), split.shape).reshape(columns.shape)
+        grad_input = col2im(grad_columns, tuple(padded.shape[-2:]), *attrs.unfold_args())
+        if attrs.pad is not None:
+            grad_input = torch.nn.functional.pad(grad_input, tuple(-p for p in attrs.pad))
+    return grad_input, grad_weight
+
+
+@library_op(save=("input", "weight"), lower_precision=True)
+def grouped_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape,
+                 weight_shape, out_shape):
+    """``[pad(input, pad) →] unfold → reshape(columns_shape) → matmul(weight.reshape(weight_shape), ·) →
+    reshape(out_shape)``: a grouped im2col convolution. Lowered to torch's convolution kernel
+    (``torch.convolution`` with ``groups``; VJP ``aten.convolution_backward``) when each call's shapes make the
+    chain a grouped convolution (the pad zero, folded into the kernel's padding where symmetric); else computed as
+    written."""
+    attrs = GroupedConvAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride, pad=pad,
+                             columns_shape=columns_shape, weight_shape=weight_shape, out_shape=out_shape)
+    native = native_grouped_conv(input.shape, weight.shape, attrs) if input.is_floating_point() else None
+    if native is None:
+        return grouped_literal_forward(input, weight, attrs)
+    return native.forward(input, weight)
+
+
+@grouped_conv.vjp
+def _(ctx, grad):
+    attrs = GroupedConvAttrs.of(ctx)
+    native = native_grouped_conv(ctx.shapes[0], ctx.shapes[1], attrs)
+    if native is None:
+        return grouped_literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
+    return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+
+
+@grouped_conv.shape_rule
+def _(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape, weight_shape,
+      out_shape):
+    """The literal chain's shapes (the native path computes the same result)."""
+    if len(input) != 4:
+        raise ShapeRuleError(f"grouped_conv takes a (b, c, h, w) input, got {len(input)} dims")
+    b, c, h, w = input
+    if pad is not None:
+        left, right, top, bottom = ntuple(pad, 4, "pad")
+        h, w = h + top + bottom, w + left + right
+    rows, columns = window_counts((h, w), kernel_size, dilation, padding, stride, "grouped_conv")
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    split = reshaped((b, c * kh * kw, rows * columns), columns_shape)
+    return reshaped(matmul_shape(reshaped(weight, weight_shape), split), out_shape)
+
+
+@grouped_conv.samples
+def _():
+    def attrs(b, c, o, groups, k, patches, out, **extra):
+        return {"kernel_size": k, "columns_shape": (b, groups, c // groups * k * k, patches),
+                "weight_shape": (groups, o // groups, c // groups * k * k), "out_shape": out, **extra}
+
+    yield (randn(2, 4, 5, 5), randn(6, 2, 3, 3)), attrs(2, 4, 6, 2, 3, 25, (2, 6, 5, 5), pad=(1, 1, 1, 1))
+    yield (randn(2, 3, 6, 5), randn(4, 3, 2, 2)), attrs(2, 3, 4, 1, 2, 12, (2, 4, 4, 3), stride=(2, 1), dilation=(1, 2),
+                                                        padding=(1, 0))
+    yield (randn(1, 4, 5, 6), randn(4, 1, 2, 2)), attrs(1, 4, 4, 4, 2, 30, (1, 4, 5, 6), pad=(0, 1, 1, 0))  # 'same'
+    split_channel = {"kernel_size": 2, "columns_shape": (1, 2, 6, 9), "weight_shape": (2, 1, 6), "out_shape": (1, 2, 3, 3)}
+    yield (randn(1, 3, 4, 4), randn(2, 6)), split_channel  # 2 groups of 3 channels' patches split one: literal

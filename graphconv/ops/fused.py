@@ -28,7 +28,7 @@ The execution paths, each a small unit with its forward and VJP:
 from __future__ import annotations
 
 from graphconv.ops.convolution import Convolution
-from graphconv.ops.helpers import col2im, randn
+from graphconv.ops.helpers import col2im, randn, resolved_shape
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, matmul_shape, ntuple, permuted, reshaped, window_counts
@@ -208,7 +208,7 @@ def choose_path(input_shape, weight_shape, attrs: PatchMatmulAttrs) -> "NativePa
     g = attrs.windows(input_shape)
     o = _out_channels(weight_shape, attrs.weight_shape, g)
     rows = g.b * g.patches
-    if o is None or _resolve(attrs.shape, rows * g.patch_size) != (rows, g.patch_size):
+    if o is None or resolved_shape(attrs.shape, rows * g.patch_size) != (rows, g.patch_size):
         return None
     channels_first = attrs.out_shape is not None
     if channels_first and not _is_channels_first_image(attrs, g, o):
@@ -221,20 +221,8 @@ def _is_channels_first_image(attrs: PatchMatmulAttrs, g: Windows, out_channels: 
     out_dims = attrs.out_dims
     dims = tuple(d % 4 for d in out_dims) if out_dims is not None and len(out_dims) == 4 else None
     rows = g.b * g.patches
-    return _resolve(attrs.out_shape, rows * out_channels) == (g.b, g.oh, g.ow, out_channels) and dims == CHANNELS_FIRST
-
-
-def _resolve(shape, numel):
-    """A reshape target with its -1 filled in (None when it cannot be)."""
-    shape = tuple(shape)
-    if shape.count(-1) == 1:
-        known = 1
-        for size in shape:
-            known *= size if size != -1 else 1
-        if known == 0 or numel % known:
-            return None
-        shape = tuple(numel // known if size == -1 else size for size in shape)
-    return shape
+    image = (g.b, g.oh, g.ow, out_channels)
+    return resolved_shape(attrs.out_shape, rows * out_channels) == image and dims == CHANNELS_FIRST
 
 
 def _out_channels(weight_shape, weight_shape_attr, g: Windows):
@@ -245,7 +233,7 @@ def _out_channels(weight_shape, weight_shape_attr, g: Windows):
     if len(weight_shape) != 4 or tuple(weight_shape[1:]) != (g.c, g.kh, g.kw):
         return None
     o = weight_shape[0]
-    return o if _resolve(weight_shape_attr, o * g.patch_size) == (o, g.patch_size) else None
+    return o if resolved_shape(weight_shape_attr, o * g.patch_size) == (o, g.patch_size) else None
 
 
 def _kernel(weight, g: Windows):
