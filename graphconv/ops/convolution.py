@@ -13,13 +13,18 @@ if not (a reshape that does not split whole channels, a padding torch cannot tak
 
 - ``grouped_conv``: ``[pad →] unfold → reshape(b, groups, c/groups·kh·kw, patches) → matmul(weight.reshape(groups,
   o/groups, c/groups·kh·kw), ·) → reshape(b, o, o_h, o_w)`` — conv2d_full's drawing, any number of groups.
+- ``depthwise_conv``: ``unfold → reshape(b, c, 1, kh·kw, patches) → mul(weight.reshape(c, m, kh·kw, 1)) →
+  sum(dim=3) → reshape(b, c·m, o_h, o_w)`` — depthwise_conv2d's drawing (groups = channels).
+- ``transposed_conv``: ``matmul(weight.reshape(groups, c/groups, o/groups·kh·kw).transpose(1, 2),
+  input.reshape(b, groups, c/groups, h·w)) → reshape(b, o·kh·kw, h·w) → fold [→ pad]`` — conv_transpose2d's drawing.
 """
 from __future__ import annotations
 
-from graphconv.ops.helpers import col2im, randn, resolved_shape, sum_to
+from graphconv.ops.helpers import col2im, kept_shape, randn, resolved_shape, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
-from graphconv.ops.shapes import ShapeRuleError, matmul_shape, ntuple, reshaped, window_counts
+from graphconv.ops.shapes import (ShapeRuleError, broadcast_shapes, divides, equal, matmul_shape, ntuple, reduced,
+                                  require, reshaped, window_counts)
 
 
 def _pair(value) -> tuple:
@@ -221,3 +226,300 @@ def _():
     yield (randn(1, 4, 5, 6), randn(4, 1, 2, 2)), attrs(1, 4, 4, 4, 2, 30, (1, 4, 5, 6), pad=(0, 1, 1, 0))  # 'same'
     split_channel = {"kernel_size": 2, "columns_shape": (1, 2, 6, 9), "weight_shape": (2, 1, 6), "out_shape": (1, 2, 3, 3)}
     yield (randn(1, 3, 4, 4), randn(2, 6)), split_channel  # 2 groups of 3 channels' patches split one: literal
+
+
+# --- depthwise_conv -----------------------------------------------------------------------------------------------
+
+
+class DepthwiseConvAttrs:
+    """depthwise_conv's attributes, by name (a plain class: ``graphconv export`` copies it)."""
+
+    __slots__ = ("kernel_size", "dilation", "padding", "stride", "windows_shape", "kernels_shape", "dim", "out_shape")
+
+    def __init__(self, *, kernel_size, dilation=1, padding=0, stride=1, windows_shape, kernels_shape, dim,
+                 out_shape) -> None:
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+        self.windows_shape, self.kernels_shape, self.dim, self.out_shape = windows_shape, kernels_shape, dim, out_shape
+
+    @staticmethod
+    def of(ctx) -> "DepthwiseConvAttrs":
+        return DepthwiseConvAttrs(**{name: ctx.attrs[name] for name in DepthwiseConvAttrs.__slots__
+                                     if name in ctx.attrs})
+
+    def unfold_args(self) -> tuple:
+        return self.kernel_size, self.dilation, self.padding, self.stride
+
+
+class NativeKernelConv:
+    """A call as torch's convolution of the input with ``weight.reshape(kernel_shape)``."""
+
+    def __init__(self, conv: Convolution, kernel_shape) -> None:
+        self.conv, self.kernel_shape = conv, kernel_shape
+
+    def forward(self, input, weight):
+        return self.conv.forward(input, weight.reshape(self.kernel_shape))
+
+    def vjp(self, input, weight, grad, needs) -> tuple:
+        grad_input, grad_kernel = self.conv.vjp(input, weight.reshape(self.kernel_shape), grad, needs)
+        return grad_input, (grad_kernel.reshape(weight.shape) if grad_kernel is not None else None)
+
+
+def native_depthwise_conv(input_shape, weight_shape, attrs: DepthwiseConvAttrs) -> NativeKernelConv | None:
+    """The native plan when the call is a depthwise convolution (groups = channels, ``multiplier`` kernels per
+    channel): the windows reshape makes (b, c, 1, kh·kw, patches), the kernels reshape (c, multiplier, kh·kw, 1),
+    the sum is over the taps (dim 3) and the output reshape makes the (b, c·multiplier, o_h, o_w) image."""
+    if len(input_shape) != 4 or 0 in input_shape or 0 in weight_shape or attrs.dim not in (3, -2):
+        return None
+    b, c, h, w = input_shape
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (_pair(v) for v in attrs.unfold_args())
+    oh, ow = _out_size(h, kh, dh, ph, sh), _out_size(w, kw, dw, pw, sw)
+    if oh < 1 or ow < 1:
+        return None
+    taps, patches, numel = kh * kw, oh * ow, 1
+    for size in weight_shape:
+        numel *= size
+    if resolved_shape(attrs.windows_shape, b * c * taps * patches) != (b, c, 1, taps, patches):
+        return None
+    kernels = resolved_shape(attrs.kernels_shape, numel)
+    if kernels is None or len(kernels) != 4 or kernels[0] != c or tuple(kernels[2:]) != (taps, 1):
+        return None
+    out_channels = c * kernels[1]
+    if resolved_shape(attrs.out_shape, b * out_channels * patches) != (b, out_channels, oh, ow):
+        return None
+    return NativeKernelConv(Convolution((sh, sw), (ph, pw), (dh, dw), c), (out_channels, 1, kh, kw))
+
+
+def _depthwise_literal_parts(input, weight, attrs: DepthwiseConvAttrs) -> tuple:
+    columns = torch.nn.functional.unfold(input, *attrs.unfold_args())
+    return columns, columns.reshape(attrs.windows_shape), weight.reshape(attrs.kernels_shape)
+
+
+def depthwise_literal_forward(input, weight, attrs: DepthwiseConvAttrs):
+    """``unfold → reshape → mul(reshaped kernels) → sum(dim) → reshape`` as the spec wrote them."""
+    _, windows, kernels = _depthwise_literal_parts(input, weight, attrs)
+    return (windows * kernels).sum(dim=attrs.dim).reshape(attrs.out_shape)
+
+
+def depthwise_literal_vjp(input, weight, grad, attrs: DepthwiseConvAttrs, needs) -> tuple:
+    """The chain's VJPs in reverse: the sum's broadcast back over the taps, the product's two factors (summed over
+    broadcast dims), fold (unfold's adjoint)."""
+    columns, windows, kernels = _depthwise_literal_parts(input, weight, attrs)
+    products = torch.broadcast_shapes(windows.shape, kernels.shape)
+    grad = grad.reshape(kept_shape(products, attrs.dim)).expand(products)
+    grad_weight = sum_to(grad * windows, kernels.shape).reshape(weight.shape) if needs[1] else None
+    grad_input = None
+    if needs[0]:
+        grad_columns = sum_to(grad * kernels, windows.shape).reshape(columns.shape)
+        grad_input = col2im(grad_columns, tuple(input.shape[-2:]), *attrs.unfold_args())
+    return grad_input, grad_weight
+
+
+@library_op(save=("input", "weight"), lower_precision=True)
+def depthwise_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, windows_shape, kernels_shape, dim,
+                   out_shape):
+    """``unfold → reshape(windows_shape) → mul(weight.reshape(kernels_shape)) → sum(dim) → reshape(out_shape)``: a
+    depthwise convolution drawn as per-channel windows times kernels. Lowered to torch's convolution kernel
+    (``torch.convolution`` with groups = channels; VJP ``aten.convolution_backward``) when each call's shapes make
+    the chain a depthwise convolution; else computed as written."""
+    attrs = DepthwiseConvAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride,
+                               windows_shape=windows_shape, kernels_shape=kernels_shape, dim=dim, out_shape=out_shape)
+    native = native_depthwise_conv(input.shape, weight.shape, attrs) if input.is_floating_point() else None
+    if native is None:
+        return depthwise_literal_forward(input, weight, attrs)
+    return native.forward(input, weight)
+
+
+@depthwise_conv.vjp
+def _(ctx, grad):
+    attrs = DepthwiseConvAttrs.of(ctx)
+    native = native_depthwise_conv(ctx.shapes[0], ctx.shapes[1], attrs)
+    if native is None:
+        return depthwise_literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
+    return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+
+
+@depthwise_conv.shape_rule
+def _(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, windows_shape, kernels_shape, dim, out_shape):
+    """The literal chain's shapes (the native path computes the same result)."""
+    if len(input) != 4:
+        raise ShapeRuleError(f"depthwise_conv takes a (b, c, h, w) input, got {len(input)} dims")
+    b, c, h, w = input
+    rows, columns = window_counts((h, w), kernel_size, dilation, padding, stride, "depthwise_conv")
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    windows = reshaped((b, c * kh * kw, rows * columns), windows_shape)
+    products = broadcast_shapes(windows, reshaped(weight, kernels_shape))
+    return reshaped(reduced(products, dim, False), out_shape)
+
+
+@depthwise_conv.samples
+def _():
+    def attrs(b, c, m, k, oh, ow, **extra):
+        return {"kernel_size": k, "windows_shape": (b, c, 1, k * k, oh * ow), "kernels_shape": (c, m, k * k, 1),
+                "dim": 3, "out_shape": (b, c * m, oh, ow), **extra}
+
+    yield (randn(2, 3, 5, 5), randn(6, 1, 3, 3)), attrs(2, 3, 2, 3, 5, 5, padding=1)
+    yield (randn(1, 2, 7, 6), randn(2, 1, 2, 2)), attrs(1, 2, 1, 2, 3, 5, stride=(2, 1), dilation=(2, 1))
+    per_tap = {"kernel_size": 2, "windows_shape": (1, 2, 4, 9), "kernels_shape": (2, 4, 1), "dim": 2,
+               "out_shape": (1, 2, 3, 3)}
+    yield (randn(1, 2, 4, 4), randn(2, 4)), per_tap  # not the depthwise layout: literal
+
+
+# --- transposed_conv ----------------------------------------------------------------------------------------------
+
+
+class TransposedConvAttrs:
+    """transposed_conv's attributes, by name (a plain class: ``graphconv export`` copies it)."""
+
+    __slots__ = ("input_shape", "weight_shape", "columns_shape", "output_size", "kernel_size", "dilation", "padding",
+                 "stride", "pad")
+
+    def __init__(self, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1, padding=0,
+                 stride=1, pad=None) -> None:
+        self.input_shape, self.weight_shape, self.columns_shape = input_shape, weight_shape, columns_shape
+        self.output_size, self.kernel_size, self.dilation = output_size, kernel_size, dilation
+        self.padding, self.stride, self.pad = padding, stride, pad
+
+    @staticmethod
+    def of(ctx) -> "TransposedConvAttrs":
+        return TransposedConvAttrs(**{name: ctx.attrs[name] for name in TransposedConvAttrs.__slots__
+                                      if name in ctx.attrs})
+
+    def fold_args(self) -> tuple:
+        return self.kernel_size, self.dilation, self.padding, self.stride
+
+
+def _transposed_padding(size: int, out: int, kernel: int, dilation: int, padding: int, stride: int, before: int,
+                        after: int) -> tuple[int, int] | None:
+    """(padding, output padding) of torch's transposed convolution that gives, along one dim of ``size`` inputs,
+    fold's ``out`` outputs at ``padding`` then the pad's ``before`` and ``after``; None when none does."""
+    full = (size - 1) * stride + dilation * (kernel - 1) + 1  # the transposed convolution with no padding
+    start, stop = padding - before, padding + out + after  # the rows of that the result holds
+    extra = stop - (full - start)
+    if start < 0 or not 0 <= extra < max(stride, dilation):
+        return None
+    return start, extra
+
+
+def native_transposed_conv(input_shape, weight_shape, attrs: TransposedConvAttrs) -> NativeKernelConv | None:
+    """The native plan when the call is a transposed convolution: the input reshape splits whole channels into
+    (b, groups, c/groups, h·w), the weight reshape makes (groups, c/groups, o/groups·kh·kw) kernels, the columns
+    reshape merges the groups, fold's windows are the input's pixels, and fold then the pad keep a range of
+    torch's transposed convolution's output."""
+    if len(input_shape) != 4 or 0 in input_shape or 0 in weight_shape:
+        return None
+    b, c, h, w = input_shape
+    pad = tuple(attrs.pad) if attrs.pad is not None else (0, 0, 0, 0)
+    split = resolved_shape(attrs.input_shape, b * c * h * w)
+    if len(pad) != 4 or split is None or len(split) != 4 or split[:1] + split[3:] != (b, h * w) or split[1] < 1:
+        return None
+    groups = split[1]
+    numel = 1
+    for size in weight_shape:
+        numel *= size
+    kernels = resolved_shape(attrs.weight_shape, numel)
+    if c % groups or split[2] != c // groups or kernels is None or kernels[:2] != (groups, c // groups):
+        return None
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (_pair(v) for v in attrs.fold_args())
+    (fh, fw), taps = _pair(attrs.output_size), kh * kw
+    if len(kernels) != 3 or kernels[2] % taps:
+        return None
+    out_channels = groups * kernels[2] // taps
+    if resolved_shape(attrs.columns_shape, b * groups * kernels[2] * h * w) != (b, out_channels * taps, h * w):
+        return None
+    if (_out_size(fh, kh, dh, ph, sh), _out_size(fw, kw, dw, pw, sw)) != (h, w):
+        return None  # fold's windows are not the input's pixels
+    rows = _transposed_padding(h, fh, kh, dh, ph, sh, pad[2], pad[3])
+    columns = _transposed_padding(w, fw, kw, dw, pw, sw, pad[0], pad[1])
+    if rows is None or columns is None:
+        return None
+    conv = Convolution((sh, sw), (rows[0], columns[0]), (dh, dw), groups, True, (rows[1], columns[1]))
+    return NativeKernelConv(conv, (c, out_channels // groups, kh, kw))
+
+
+def _transposed_literal_parts(input, weight, attrs: TransposedConvAttrs) -> tuple:
+    return input.reshape(attrs.input_shape), weight.reshape(attrs.weight_shape).transpose(1, 2)
+
+
+def transposed_literal_forward(input, weight, attrs: TransposedConvAttrs):
+    """``reshape → matmul(transposed reshaped kernels, ·) → reshape → fold [→ pad]`` as the spec wrote them."""
+    split, kernels = _transposed_literal_parts(input, weight, attrs)
+    columns = torch.matmul(kernels, split).reshape(attrs.columns_shape)
+    out = col2im(columns, attrs.output_size, *attrs.fold_args())
+    return out if attrs.pad is None else torch.nn.functional.pad(out, attrs.pad)
+
+
+def transposed_literal_vjp(input, weight, grad, attrs: TransposedConvAttrs, needs) -> tuple:
+    """The chain's VJPs in reverse: the opposite pad, unfold (fold's adjoint), the matmul's two products."""
+    split, kernels = _transposed_literal_parts(input, weight, attrs)
+    if attrs.pad is not None:
+        grad = torch.nn.functional.pad(grad, tuple(-p for p in attrs.pad))
+    grad = torch.nn.functional.unfold(grad, *attrs.fold_args())
+    grad = grad.reshape(matmul_shape(tuple(kernels.shape), tuple(split.shape)))
+    grad_input = sum_to(torch.matmul(kernels.mT, grad), split.shape).reshape(input.shape) if needs[0] else None
+    grad_weight = None
+    if needs[1]:
+        grad_weight = sum_to(torch.matmul(grad, split.mT), kernels.shape).transpose(1, 2).reshape(weight.shape)
+    return grad_input, grad_weight
+
+
+@library_op(save=("input", "weight"), lower_precision=True)
+def transposed_conv(input, weight, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1,
+                    padding=0, stride=1, pad=None):
+    """``matmul(weight.reshape(weight_shape).transpose(1, 2), input.reshape(input_shape)) → reshape(columns_shape) →
+    fold(output_size, kernel_size, …) [→ pad(pad)]``: a transposed convolution drawn as kernels times pixels summed
+    into place by col2im. Lowered to torch's transposed convolution kernel (``torch.convolution`` with
+    ``transposed=True``; VJP ``aten.convolution_backward``) when each call's shapes make the chain one (fold and
+    the pad becoming its padding and output padding); else computed as written."""
+    attrs = TransposedConvAttrs(input_shape=input_shape, weight_shape=weight_shape, columns_shape=columns_shape,
+                                output_size=output_size, kernel_size=kernel_size, dilation=dilation, padding=padding,
+                                stride=stride, pad=pad)
+    native = native_transposed_conv(input.shape, weight.shape, attrs) if input.is_floating_point() else None
+    if native is None:
+        return transposed_literal_forward(input, weight, attrs)
+    return native.forward(input, weight)
+
+
+@transposed_conv.vjp
+def _(ctx, grad):
+    attrs = TransposedConvAttrs.of(ctx)
+    native = native_transposed_conv(ctx.shapes[0], ctx.shapes[1], attrs)
+    if native is None:
+        return transposed_literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
+    return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+
+
+@transposed_conv.shape_rule
+def _(input, weight, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1, padding=0,
+      stride=1, pad=None):
+    """The literal chain's shapes (the native path computes the same result)."""
+    kernels = reshaped(weight, weight_shape)
+    if len(kernels) != 3:
+        raise ShapeRuleError(f"transposed_conv: the kernels must have 3 dims, got {len(kernels)}")
+    columns = reshaped(matmul_shape((kernels[0], kernels[2], kernels[1]), reshaped(input, input_shape)),
+                       columns_shape)
+    if len(columns) != 3:
+        raise ShapeRuleError(f"transposed_conv: the columns must be (b, c·kh·kw, blocks), got {len(columns)} dims")
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    height, width = ntuple(output_size, 2, "output_size")
+    rows, cols = window_counts((height, width), kernel_size, dilation, padding, stride, "transposed_conv")
+    require(divides(kh * kw, columns[1]), "transposed_conv: the columns must hold whole kernels")
+    require(equal(columns[2], rows * cols), "transposed_conv: the columns must be one per window of the output")
+    out = (columns[0], columns[1] // (kh * kw), height, width)
+    if pad is None:
+        return out
+    left, right, top, bottom = ntuple(pad, 4, "pad")
+    return out[:2] + (height + top + bottom, width + left + right)
+
+
+@transposed_conv.samples
+def _():
+    def attrs(b, c, h, w, groups, o, k, fold, **extra):
+        return {"input_shape": (b, groups, c // groups, h * w), "weight_shape": (groups, c // groups, o // groups * k * k),
+                "columns_shape": (b, o * k * k, h * w), "output_size": fold, "kernel_size": k, **extra}
+
+    yield (randn(2, 4, 3, 3), randn(4, 3, 2, 2)), attrs(2, 4, 3, 3, 1, 3, 2, (6, 6), stride=2)
+    yield (randn(1, 4, 3, 2), randn(4, 1, 3, 3)), attrs(1, 4, 3, 2, 2, 2, 3, (5, 3), stride=2, padding=(1, 1))
+    yield (randn(1, 2, 3, 3), randn(2, 2, 2, 2)), attrs(1, 2, 3, 3, 1, 2, 2, (7, 7), stride=2, dilation=2,
+                                                        pad=(-1, 0, -1, 0))  # the crop is torch's padding
+    yield (randn(1, 2, 2, 2), randn(2, 2, 2, 2)), attrs(1, 2, 2, 2, 1, 2, 2, (4, 4), stride=2,
+                                                        pad=(1, 1, 1, 1))  # zeros around: literal

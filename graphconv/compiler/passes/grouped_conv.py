@@ -24,7 +24,7 @@ def run(graph: Rewriter) -> list[str]:
     return graph.fuse_each("unfold", fuse)
 
 
-def _reshape_to(node: OpNode | None, rank: int) -> bool:
+def reshape_to(node: OpNode | None, rank: int) -> bool:
     """Whether ``node`` is a reshape to a target of ``rank`` items."""
     shape = node.args.get("shape") if node is not None and node.op.name == "reshape" else None
     return isinstance(shape, TupleExpr) and len(shape.items) == rank
@@ -33,22 +33,22 @@ def _reshape_to(node: OpNode | None, rank: int) -> bool:
 def fuse(graph: Rewriter, unfold: OpNode) -> str | None:
     (columns,) = unfold.outputs
     split = graph.sole_consumer(columns)
-    if not _reshape_to(split, 4):
+    if not reshape_to(split, 4):
         return None
     (groups,) = split.outputs
     matmul = graph.sole_consumer(groups)
     if matmul is None or matmul.op.name != "matmul" or matmul.inputs[1] != groups or matmul.inputs[0] == groups:
         return None
     kernels = graph.producer(matmul.inputs[0])
-    if not _reshape_to(kernels, 3) or graph.sole_consumer(matmul.inputs[0]) is None:
+    if not reshape_to(kernels, 3) or graph.sole_consumer(matmul.inputs[0]) is None:
         return None
     image = graph.sole_consumer(matmul.outputs[0])
-    if not _reshape_to(image, 4):
+    if not reshape_to(image, 4):
         return None
     chain, args, source = [unfold, split, kernels, matmul, image], dict(unfold.args), unfold.inputs[0]
     args.update(columns_shape=split.args["shape"], weight_shape=kernels.args["shape"], out_shape=image.args["shape"])
-    pad = _zero_pad(graph, source)
-    if pad is not None:
+    pad = graph.producer(source)
+    if is_zero_pad(pad) and graph.sole_consumer(source) is not None:
         chain.insert(0, pad)
         args["pad"], source = pad.args["pad"], pad.inputs[0]
     fused = graph.fuse(sorted(chain, key=lambda n: (n.line, n.column)), grouped_conv, (source, kernels.inputs[0]),
@@ -57,10 +57,9 @@ def fuse(graph: Rewriter, unfold: OpNode) -> str | None:
             "torch.convolution with groups per call where the shapes are a grouped convolution's")
 
 
-def _zero_pad(graph: Rewriter, tensor: str) -> OpNode | None:
-    """The constant-zero ``pad`` that makes ``tensor`` for the unfold alone, if any."""
-    pad = graph.producer(tensor)
-    if pad is None or pad.op.name != "pad" or graph.sole_consumer(tensor) is None:
-        return None
-    value = pad.args.get("value")
-    return pad if value is None or constant(value) == 0 else None
+def is_zero_pad(node: OpNode | None) -> bool:
+    """Whether ``node`` is a ``pad`` with the constant 0 (the convolution's padding)."""
+    if node is None or node.op.name != "pad":
+        return False
+    value = node.args.get("value")
+    return value is None or constant(value) == 0
