@@ -20,15 +20,11 @@ if not (a reshape that does not split whole channels, a padding torch cannot tak
 """
 from __future__ import annotations
 
-from graphconv.ops.helpers import col2im, kept_shape, randn, resolved_shape, sum_to
+from graphconv.ops.helpers import as_pair, col2im, kept_shape, randn, resolved_shape, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import (ShapeRuleError, broadcast_shapes, divides, equal, matmul_shape, ntuple, reduced,
                                   require, reshaped, window_counts)
-
-
-def _pair(value) -> tuple:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 class Convolution:
@@ -39,8 +35,8 @@ class Convolution:
 
     def __init__(self, stride, padding, dilation, groups: int = 1, transposed: bool = False,
                  output_padding=(0, 0)) -> None:
-        self.stride, self.padding, self.dilation = _pair(stride), _pair(padding), _pair(dilation)
-        self.groups, self.transposed, self.output_padding = groups, transposed, _pair(output_padding)
+        self.stride, self.padding, self.dilation = as_pair(stride), as_pair(padding), as_pair(dilation)
+        self.groups, self.transposed, self.output_padding = groups, transposed, as_pair(output_padding)
 
     def forward(self, input, kernel):
         """``torch.convolution`` without bias: (b, c, h, w) input, (o, c/groups, kh, kw) kernel — or (c, o/groups,
@@ -61,6 +57,11 @@ class Convolution:
 
 def _out_size(size: int, kernel: int, dilation: int, padding: int, stride: int) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _product_shape(a, b) -> tuple:
+    """The shape of ``torch.matmul(a, b)`` for operands of 2 dims or more (the literal chains' matmuls)."""
+    return tuple(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])) + (a.shape[-2], b.shape[-1])
 
 
 def _is_symmetric(pad) -> bool:
@@ -119,7 +120,7 @@ def native_grouped_conv(input_shape, weight_shape, attrs: GroupedConvAttrs) -> N
     pad = tuple(attrs.pad) if attrs.pad is not None else (0, 0, 0, 0)
     if len(pad) != 4:
         return None
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (_pair(v) for v in attrs.unfold_args())
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (as_pair(v) for v in attrs.unfold_args())
     oh = _out_size(h + pad[2] + pad[3], kh, dh, ph, sh)
     ow = _out_size(w + pad[0] + pad[1], kw, dw, pw, sw)
     if oh < 1 or ow < 1:
@@ -162,7 +163,7 @@ def grouped_literal_vjp(input, weight, grad, attrs: GroupedConvAttrs, needs) -> 
     """The chain's VJPs in reverse: the matmul's two products (summed over broadcast dims), fold (unfold's
     adjoint), the opposite pad."""
     padded, columns, split, kernels = _grouped_literal_parts(input, weight, attrs)
-    grad = grad.reshape(matmul_shape(tuple(kernels.shape), tuple(split.shape)))
+    grad = grad.reshape(_product_shape(kernels, split))
     grad_weight = sum_to(torch.matmul(grad, split.mT), kernels.shape).reshape(weight.shape) if needs[1] else None
     grad_input = None
     if needs[0]:
@@ -271,7 +272,7 @@ def native_depthwise_conv(input_shape, weight_shape, attrs: DepthwiseConvAttrs) 
     if len(input_shape) != 4 or 0 in input_shape or 0 in weight_shape or attrs.dim not in (3, -2):
         return None
     b, c, h, w = input_shape
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (_pair(v) for v in attrs.unfold_args())
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (as_pair(v) for v in attrs.unfold_args())
     oh, ow = _out_size(h, kh, dh, ph, sh), _out_size(w, kw, dw, pw, sw)
     if oh < 1 or ow < 1:
         return None
@@ -419,8 +420,8 @@ def native_transposed_conv(input_shape, weight_shape, attrs: TransposedConvAttrs
     kernels = resolved_shape(attrs.weight_shape, numel)
     if c % groups or split[2] != c // groups or kernels is None or kernels[:2] != (groups, c // groups):
         return None
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (_pair(v) for v in attrs.fold_args())
-    (fh, fw), taps = _pair(attrs.output_size), kh * kw
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (as_pair(v) for v in attrs.fold_args())
+    (fh, fw), taps = as_pair(attrs.output_size), kh * kw
     if len(kernels) != 3 or kernels[2] % taps:
         return None
     out_channels = groups * kernels[2] // taps
@@ -454,7 +455,7 @@ def transposed_literal_vjp(input, weight, grad, attrs: TransposedConvAttrs, need
     if attrs.pad is not None:
         grad = torch.nn.functional.pad(grad, tuple(-p for p in attrs.pad))
     grad = torch.nn.functional.unfold(grad, *attrs.fold_args())
-    grad = grad.reshape(matmul_shape(tuple(kernels.shape), tuple(split.shape)))
+    grad = grad.reshape(_product_shape(kernels, split))
     grad_input = sum_to(torch.matmul(kernels.mT, grad), split.shape).reshape(input.shape) if needs[0] else None
     grad_weight = None
     if needs[1]:

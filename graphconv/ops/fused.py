@@ -28,16 +28,12 @@ The execution paths, each a small unit with its forward and VJP:
 from __future__ import annotations
 
 from graphconv.ops.convolution import Convolution
-from graphconv.ops.helpers import col2im, randn, resolved_shape
+from graphconv.ops.helpers import as_pair, col2im, randn, resolved_shape
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, matmul_shape, ntuple, permuted, reshaped, window_counts
 
 CHANNELS_FIRST = (0, 3, 1, 2)
-
-
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 def _argsort(order):
@@ -51,8 +47,8 @@ class Windows:
         if len(shape) != 4:
             raise ValueError(f"expected a (b, c, h, w) input, got shape {tuple(shape)}")
         self.b, self.c, self.h, self.w = shape
-        (self.kh, self.kw), (self.dh, self.dw) = _pair(kernel_size), _pair(dilation)
-        (self.ph, self.pw), (self.sh, self.sw) = _pair(padding), _pair(stride)
+        (self.kh, self.kw), (self.dh, self.dw) = as_pair(kernel_size), as_pair(dilation)
+        (self.ph, self.pw), (self.sh, self.sw) = as_pair(padding), as_pair(stride)
         self.oh = (self.h + 2 * self.ph - self.dh * (self.kh - 1) - 1) // self.sh + 1
         self.ow = (self.w + 2 * self.pw - self.dw * (self.kw - 1) - 1) // self.sw + 1
         if self.oh < 1 or self.ow < 1:

@@ -53,6 +53,11 @@ def col2im(columns: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, 
     return torch.ops.aten.col2im.out(columns, *sizes, out=out)
 
 
+def as_pair(value: Any) -> tuple:
+    """A 2-d size as a pair: a number twice, a sequence as a tuple."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
 def resolved_shape(shape: Sequence[int], numel: int) -> tuple[int, ...] | None:
     """A reshape target with its -1 filled in for a tensor of ``numel`` entries (None when it cannot be)."""
     shape = tuple(shape)
