@@ -6,10 +6,11 @@ forward, is ``aten.convolution_backward`` asked for just the gradients the calle
 differentiable (double backward), has a vmap batching rule, and traces under torch.compile, so the ops built on it
 keep every transform the literal compositions have.
 
-Each op is the chain of library ops a pass (graphconv.compiler.passes.grouped_conv) found, with that chain's
-attributes. Per call, from the shapes, it decides whether the chain is the convolution: if so it runs the kernel;
-if not (a reshape that does not split whole channels, a padding torch cannot take…) it runs the chain as written
-— the literal path, which is also the reference the native path is tested against.
+Each op is the chain of library ops a pass found (graphconv.compiler.passes: grouped_conv, depthwise_conv,
+transposed_conv), with that chain's attributes. Per call, from the shapes, it decides whether the chain is the
+convolution: if so it runs the kernel; if not (a reshape that does not split whole channels, a padding torch cannot
+take…) it runs the chain as written — the literal path, which is also the reference the native path is tested
+against.
 
 - ``grouped_conv``: ``[pad →] unfold → reshape(b, groups, c/groups·kh·kw, patches) → matmul(weight.reshape(groups,
   o/groups, c/groups·kh·kw), ·) → reshape(b, o, o_h, o_w)`` — conv2d_full's drawing, any number of groups.
@@ -69,6 +70,26 @@ def _is_symmetric(pad) -> bool:
     return len(pad) == 4 and pad[0] == pad[1] >= 0 and pad[2] == pad[3] >= 0
 
 
+class NativeConv:
+    """A call as torch's convolution of the input with ``weight.reshape(kernel_shape)``; with ``pad``, of the input
+    padded first by that (left, right, top, bottom) (and the input's gradient padded back by its opposite)."""
+
+    def __init__(self, conv: Convolution, kernel_shape, pad=None) -> None:
+        self.conv, self.kernel_shape, self.pad = conv, kernel_shape, pad
+
+    def padded(self, input):
+        return input if self.pad is None else torch.nn.functional.pad(input, self.pad)
+
+    def forward(self, input, weight):
+        return self.conv.forward(self.padded(input), weight.reshape(self.kernel_shape))
+
+    def vjp(self, input, weight, grad, needs) -> tuple:
+        grad_input, grad_kernel = self.conv.vjp(self.padded(input), weight.reshape(self.kernel_shape), grad, needs)
+        if grad_input is not None and self.pad is not None:
+            grad_input = torch.nn.functional.pad(grad_input, tuple(-p for p in self.pad))
+        return grad_input, (grad_kernel.reshape(weight.shape) if grad_kernel is not None else None)
+
+
 # --- grouped_conv -------------------------------------------------------------------------------------------------
 
 
@@ -90,27 +111,7 @@ class GroupedConvAttrs:
         return self.kernel_size, self.dilation, self.padding, self.stride
 
 
-class NativeGroupedConv:
-    """The call as torch's grouped convolution: the ``pad`` folded into the convolution's padding where it is
-    symmetric, else applied first (and its adjoint, the opposite pad, to the input's gradient)."""
-
-    def __init__(self, conv: Convolution, pad, kernel_shape) -> None:
-        self.conv, self.pad, self.kernel_shape = conv, pad, kernel_shape
-
-    def padded(self, input):
-        return input if self.pad is None else torch.nn.functional.pad(input, self.pad)
-
-    def forward(self, input, weight):
-        return self.conv.forward(self.padded(input), weight.reshape(self.kernel_shape))
-
-    def vjp(self, input, weight, grad, needs) -> tuple:
-        grad_input, grad_kernel = self.conv.vjp(self.padded(input), weight.reshape(self.kernel_shape), grad, needs)
-        if grad_input is not None and self.pad is not None:
-            grad_input = torch.nn.functional.pad(grad_input, tuple(-p for p in self.pad))
-        return grad_input, (grad_kernel.reshape(weight.shape) if grad_kernel is not None else None)
-
-
-def native_grouped_conv(input_shape, weight_shape, attrs: GroupedConvAttrs) -> NativeGroupedConv | None:
+def native_grouped_conv(input_shape, weight_shape, attrs: GroupedConvAttrs) -> NativeConv | None:
     """The native plan when the call is a grouped convolution: the columns reshape splits the (b, c·kh·kw, patches)
     patch columns into ``groups`` groups of whole channels, the weight reshape makes (groups, o/groups,
     c/groups·kh·kw) kernels, and the output reshape makes the (b, o, o_h, o_w) image; None otherwise."""
@@ -140,10 +141,10 @@ def native_grouped_conv(input_shape, weight_shape, attrs: GroupedConvAttrs) -> N
     out_channels = groups * kernels[1]
     if resolved_shape(attrs.out_shape, b * out_channels * patches) != (b, out_channels, oh, ow):
         return None
-    if _is_symmetric(pad):
-        conv = Convolution((sh, sw), (ph + pad[2], pw + pad[0]), (dh, dw), groups)
-        return NativeGroupedConv(conv, None, (out_channels, c // groups, kh, kw))
-    return NativeGroupedConv(Convolution((sh, sw), (ph, pw), (dh, dw), groups), pad, (out_channels, c // groups, kh, kw))
+    kernel = (out_channels, c // groups, kh, kw)
+    if _is_symmetric(pad):  # the kernel's own padding
+        return NativeConv(Convolution((sh, sw), (ph + pad[2], pw + pad[0]), (dh, dw), groups), kernel)
+    return NativeConv(Convolution((sh, sw), (ph, pw), (dh, dw), groups), kernel, pad)
 
 
 def _grouped_literal_parts(input, weight, attrs: GroupedConvAttrs) -> tuple:
@@ -225,7 +226,8 @@ def _():
     yield (randn(2, 3, 6, 5), randn(4, 3, 2, 2)), attrs(2, 3, 4, 1, 2, 12, (2, 4, 4, 3), stride=(2, 1), dilation=(1, 2),
                                                         padding=(1, 0))
     yield (randn(1, 4, 5, 6), randn(4, 1, 2, 2)), attrs(1, 4, 4, 4, 2, 30, (1, 4, 5, 6), pad=(0, 1, 1, 0))  # 'same'
-    split_channel = {"kernel_size": 2, "columns_shape": (1, 2, 6, 9), "weight_shape": (2, 1, 6), "out_shape": (1, 2, 3, 3)}
+    split_channel = {"kernel_size": 2, "columns_shape": (1, 2, 6, 9), "weight_shape": (2, 1, 6),
+                     "out_shape": (1, 2, 3, 3)}
     yield (randn(1, 3, 4, 4), randn(2, 6)), split_channel  # 2 groups of 3 channels' patches split one: literal
 
 
@@ -251,21 +253,7 @@ class DepthwiseConvAttrs:
         return self.kernel_size, self.dilation, self.padding, self.stride
 
 
-class NativeKernelConv:
-    """A call as torch's convolution of the input with ``weight.reshape(kernel_shape)``."""
-
-    def __init__(self, conv: Convolution, kernel_shape) -> None:
-        self.conv, self.kernel_shape = conv, kernel_shape
-
-    def forward(self, input, weight):
-        return self.conv.forward(input, weight.reshape(self.kernel_shape))
-
-    def vjp(self, input, weight, grad, needs) -> tuple:
-        grad_input, grad_kernel = self.conv.vjp(input, weight.reshape(self.kernel_shape), grad, needs)
-        return grad_input, (grad_kernel.reshape(weight.shape) if grad_kernel is not None else None)
-
-
-def native_depthwise_conv(input_shape, weight_shape, attrs: DepthwiseConvAttrs) -> NativeKernelConv | None:
+def native_depthwise_conv(input_shape, weight_shape, attrs: DepthwiseConvAttrs) -> NativeConv | None:
     """The native plan when the call is a depthwise convolution (groups = channels, ``multiplier`` kernels per
     channel): the windows reshape makes (b, c, 1, kh·kw, patches), the kernels reshape (c, multiplier, kh·kw, 1),
     the sum is over the taps (dim 3) and the output reshape makes the (b, c·multiplier, o_h, o_w) image."""
@@ -287,7 +275,7 @@ def native_depthwise_conv(input_shape, weight_shape, attrs: DepthwiseConvAttrs) 
     out_channels = c * kernels[1]
     if resolved_shape(attrs.out_shape, b * out_channels * patches) != (b, out_channels, oh, ow):
         return None
-    return NativeKernelConv(Convolution((sh, sw), (ph, pw), (dh, dw), c), (out_channels, 1, kh, kw))
+    return NativeConv(Convolution((sh, sw), (ph, pw), (dh, dw), c), (out_channels, 1, kh, kw))
 
 
 def _depthwise_literal_parts(input, weight, attrs: DepthwiseConvAttrs) -> tuple:
@@ -401,7 +389,7 @@ def _transposed_padding(size: int, out: int, kernel: int, dilation: int, padding
     return start, extra
 
 
-def native_transposed_conv(input_shape, weight_shape, attrs: TransposedConvAttrs) -> NativeKernelConv | None:
+def native_transposed_conv(input_shape, weight_shape, attrs: TransposedConvAttrs) -> NativeConv | None:
     """The native plan when the call is a transposed convolution: the input reshape splits whole channels into
     (b, groups, c/groups, h·w), the weight reshape makes (groups, c/groups, o/groups·kh·kw) kernels, the columns
     reshape merges the groups, fold's windows are the input's pixels, and fold then the pad keep a range of
@@ -434,7 +422,7 @@ def native_transposed_conv(input_shape, weight_shape, attrs: TransposedConvAttrs
     if rows is None or columns is None:
         return None
     conv = Convolution((sh, sw), (rows[0], columns[0]), (dh, dw), groups, True, (rows[1], columns[1]))
-    return NativeKernelConv(conv, (c, out_channels // groups, kh, kw))
+    return NativeConv(conv, (c, out_channels // groups, kh, kw))
 
 
 def _transposed_literal_parts(input, weight, attrs: TransposedConvAttrs) -> tuple:
@@ -515,8 +503,8 @@ def _(input, weight, *, input_shape, weight_shape, columns_shape, output_size, k
 @transposed_conv.samples
 def _():
     def attrs(b, c, h, w, groups, o, k, fold, **extra):
-        return {"input_shape": (b, groups, c // groups, h * w), "weight_shape": (groups, c // groups, o // groups * k * k),
-                "columns_shape": (b, o * k * k, h * w), "output_size": fold, "kernel_size": k, **extra}
+        return {"input_shape": (b, groups, c // groups, h * w),
+                "weight_shape": (groups, c // groups, o // groups * k * k), "columns_shape": (b, o * k * k, h * w), "output_size": fold, "kernel_size": k, **extra}
 
     yield (randn(2, 4, 3, 3), randn(4, 3, 2, 2)), attrs(2, 4, 3, 3, 1, 3, 2, (6, 6), stride=2)
     yield (randn(1, 4, 3, 2), randn(4, 1, 3, 3)), attrs(1, 4, 3, 2, 2, 2, 3, (5, 3), stride=2, padding=(1, 1))

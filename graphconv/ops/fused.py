@@ -11,7 +11,8 @@ and ``W`` the (c·kh·kw, o) weight matrix::
     dX = col2im(dY · Wᵀ)      (col2im, the adjoint of im2col, sums each patch's gradient back where it was read)
     dW = colsᵀ · dY
 
-The VJP recomputes ``cols`` from the saved input instead of keeping the patch matrix (kh·kw times the input).
+Both paths save only the input and the weight: the literal VJP recomputes ``cols`` rather than keep the patch
+matrix (kh·kw times the input).
 
 The execution paths, each a small unit with its forward and VJP:
 
@@ -23,7 +24,7 @@ The execution paths, each a small unit with its forward and VJP:
   as fast or faster at every size from the seed's 4×3×8×8 to ResNet layers, and never above torch's peak.
 - **literal** — im2col, matmul, then the reshape and permute, as the spec wrote them. Any layout; the reference the
   native path is tested against, and what runs when a call's shapes are not the ones it assumes (a reshape that
-  does not merge batch and patches, empty tensors), so the rewrite never changes a result.
+  does not merge batch and patches, empty or integer tensors), so the rewrite never changes a result.
 """
 from __future__ import annotations
 

@@ -32,8 +32,9 @@ def fuse(graph: Rewriter, fold: OpNode) -> str | None:
     if matmul is None or matmul.op.name != "matmul" or graph.sole_consumer(merge.inputs[0]) is None:
         return None
     transpose, split = graph.producer(matmul.inputs[0]), graph.producer(matmul.inputs[1])
-    if not (_swaps_last_two_of_three(transpose) and reshape_to(split, 4) and matmul.inputs[0] != matmul.inputs[1]
-            and graph.sole_consumer(matmul.inputs[0]) is not None and graph.sole_consumer(matmul.inputs[1]) is not None):
+    if not (_swaps_last_two_of_three(transpose) and reshape_to(split, 4) and matmul.inputs[0] != matmul.inputs[1]):
+        return None
+    if graph.sole_consumer(matmul.inputs[0]) is None or graph.sole_consumer(matmul.inputs[1]) is None:
         return None
     kernels = graph.producer(transpose.inputs[0])
     if not reshape_to(kernels, 3) or graph.sole_consumer(transpose.inputs[0]) is None:
