@@ -1,0 +1,298 @@
+"""Window reductions lowered to torch's pooling kernels: what the window_reduce pass
+(graphconv.compiler.passes.window_reduce) rewrites ``windows → max → max``, ``windows → mean`` / ``sum`` and
+``reshape into blocks → mean`` into; specs may use them directly.
+
+- ``window_max``: ``windows(value=…) → max(dim=5) → max(dim=4)``. Forward ``aten.max_pool2d_with_indices``; VJP
+  ``aten.max_pool2d_with_indices_backward`` on the indices it kept (a second output, int64, as torch keeps them).
+- ``window_mean`` / ``window_sum``: ``windows(value=…) → mean`` / ``sum`` over the two window dims. Forward
+  ``aten.avg_pool2d`` (``count_include_pad=True``; ``divisor_override=1`` for the sum); VJP
+  ``aten.avg_pool2d_backward``. avg_pool2d has no dilation: a dilated call runs the literal composition.
+- ``block_mean``: ``reshape(b, c, h/kh, kh, w/kw, kw) → mean(dim=(3, 5))`` — a kh×kw average pool with stride kh×kw
+  — as ``aten.avg_pool2d``, when the reshape cuts a (b, c, h, w) input into blocks; the literal composition else.
+
+Each is exactly its spec's math, and where torch's kernel would differ the op corrects it:
+
+- padding: the kernels pad implicitly, with -inf (max) or 0 (mean, sum, counted in the divisor), and take at most
+  half a kernel of it. Another pad value, or more padding, is padded explicitly (``F.pad``) before the kernel.
+- the max's gradient goes to the first maximum in row-major order, as ``max(dim=5) → max(dim=4)`` sends it
+  (ties: torch's kernel agrees). Two cases where it does not: a window holding NaN — the kernel picks the *last* NaN,
+  the spec the first — whose index is recomputed from a pooling of ``isnan(input)``; and a window whose maximum is
+  -inf with its first cell in the implicit padding — the kernel picks the first cell inside the input, the spec the
+  padded cell, whose gradient is dropped — whose gradient the VJP zeroes.
+- the VJPs are torch ops on the output gradient, so they are differentiable (double backward) and batch under vmap;
+  they read the input's shape only (a stride-0 stand-in is passed where the kernels ask for the input).
+"""
+from __future__ import annotations
+
+import math
+
+from graphconv.ops.fused import Windows
+from graphconv.ops.helpers import randn
+from graphconv.ops.lazy_torch import torch
+from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import ShapeRuleError, reduced, reshaped, window_counts
+from graphconv.ops.windows import windows
+
+NEG_INF = float("-inf")
+
+
+def may_branch_on_values() -> bool:
+    """Whether Python may branch on a tensor's values: not under a functorch transform (vmap cannot) nor while
+    torch.compile traces (a graph break)."""
+    return torch._C._functorch.peek_interpreter_stack() is None and not torch.compiler.is_compiling()
+
+
+def _stand_in(like, shape):
+    """A stride-0 tensor of ``shape``: what the backward kernels read of the input is its shape alone."""
+    return like.new_zeros(()).expand(tuple(shape))
+
+
+class PoolCall:
+    """How one call reaches torch's kernel: the window geometry, the implicit padding the kernel takes, and the
+    padding to add explicitly first (another pad value than the kernel's, or more than half a kernel)."""
+
+    def __init__(self, shape, kernel_size, dilation, padding, stride, value, kernel_value) -> None:
+        self.g = Windows(shape, kernel_size, dilation, padding, stride)
+        g = self.g
+        fits = 2 * g.ph <= g.kh and 2 * g.pw <= g.kw
+        implicit = (g.ph == 0 and g.pw == 0) or (fits and value == kernel_value)
+        self.explicit = (0, 0) if implicit else (g.ph, g.pw)  # pad with ``value`` before the kernel
+        self.padding = (g.ph, g.pw) if implicit else (0, 0)  # the kernel's own padding
+        self.value = value
+
+    def kernel_input(self, input):
+        ph, pw = self.explicit
+        if not (ph or pw):
+            return input
+        return torch.nn.functional.pad(input, (pw, pw, ph, ph), value=self.value)
+
+    def kernel_shape(self) -> tuple:
+        g, (ph, pw) = self.g, self.explicit
+        return g.b, g.c, g.h + 2 * ph, g.w + 2 * pw
+
+    def input_grad(self, grad_padded):
+        """The input's part of the gradient of the explicitly padded input."""
+        g, (ph, pw) = self.g, self.explicit
+        return grad_padded[:, :, ph: ph + g.h, pw: pw + g.w] if ph or pw else grad_padded
+
+    def kernel_args(self) -> tuple:
+        g = self.g
+        return [g.kh, g.kw], [g.sh, g.sw], list(self.padding)
+
+
+# --- window_max -------------------------------------------------------------------------------------------------
+
+
+@library_op(save=("out",), outputs=2)
+def window_max(input, *, kernel_size, dilation=1, padding=0, stride=1, value=NEG_INF):
+    """Each window's maximum — ``windows(input, …, value=value)`` then ``max(dim=5)`` then ``max(dim=4)`` — and the
+    flat input position (in the explicitly padded input, if any) of the first maximum in row-major order, which the
+    VJP sends the gradient to. Lowered to ``aten.max_pool2d_with_indices``."""
+    call = PoolCall(input.shape, kernel_size, dilation, padding, stride, value, NEG_INF)
+    if input.numel() == 0:  # every window (if any) is all padding: its maximum is the pad value
+        shape = (call.g.b, call.g.c, call.g.oh, call.g.ow)
+        return input.new_full(shape, value), torch.zeros(shape, dtype=torch.int64, device=input.device)
+    padded = call.kernel_input(input)
+    kernel, stride_, pad = call.kernel_args()
+    dilation_ = [call.g.dh, call.g.dw]
+    values, indices = torch.ops.aten.max_pool2d_with_indices(padded, kernel, stride_, pad, dilation_, False)
+    return values, _first_nan_indices(padded, values, indices, (kernel, stride_, pad, dilation_))
+
+
+def _first_nan_indices(padded, values, indices, args):
+    """Indices where a window holding NaN points at its first NaN (the kernel picks the last): a pooling of
+    ``isnan(input)`` finds it — the first 1 of the window. Skipped, in eager mode, when no window holds NaN."""
+    nan = values.isnan()
+    if may_branch_on_values() and not bool(nan.any()):
+        return indices
+    first = torch.ops.aten.max_pool2d_with_indices(padded.isnan().to(padded.dtype), *args, False)[1]
+    return torch.where(nan, first, indices)
+
+
+@window_max.vjp
+def _(ctx, grad):
+    grad_values = grad[0]
+    values, indices = ctx.out
+    call = PoolCall(ctx.shapes[0], ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride, ctx.value, NEG_INF)
+    if grad_values is None or values.numel() == 0:
+        return (grad_values.new_zeros(ctx.shapes[0]) if grad_values is not None else None,)
+    grad_values = _drop_padded_maxima(grad_values, values, call)
+    kernel, stride, padding = call.kernel_args()
+    grad_padded = torch.ops.aten.max_pool2d_with_indices_backward(
+        grad_values, _stand_in(grad_values, call.kernel_shape()), kernel, stride, padding,
+        [call.g.dh, call.g.dw], False, indices)
+    return (call.input_grad(grad_padded),)
+
+
+def _drop_padded_maxima(grad, values, call: PoolCall):
+    """Zero the gradient of windows whose maximum is -inf and whose first cell is implicit padding: the spec sends
+    it to that padded cell (dropped), the kernel to the first cell inside the input."""
+    g, (ph, pw) = call.g, call.padding
+    if not (ph or pw):
+        return grad
+    rows = torch.arange(g.oh, device=grad.device) * g.sh < ph
+    columns = torch.arange(g.ow, device=grad.device) * g.sw < pw
+    padded_first_cell = rows[:, None] | columns[None, :]
+    return grad.masked_fill(padded_first_cell & (values == NEG_INF), 0)
+
+
+@window_max.shape_rule
+def _(input, *, kernel_size, dilation=1, padding=0, stride=1, value=NEG_INF):
+    out = _window_shape(input, kernel_size, dilation, padding, stride, "window_max")
+    return out, out
+
+
+@window_max.samples
+def _():
+    yield (randn(2, 3, 6, 5),), {"kernel_size": 3, "padding": 1, "stride": 2}
+    yield (randn(1, 2, 7, 6),), {"kernel_size": (2, 3), "dilation": (2, 1), "padding": (1, 0), "stride": (1, 2)}
+    yield (randn(2, 1, 5, 5),), {"kernel_size": 2, "padding": 2, "value": -1.0}  # padded explicitly
+
+
+def _window_shape(input, kernel_size, dilation, padding, stride, name):
+    if len(input) != 4:
+        raise ShapeRuleError(f"{name} takes a (b, c, h, w) tensor, got {len(input)} dims")
+    b, c, h, w = input
+    rows, columns = window_counts((h, w), kernel_size, dilation, padding, stride, name)
+    return b, c, rows, columns
+
+
+# --- window_mean, window_sum --------------------------------------------------------------------------------------
+
+
+def _window_average(input, kernel_size, dilation, padding, stride, value, divisor):
+    """avg_pool2d over the windows (``divisor``: None for the mean, 1 for the sum); dilated windows literally."""
+    call = PoolCall(input.shape, kernel_size, dilation, padding, stride, value, 0)
+    g = call.g
+    if (g.dh, g.dw) != (1, 1) or input.numel() == 0:
+        return _literal_window_sum(input, g, value) / (g.kh * g.kw if divisor is None else divisor)
+    kernel, stride_, pad = call.kernel_args()
+    return torch.ops.aten.avg_pool2d(call.kernel_input(input), kernel, stride_, pad, False, True, divisor)
+
+
+def _literal_window_sum(input, g: Windows, value):
+    return windows(input, kernel_size=(g.kh, g.kw), dilation=(g.dh, g.dw), padding=(g.ph, g.pw),
+                   stride=(g.sh, g.sw), value=value).sum((4, 5))
+
+
+def _window_average_vjp(ctx, grad, divisor):
+    call = PoolCall(ctx.shapes[0], ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride, ctx.value, 0)
+    g = call.g
+    if (g.dh, g.dw) != (1, 1) or grad.numel() == 0:
+        scaled = grad / (g.kh * g.kw if divisor is None else divisor)
+        columns = scaled.reshape(g.b, g.c, 1, g.patches).expand(g.b, g.c, g.kh * g.kw, g.patches)
+        return (torch.nn.functional.fold(columns.reshape(g.b, g.c * g.kh * g.kw, g.patches), (g.h, g.w),
+                                         *g.unfold_args()),)
+    kernel, stride, padding = call.kernel_args()
+    grad_padded = torch.ops.aten.avg_pool2d_backward(grad, _stand_in(grad, call.kernel_shape()), kernel, stride,
+                                                     padding, False, True, divisor)
+    return (call.input_grad(grad_padded),)
+
+
+@library_op
+def window_mean(input, *, kernel_size, dilation=1, padding=0, stride=1, value=0.0):
+    """Each window's mean — ``windows(input, …, value=value)`` then ``mean(dim=(4, 5))``, padded cells counted —
+    lowered to ``aten.avg_pool2d(count_include_pad=True)``; dilated windows run the literal composition."""
+    return _window_average(input, kernel_size, dilation, padding, stride, value, None)
+
+
+@window_mean.vjp
+def _(ctx, grad):
+    return _window_average_vjp(ctx, grad, None)
+
+
+@window_mean.shape_rule
+def _(input, *, kernel_size, dilation=1, padding=0, stride=1, value=0.0):
+    return _window_shape(input, kernel_size, dilation, padding, stride, "window_mean")
+
+
+@window_mean.samples
+def _():
+    yield (randn(2, 3, 6, 5),), {"kernel_size": 3, "padding": 1, "stride": 2}
+    yield (randn(1, 2, 7, 6),), {"kernel_size": (2, 3), "padding": (1, 0), "stride": (1, 2), "value": 2.0}
+    yield (randn(1, 2, 7, 6),), {"kernel_size": 2, "dilation": (2, 1), "padding": 1}  # literal: dilated
+
+
+@library_op
+def window_sum(input, *, kernel_size, dilation=1, padding=0, stride=1, value=0.0):
+    """Each window's sum — ``windows(input, …, value=value)`` then ``sum(dim=(4, 5))`` — lowered to
+    ``aten.avg_pool2d(divisor_override=1)``; dilated windows run the literal composition."""
+    return _window_average(input, kernel_size, dilation, padding, stride, value, 1)
+
+
+@window_sum.vjp
+def _(ctx, grad):
+    return _window_average_vjp(ctx, grad, 1)
+
+
+@window_sum.shape_rule
+def _(input, *, kernel_size, dilation=1, padding=0, stride=1, value=0.0):
+    return _window_shape(input, kernel_size, dilation, padding, stride, "window_sum")
+
+
+@window_sum.samples
+def _():
+    yield (randn(2, 3, 6, 5),), {"kernel_size": 3, "padding": 1, "stride": 2}
+    yield (randn(1, 2, 5, 6),), {"kernel_size": 2, "padding": 2}  # more than half a kernel: padded explicitly
+    yield (randn(1, 2, 7, 6),), {"kernel_size": (3, 2), "dilation": 2, "stride": 2}  # literal: dilated
+
+
+# --- block_mean ---------------------------------------------------------------------------------------------------
+
+
+def blocks(input_shape, shape) -> tuple[int, int] | None:
+    """(kh, kw) when ``reshape(shape)`` cuts a (b, c, h, w) input into (b, c, h/kh, kh, w/kw, kw) blocks; else None."""
+    if len(input_shape) != 4 or len(shape) != 6:
+        return None
+    b, c, h, w = input_shape
+    resolved = _resolve(tuple(shape), b * c * h * w)
+    if resolved is None:
+        return None
+    kh, kw = resolved[3], resolved[5]
+    if kh < 1 or kw < 1 or h % kh or w % kw or resolved != (b, c, h // kh, kh, w // kw, kw):
+        return None
+    return kh, kw
+
+
+def _resolve(shape: tuple, numel: int) -> tuple | None:
+    """A reshape target with its -1 filled in (None when it cannot be)."""
+    if shape.count(-1) != 1:
+        return shape
+    known = math.prod(size for size in shape if size != -1)
+    if known == 0 or numel % known:
+        return None
+    return tuple(numel // known if size == -1 else size for size in shape)
+
+
+@library_op
+def block_mean(input, *, shape):
+    """``input.reshape(shape).mean(dim=(3, 5))``: where the reshape cuts a (b, c, h, w) input into kh×kw blocks, a
+    kh×kw average pool of stride kh×kw, lowered to ``aten.avg_pool2d``; the literal composition otherwise."""
+    kernel = blocks(input.shape, shape) if input.numel() else None
+    if kernel is None:
+        return input.reshape(shape).mean((3, 5))
+    return torch.ops.aten.avg_pool2d(input, list(kernel), list(kernel), [0, 0], False, True, None)
+
+
+@block_mean.vjp
+def _(ctx, grad):
+    in_shape = ctx.shapes[0]
+    kernel = blocks(in_shape, ctx.shape) if math.prod(in_shape) else None
+    if kernel is None:
+        full = _resolve(tuple(ctx.shape), math.prod(in_shape))
+        kept = full[:3] + (1,) + full[4:5] + (1,)
+        return ((grad.reshape(kept).expand(full) / (full[3] * full[5])).reshape(in_shape),)
+    return (torch.ops.aten.avg_pool2d_backward(grad, _stand_in(grad, in_shape), list(kernel), list(kernel), [0, 0],
+                                               False, True, None),)
+
+
+@block_mean.shape_rule
+def _(input, *, shape):
+    return reduced(reshaped(input, shape), (3, 5), False)
+
+
+@block_mean.samples
+def _():
+    yield (randn(2, 3, 4, 6),), {"shape": (2, 3, 2, 2, 3, 2)}
+    yield (randn(1, 2, 6, 6),), {"shape": (1, 2, 2, 3, -1, 3)}
+    yield (randn(2, 2, 4, 4),), {"shape": (2, 2, 2, 4, 2, 2)}  # not blocks of the image: literal
