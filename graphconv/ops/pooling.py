@@ -102,11 +102,10 @@ def window_max(input, *, kernel_size, dilation=1, padding=0, stride=1, value=NEG
 def _first_nan_indices(padded, values, indices, args):
     """Indices where a window holding NaN points at its first NaN (the kernel picks the last): a pooling of
     ``isnan(input)`` finds it — the first 1 of the window. Skipped, in eager mode, when no window holds NaN."""
-    nan = values.isnan()
-    if may_branch_on_values() and not bool(nan.any()):
+    if may_branch_on_values() and not bool(values.sum().isnan()):  # one pass, no mask: NaN sums to NaN
         return indices
     first = torch.ops.aten.max_pool2d_with_indices(padded.isnan().to(padded.dtype), *args, False)[1]
-    return torch.where(nan, first, indices)
+    return torch.where(values.isnan(), first, indices)
 
 
 @window_max.vjp
@@ -128,12 +127,18 @@ def _drop_padded_maxima(grad, values, call: PoolCall):
     """Zero the gradient of windows whose maximum is -inf and whose first cell is implicit padding: the spec sends
     it to that padded cell (dropped), the kernel to the first cell inside the input."""
     g, (ph, pw) = call.g, call.padding
-    if not (ph or pw):
+    top, left = -(-ph // g.sh), -(-pw // g.sw)  # the rows and columns of windows that start in the padding
+    if not (top or left):
         return grad
-    rows = torch.arange(g.oh, device=grad.device) * g.sh < ph
-    columns = torch.arange(g.ow, device=grad.device) * g.sw < pw
-    padded_first_cell = rows[:, None] | columns[None, :]
-    return grad.masked_fill(padded_first_cell & (values == NEG_INF), 0)
+    if may_branch_on_values() and not _holds_neg_inf(values[:, :, :top]) and not _holds_neg_inf(values[..., :left]):
+        return grad  # (eager: read those edges only)
+    rows = torch.arange(g.oh, device=grad.device) < top
+    columns = torch.arange(g.ow, device=grad.device) < left
+    return grad.masked_fill((rows[:, None] | columns[None, :]) & (values == NEG_INF), 0)
+
+
+def _holds_neg_inf(values) -> bool:
+    return values.numel() > 0 and bool((values == NEG_INF).any())
 
 
 @window_max.shape_rule
