@@ -301,3 +301,56 @@ def test_torch_compile_fullgraph(spec_name, attrs):
     plain = graphconv.compile(SPECS / spec_name, optimize=False)
     for got, want in zip(step(compiled, x), step(lambda t: plain(t, **attrs), x)):
         torch.testing.assert_close(got, want, equal_nan=True)
+
+
+UNFOLD_MEAN = """\
+    ---
+    graphconv:
+      inputs: {x: [b, c, h, w]}
+      attrs: {kernel_size: 2, stride: 1, padding: 0, dilation: 1, groups: 0}
+      dims:
+        k: pair(kernel_size)[0] * pair(kernel_size)[1]
+        o_h: (h + 2 * pair(padding)[0] - pair(dilation)[0] * (pair(kernel_size)[0] - 1) - 1) // pair(stride)[0] + 1
+        o_w: (w + 2 * pair(padding)[1] - pair(dilation)[1] * (pair(kernel_size)[1] - 1) - 1) // pair(stride)[1] + 1
+        channels: "c if groups == 0 else groups"
+      ops:
+        im2col: unfold(kernel_size=kernel_size, padding=padding, stride=stride, dilation=dilation)
+    ---
+    graph LR
+      X(x) --> U((im2col)) --> C(columns)
+      C --> P(("reshape(b, channels, -1, o_h * o_w)")) --> W(windows) --> A(("mean(dim=2)")) --> M(means)
+      M --> I(("reshape(b, channels, o_h, o_w)")) --> Y(y)
+    """
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding, dilation", GEOMETRIES)
+def test_the_unfold_mean_form_fuses_and_keeps_values_and_gradients(shape, kernel, stride, padding, dilation):
+    spec = load(UNFOLD_MEAN)
+    assert fused_ops(spec) == ["unfold_mean"]
+    x = torch.randn(shape, dtype=torch.float64)
+    attrs = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation)
+    assert_same_as_literal(spec, x, **attrs)
+    g = pooling.Windows(shape, kernel, dilation, padding, stride)
+    per_channel, image = (*shape[:2], -1, g.patches), (*shape[:2], g.oh, g.ow)
+    assert pooling.UnfoldMean(shape, kernel, dilation, padding, stride, per_channel, image).pooled
+
+
+def test_the_unfold_mean_form_runs_literally_where_the_reshape_mixes_channels():
+    """channels = 1: each "window" then spans every channel's patch values — not an average pool."""
+    spec = load(UNFOLD_MEAN)
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    assert_same_as_literal(spec, x, kernel_size=3, padding=1, groups=1)
+    assert not pooling.UnfoldMean(x.shape, 3, 1, 1, 1, (2, 1, -1, 36), None).pooled
+
+
+def test_the_unfold_mean_form_without_its_image_reshape():
+    spec = load(UNFOLD_MEAN.replace("M --> I((\"reshape(b, channels, o_h, o_w)\")) --> Y(y)", "M --> E((exp)) --> Y(y)"))
+    assert fused_ops(spec) == ["unfold_mean", "exp"]
+    assert_same_as_literal(spec, torch.randn(2, 3, 7, 5, dtype=torch.float64), kernel_size=3, stride=2)
+
+
+def test_the_im2col_avg_pool2d_of_earlier_releases_matches_torch():
+    spec = load(UNFOLD_MEAN)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    torch.testing.assert_close(graphconv.compile(spec)(x, kernel_size=3, stride=2, padding=1),
+                               F.avg_pool2d(x, 3, 2, 1))

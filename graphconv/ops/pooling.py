@@ -30,16 +30,17 @@ from graphconv.ops.fused import Windows
 from graphconv.ops.helpers import randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
-from graphconv.ops.shapes import ShapeRuleError, reduced, reshaped, window_counts
+from graphconv.ops.shapes import ShapeRuleError, ntuple, reduced, reshaped, window_counts
 from graphconv.ops.windows import windows
 
 NEG_INF = float("-inf")
 
 
-def may_branch_on_values() -> bool:
-    """Whether Python may branch on a tensor's values: not under a functorch transform (vmap cannot) nor while
-    torch.compile traces (a graph break)."""
-    return torch._C._functorch.peek_interpreter_stack() is None and not torch.compiler.is_compiling()
+def may_branch_on_values(tensor) -> bool:
+    """Whether Python may branch on ``tensor``'s values: it has values (not on the meta device), and no functorch
+    transform (vmap cannot) nor torch.compile's tracing (a graph break) is active."""
+    return (tensor.device.type != "meta" and torch._C._functorch.peek_interpreter_stack() is None
+            and not torch.compiler.is_compiling())
 
 
 def _stand_in(like, shape):
@@ -102,7 +103,7 @@ def window_max(input, *, kernel_size, dilation=1, padding=0, stride=1, value=NEG
 def _first_nan_indices(padded, values, indices, args):
     """Indices where a window holding NaN points at its first NaN (the kernel picks the last): a pooling of
     ``isnan(input)`` finds it — the first 1 of the window. Skipped, in eager mode, when no window holds NaN."""
-    if may_branch_on_values() and not bool(values.sum().isnan()):  # one pass, no mask: NaN sums to NaN
+    if may_branch_on_values(values) and not bool(values.sum().isnan()):  # one pass, no mask: NaN sums to NaN
         return indices
     first = torch.ops.aten.max_pool2d_with_indices(padded.isnan().to(padded.dtype), *args, False)[1]
     return torch.where(values.isnan(), first, indices)
@@ -130,7 +131,7 @@ def _drop_padded_maxima(grad, values, call: PoolCall):
     top, left = -(-ph // g.sh), -(-pw // g.sw)  # the rows and columns of windows that start in the padding
     if not (top or left):
         return grad
-    if may_branch_on_values() and not _holds_neg_inf(values[:, :, :top]) and not _holds_neg_inf(values[..., :left]):
+    if may_branch_on_values(values) and not _holds_neg_inf(values[:, :, :top]) and not _holds_neg_inf(values[..., :left]):
         return grad  # (eager: read those edges only)
     rows = torch.arange(g.oh, device=grad.device) < top
     columns = torch.arange(g.ow, device=grad.device) < left
@@ -180,8 +181,9 @@ def _literal_window_sum(input, g: Windows, value):
                    stride=(g.sh, g.sw), value=value).sum((4, 5))
 
 
-def _window_average_vjp(ctx, grad, divisor):
-    call = PoolCall(ctx.shapes[0], ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride, ctx.value, 0)
+def _window_average_grad(grad, input_shape, kernel_size, dilation, padding, stride, value, divisor):
+    """The input's gradient of :func:`_window_average`: avg_pool2d_backward, or (dilated windows) F.fold."""
+    call = PoolCall(input_shape, kernel_size, dilation, padding, stride, value, 0)
     g = call.g
     if (g.dh, g.dw) != (1, 1) or grad.numel() == 0:
         scaled = grad / (g.kh * g.kw if divisor is None else divisor)
@@ -203,7 +205,8 @@ def window_mean(input, *, kernel_size, dilation=1, padding=0, stride=1, value=0.
 
 @window_mean.vjp
 def _(ctx, grad):
-    return _window_average_vjp(ctx, grad, None)
+    return _window_average_grad(grad, ctx.shapes[0], ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride,
+                                ctx.value, None)
 
 
 @window_mean.shape_rule
@@ -227,7 +230,8 @@ def window_sum(input, *, kernel_size, dilation=1, padding=0, stride=1, value=0.0
 
 @window_sum.vjp
 def _(ctx, grad):
-    return _window_average_vjp(ctx, grad, 1)
+    return _window_average_grad(grad, ctx.shapes[0], ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride,
+                                ctx.value, 1)
 
 
 @window_sum.shape_rule
@@ -240,6 +244,71 @@ def _():
     yield (randn(2, 3, 6, 5),), {"kernel_size": 3, "padding": 1, "stride": 2}
     yield (randn(1, 2, 5, 6),), {"kernel_size": 2, "padding": 2}  # more than half a kernel: padded explicitly
     yield (randn(1, 2, 7, 6),), {"kernel_size": (3, 2), "dilation": 2, "stride": 2}  # literal: dilated
+
+
+# --- unfold_mean --------------------------------------------------------------------------------------------------
+
+
+class UnfoldMean:
+    """One call of ``unfold → reshape(shape) → mean(dim=2) [→ reshape(out_shape)]``: whether the reshapes are the
+    per-channel windows, (b, c, kh·kw, patches), and the (b, c, o_h, o_w) image (or are left out) — an average
+    pool — and the shapes the literal composition goes through otherwise."""
+
+    def __init__(self, input_shape, kernel_size, dilation, padding, stride, shape, out_shape) -> None:
+        batch = tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
+        self.g = g = Windows(batch, kernel_size, dilation, padding, stride)
+        self.columns = tuple(input_shape[:-3]) + (g.c * g.kh * g.kw, g.patches)
+        self.windows = _resolve(tuple(shape), math.prod(self.columns))
+        self.pooled = (len(input_shape) == 4 and math.prod(input_shape) > 0
+                       and self.windows == (g.b, g.c, g.kh * g.kw, g.patches)
+                       and (out_shape is None or _resolve(tuple(out_shape), g.b * g.c * g.patches)
+                            == (g.b, g.c, g.oh, g.ow)))
+
+
+@library_op
+def unfold_mean(input, *, kernel_size, dilation=1, padding=0, stride=1, shape, out_shape=None):
+    """``unfold(input).reshape(shape).mean(dim=2)``, then ``.reshape(out_shape)`` if given: where the reshapes make
+    each channel's (kh·kw, patches) windows and the (b, c, o_h, o_w) image, an average pool counting the zero
+    padding, lowered to ``aten.avg_pool2d`` (as window_mean); the literal composition otherwise."""
+    call = UnfoldMean(input.shape, kernel_size, dilation, padding, stride, shape, out_shape)
+    if call.pooled:
+        pooled = _window_average(input, kernel_size, dilation, padding, stride, 0.0, None)
+        return pooled.reshape(out_shape if out_shape is not None else (call.g.b, call.g.c, call.g.patches))
+    g = call.g
+    means = torch.nn.functional.unfold(input, *g.unfold_args()).reshape(shape).mean(2)
+    return means if out_shape is None else means.reshape(out_shape)
+
+
+@unfold_mean.vjp
+def _(ctx, grad):
+    call = UnfoldMean(ctx.shapes[0], ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride, ctx.shape, ctx.out_shape)
+    g = call.g
+    if call.pooled:
+        return _window_average_grad(grad.reshape(g.b, g.c, g.oh, g.ow), ctx.shapes[0], ctx.kernel_size,
+                                    ctx.dilation, ctx.padding, ctx.stride, 0.0, None)
+    windows_shape = call.windows
+    kept = windows_shape[:2] + (1,) + windows_shape[3:]
+    columns = (grad.reshape(kept).expand(windows_shape) / windows_shape[2]).reshape(call.columns)
+    return (torch.nn.functional.fold(columns, tuple(ctx.shapes[0][-2:]), *g.unfold_args()),)
+
+
+@unfold_mean.shape_rule
+def _(input, *, kernel_size, dilation=1, padding=0, stride=1, shape, out_shape=None):
+    if len(input) not in (3, 4):
+        raise ShapeRuleError(f"unfold_mean takes a (c, h, w) or (b, c, h, w) tensor, got {len(input)} dims")
+    *batch, c, h, w = input
+    rows, columns = window_counts((h, w), kernel_size, dilation, padding, stride, "unfold_mean")
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    means = reduced(reshaped(tuple(batch) + (c * kh * kw, rows * columns), shape), 2, False)
+    return means if out_shape is None else reshaped(means, out_shape)
+
+
+@unfold_mean.samples
+def _():
+    yield (randn(2, 3, 6, 5),), {"kernel_size": 3, "padding": 1, "stride": 2, "shape": (2, 3, 9, 9),
+                                 "out_shape": (2, 3, 3, 3)}
+    yield (randn(1, 2, 7, 6),), {"kernel_size": (2, 3), "dilation": (2, 1), "shape": (1, 2, 6, -1)}
+    yield (randn(1, 2, 4, 4),), {"kernel_size": 2, "stride": 2, "shape": (1, 4, 2, 4)}  # not per channel: literal
 
 
 # --- block_mean ---------------------------------------------------------------------------------------------------
@@ -300,4 +369,4 @@ def _(input, *, shape):
 def _():
     yield (randn(2, 3, 4, 6),), {"shape": (2, 3, 2, 2, 3, 2)}
     yield (randn(1, 2, 6, 6),), {"shape": (1, 2, 2, 3, -1, 3)}
-    yield (randn(2, 2, 4, 4),), {"shape": (2, 2, 2, 4, 2, 2)}  # not blocks of the image: literal
+    yield (randn(2, 2, 4, 4),), {"shape": (2, 2, 2, 4, 1, 2)}  # not blocks of the image: literal

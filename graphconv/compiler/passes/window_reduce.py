@@ -4,6 +4,7 @@
 - ``windows → max(dim=5) → max(dim=4)`` (the row maxima, then their maximum) becomes ``window_max``, whose second
   output — the indices its VJP routes the gradient by — is a new tensor that nothing else reads;
 - ``windows → mean`` / ``sum`` over the two window dims (4 and 5) becomes ``window_mean`` / ``window_sum``;
+- ``unfold → reshape(b, c, kh·kw, patches) → mean(dim=2) [→ reshape(b, c, o_h, o_w)]`` becomes ``unfold_mean``;
 - ``reshape(b, c, h/kh, kh, w/kw, kw) → mean(dim=(3, 5))`` becomes ``block_mean``.
 
 Fires when the reductions' dims and ``keepdim`` are constants and each intermediate tensor has that one reader and
@@ -17,19 +18,20 @@ from __future__ import annotations
 
 from graphconv.compiler.passes.rewrite import Rewriter, constant
 from graphconv.graph.opgraph import OpNode, TensorNode
-from graphconv.ops.pooling import block_mean, window_max, window_mean, window_sum
+from graphconv.ops.pooling import block_mean, unfold_mean, window_max, window_mean, window_sum
 from graphconv.syntax.expr import Const, Expr
 from graphconv.syntax.expr import Tuple as TupleExpr
 
 NAME = "window_reduce"
-SUMMARY = "windows → max → max, windows → mean/sum, reshape into blocks → mean as one pooling op"
+SUMMARY = "windows → max → max, windows or unfold → mean/sum, reshape into blocks → mean as one pooling op"
 WINDOW_DIMS = {4, 5}  # windows' (b, c, o_h, o_w, kh, kw): the window's own dims
 BLOCK_DIMS = {3, 5}  # (b, c, h/kh, kh, w/kw, kw): a block's dims
 AVERAGES = {"mean": window_mean, "sum": window_sum}
 
 
 def run(graph: Rewriter) -> list[str]:
-    return graph.fuse_each("windows", fuse_windows) + graph.fuse_each("reshape", fuse_blocks)
+    return (graph.fuse_each("windows", fuse_windows) + graph.fuse_each("unfold", fuse_unfold)
+            + graph.fuse_each("reshape", fuse_blocks))
 
 
 def fuse_windows(graph: Rewriter, node: OpNode) -> str | None:
@@ -51,6 +53,23 @@ def fuse_windows(graph: Rewriter, node: OpNode) -> str | None:
     indices = _new_tensor(graph, f"{'+'.join(n.id for n in chain)}_indices", outer)
     fused = graph.fuse(chain, window_max, node.inputs, args, (outer.outputs[0], indices))
     return _report(chain, fused, f"no window view; backward keeps the indices ({indices})")
+
+
+def fuse_unfold(graph: Rewriter, node: OpNode) -> str | None:
+    (columns,) = node.outputs
+    reshape = graph.sole_consumer(columns)
+    if reshape is None or reshape.op.name != "reshape" or _tuple_length(reshape.args.get("shape")) != 4:
+        return None
+    mean = graph.sole_consumer(reshape.outputs[0])
+    if mean is None or mean.op.name != "mean" or not _drops_dims(mean) or _reduced(mean, 4) != {2}:
+        return None
+    chain, args, last = [node, reshape, mean], {**node.args, "shape": reshape.args["shape"]}, mean.outputs
+    image = graph.sole_consumer(last[0])
+    if image is not None and image.op.name == "reshape" and _tuple_length(image.args.get("shape")) == 4:
+        chain.append(image)
+        args["out_shape"], last = image.args["shape"], image.outputs
+    fused = graph.fuse(chain, unfold_mean, node.inputs, args, last)
+    return _report(chain, fused, "avg_pool2d where the reshapes make per-channel windows; no patch matrix")
 
 
 def fuse_blocks(graph: Rewriter, node: OpNode) -> str | None:
