@@ -344,7 +344,8 @@ def test_the_unfold_mean_form_runs_literally_where_the_reshape_mixes_channels():
 
 
 def test_the_unfold_mean_form_without_its_image_reshape():
-    spec = load(UNFOLD_MEAN.replace("M --> I((\"reshape(b, channels, o_h, o_w)\")) --> Y(y)", "M --> E((exp)) --> Y(y)"))
+    image = 'M --> I(("reshape(b, channels, o_h, o_w)")) --> Y(y)'
+    spec = load(UNFOLD_MEAN.replace(image, "M --> E((exp)) --> Y(y)"))
     assert fused_ops(spec) == ["unfold_mean", "exp"]
     assert_same_as_literal(spec, torch.randn(2, 3, 7, 5, dtype=torch.float64), kernel_size=3, stride=2)
 

@@ -7,8 +7,10 @@
 - ``window_mean`` / ``window_sum``: ``windows(value=…) → mean`` / ``sum`` over the two window dims. Forward
   ``aten.avg_pool2d`` (``count_include_pad=True``; ``divisor_override=1`` for the sum); VJP
   ``aten.avg_pool2d_backward``. avg_pool2d has no dilation: a dilated call runs the literal composition.
-- ``block_mean``: ``reshape(b, c, h/kh, kh, w/kw, kw) → mean(dim=(3, 5))`` — a kh×kw average pool with stride kh×kw
-  — as ``aten.avg_pool2d``, when the reshape cuts a (b, c, h, w) input into blocks; the literal composition else.
+- ``unfold_mean``: ``unfold → reshape(b, c, kh·kw, patches) → mean(dim=2) [→ reshape(b, c, o_h, o_w)]`` (the
+  im2col form of an average pool) as ``window_mean``, where the reshapes are those; the literal composition else.
+- ``block_mean``: ``reshape(b, c, h/kh, kh, w/kw, kw) → mean(dim=(3, 5))`` — a kh×kw average pool of stride
+  kh×kw — as ``aten.avg_pool2d``, when the reshape cuts a (b, c, h, w) input into blocks; literally else.
 
 Each is exactly its spec's math, and where torch's kernel would differ the op corrects it:
 
@@ -31,7 +33,6 @@ from graphconv.ops.helpers import randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, ntuple, reduced, reshaped, window_counts
-from graphconv.ops.windows import windows
 
 NEG_INF = float("-inf")
 
@@ -86,8 +87,8 @@ class PoolCall:
 
 @library_op(save=("out",), outputs=2)
 def window_max(input, *, kernel_size, dilation=1, padding=0, stride=1, value=NEG_INF):
-    """Each window's maximum — ``windows(input, …, value=value)`` then ``max(dim=5)`` then ``max(dim=4)`` — and the
-    flat input position (in the explicitly padded input, if any) of the first maximum in row-major order, which the
+    """Each window's maximum — ``windows(input, …, value=value)``, then ``max(dim=5)``, then ``max(dim=4)`` — and
+    the flat input position (in the explicitly padded input, if any) of the first maximum in row-major order, which the
     VJP sends the gradient to. Lowered to ``aten.max_pool2d_with_indices``."""
     call = PoolCall(input.shape, kernel_size, dilation, padding, stride, value, NEG_INF)
     if input.numel() == 0:  # every window (if any) is all padding: its maximum is the pad value
@@ -131,8 +132,8 @@ def _drop_padded_maxima(grad, values, call: PoolCall):
     top, left = -(-ph // g.sh), -(-pw // g.sw)  # the rows and columns of windows that start in the padding
     if not (top or left):
         return grad
-    if may_branch_on_values(values) and not _holds_neg_inf(values[:, :, :top]) and not _holds_neg_inf(values[..., :left]):
-        return grad  # (eager: read those edges only)
+    if may_branch_on_values(values) and not (_holds_neg_inf(values[:, :, :top]) or _holds_neg_inf(values[..., :left])):
+        return grad  # eager: only those edges are read
     rows = torch.arange(g.oh, device=grad.device) < top
     columns = torch.arange(g.ow, device=grad.device) < left
     return grad.masked_fill((rows[:, None] | columns[None, :]) & (values == NEG_INF), 0)
@@ -170,22 +171,29 @@ def _window_average(input, kernel_size, dilation, padding, stride, value, diviso
     """avg_pool2d over the windows (``divisor``: None for the mean, 1 for the sum); dilated windows literally."""
     call = PoolCall(input.shape, kernel_size, dilation, padding, stride, value, 0)
     g = call.g
-    if (g.dh, g.dw) != (1, 1) or input.numel() == 0:
-        return _literal_window_sum(input, g, value) / (g.kh * g.kw if divisor is None else divisor)
+    count = g.kh * g.kw if divisor is None else divisor
+    if input.numel() == 0:  # every window (if any) is all padding
+        return input.new_full((g.b, g.c, g.oh, g.ow), value * g.kh * g.kw / count)
+    if (g.dh, g.dw) != (1, 1):
+        return _literal_window_sum(input, g, value) / count
     kernel, stride_, pad = call.kernel_args()
     return torch.ops.aten.avg_pool2d(call.kernel_input(input), kernel, stride_, pad, False, True, divisor)
 
 
 def _literal_window_sum(input, g: Windows, value):
-    return windows(input, kernel_size=(g.kh, g.kw), dilation=(g.dh, g.dw), padding=(g.ph, g.pw),
-                   stride=(g.sh, g.sw), value=value).sum((4, 5))
+    """The windows' sums as the spec computes them: the input padded with ``value``, its patches summed."""
+    padded = torch.nn.functional.pad(input, (g.pw, g.pw, g.ph, g.ph), value=value) if g.ph or g.pw else input
+    patches = torch.nn.functional.unfold(padded, (g.kh, g.kw), (g.dh, g.dw), 0, (g.sh, g.sw))
+    return patches.reshape(g.b, g.c, g.kh * g.kw, g.oh, g.ow).sum(2)
 
 
 def _window_average_grad(grad, input_shape, kernel_size, dilation, padding, stride, value, divisor):
     """The input's gradient of :func:`_window_average`: avg_pool2d_backward, or (dilated windows) F.fold."""
     call = PoolCall(input_shape, kernel_size, dilation, padding, stride, value, 0)
     g = call.g
-    if (g.dh, g.dw) != (1, 1) or grad.numel() == 0:
+    if math.prod(input_shape) == 0:
+        return (grad.new_zeros(input_shape),)
+    if (g.dh, g.dw) != (1, 1):
         scaled = grad / (g.kh * g.kw if divisor is None else divisor)
         columns = scaled.reshape(g.b, g.c, 1, g.patches).expand(g.b, g.c, g.kh * g.kw, g.patches)
         return (torch.nn.functional.fold(columns.reshape(g.b, g.c * g.kh * g.kw, g.patches), (g.h, g.w),

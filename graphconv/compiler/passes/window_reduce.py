@@ -75,7 +75,8 @@ def fuse_unfold(graph: Rewriter, node: OpNode) -> str | None:
 def fuse_blocks(graph: Rewriter, node: OpNode) -> str | None:
     (blocks,) = node.outputs
     mean = graph.sole_consumer(blocks)
-    if _tuple_length(node.args.get("shape")) != 6 or mean is None or mean.op.name != "mean" or not _drops_dims(mean) or _reduced(mean, 6) != BLOCK_DIMS:
+    if (_tuple_length(node.args.get("shape")) != 6 or mean is None or mean.op.name != "mean" or not _drops_dims(mean)
+            or _reduced(mean, 6) != BLOCK_DIMS):
         return None
     fused = graph.fuse([node, mean], block_mean, node.inputs, {"shape": node.args["shape"]}, mean.outputs)
     return _report([node, mean], fused, "avg_pool2d where the reshape cuts the image into blocks")
