@@ -104,10 +104,20 @@ def window_max(input, *, kernel_size, dilation=1, padding=0, stride=1, value=NEG
 def _first_nan_indices(padded, values, indices, args):
     """Indices where a window holding NaN points at its first NaN (the kernel picks the last): a pooling of
     ``isnan(input)`` finds it — the first 1 of the window. Skipped, in eager mode, when no window holds NaN."""
-    if may_branch_on_values(values) and not bool(values.sum().isnan()):  # one pass, no mask: NaN sums to NaN
-        return indices
+    if may_branch_on_values(values):
+        return _nan_first(padded, values, indices, args) if bool(values.sum().isnan()) else indices  # NaN sums to NaN
+    if torch.compiler.is_compiling():  # the second pooling only when some window holds NaN
+        return torch.cond(values.isnan().any(), _nan_first, _same_indices, (padded, values, indices, args))
+    return _nan_first(padded, values, indices, args)
+
+
+def _nan_first(padded, values, indices, args):
     first = torch.ops.aten.max_pool2d_with_indices(padded.isnan().to(padded.dtype), *args, False)[1]
     return torch.where(values.isnan(), first, indices)
+
+
+def _same_indices(padded, values, indices, args):
+    return indices.clone()
 
 
 @window_max.vjp
@@ -117,30 +127,48 @@ def _(ctx, grad):
     call = PoolCall(ctx.shapes[0], ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride, ctx.value, NEG_INF)
     if grad_values is None or values.numel() == 0:
         return (grad_values.new_zeros(ctx.shapes[0]) if grad_values is not None else None,)
-    grad_values = _drop_padded_maxima(grad_values, values, call)
-    kernel, stride, padding = call.kernel_args()
-    grad_padded = torch.ops.aten.max_pool2d_with_indices_backward(
-        grad_values, _stand_in(grad_values, call.kernel_shape()), kernel, stride, padding,
-        [call.g.dh, call.g.dw], False, indices)
-    return (call.input_grad(grad_padded),)
+    return (call.input_grad(MaxPoolBackward(call, values, indices)(grad_values)),)
 
 
-def _drop_padded_maxima(grad, values, call: PoolCall):
-    """Zero the gradient of windows whose maximum is -inf and whose first cell is implicit padding: the spec sends
-    it to that padded cell (dropped), the kernel to the first cell inside the input."""
-    g, (ph, pw) = call.g, call.padding
-    top, left = -(-ph // g.sh), -(-pw // g.sw)  # the rows and columns of windows that start in the padding
-    if not (top or left):
-        return grad
-    if may_branch_on_values(values) and not (_holds_neg_inf(values[:, :, :top]) or _holds_neg_inf(values[..., :left])):
-        return grad  # eager: only those edges are read
-    rows = torch.arange(g.oh, device=grad.device) < top
-    columns = torch.arange(g.ow, device=grad.device) < left
-    return grad.masked_fill((rows[:, None] | columns[None, :]) & (values == NEG_INF), 0)
+class MaxPoolBackward:
+    """``aten.max_pool2d_with_indices_backward`` on the kept indices — after zeroing the gradient of windows whose
+    maximum is -inf and whose first cell is implicit padding: the spec sends it to that padded cell (dropped), the
+    kernel to the first cell inside the input. Only windows on the top and left edges can start in the padding;
+    eager mode reads just those to learn whether any needs it, torch.compile decides with ``torch.cond``."""
 
+    def __init__(self, call: PoolCall, values, indices) -> None:
+        self.call, self.values, self.indices = call, values, indices
+        g, (ph, pw) = call.g, call.padding
+        self.top, self.left = -(-ph // g.sh), -(-pw // g.sw)  # the rows and columns of windows starting in padding
 
-def _holds_neg_inf(values) -> bool:
-    return values.numel() > 0 and bool((values == NEG_INF).any())
+    def __call__(self, grad):
+        if not (self.top or self.left):
+            return self.plain(grad)
+        if may_branch_on_values(self.values):
+            return self.dropping(grad) if bool(self.edge_holds_neg_inf()) else self.plain(grad)
+        if torch.compiler.is_compiling():
+            return torch.cond(self.edge_holds_neg_inf(), self.dropping, self.plain, (grad,))
+        return self.dropping(grad)
+
+    def edge_holds_neg_inf(self):
+        return ((self.values[:, :, :self.top] == NEG_INF).any()
+                | (self.values[..., :self.left] == NEG_INF).any())
+
+    def dropping(self, grad):
+        """Those windows' gradients zeroed — and their indices made valid: inductor's own pooling kernel points
+        them at the padded cell (a negative index, or one of the row above), where eager's kernel cannot reach."""
+        g = self.call.g
+        rows = torch.arange(g.oh, device=grad.device) < self.top
+        columns = torch.arange(g.ow, device=grad.device) < self.left
+        drop = (rows[:, None] | columns[None, :]) & (self.values == NEG_INF)
+        return self.plain(grad.masked_fill(drop, 0), self.indices.clamp_min(0))
+
+    def plain(self, grad, indices=None):
+        call = self.call
+        kernel, stride, padding = call.kernel_args()
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            grad, _stand_in(grad, call.kernel_shape()), kernel, stride, padding, [call.g.dh, call.g.dw], False,
+            self.indices if indices is None else indices)
 
 
 @window_max.shape_rule
