@@ -21,6 +21,9 @@ Each is exactly its spec's math, and where torch's kernel would differ the op co
   the spec the first — whose index is recomputed from a pooling of ``isnan(input)``; and a window whose maximum is
   -inf with its first cell in the implicit padding — the kernel picks the first cell inside the input, the spec the
   padded cell, whose gradient is dropped — whose gradient the VJP zeroes.
+- whether a call needs a correction depends on values: eager mode reads them (one sum of the output for NaN, its
+  top and left edges for -inf), torch.compile decides with ``torch.cond`` (no graph break), and under a functorch
+  transform every window is corrected.
 - the VJPs are torch ops on the output gradient, so they are differentiable (double backward) and batch under vmap;
   they read the input's shape only (a stride-0 stand-in is passed where the kernels ask for the input).
 """
@@ -117,7 +120,7 @@ def _nan_first(padded, values, indices, args):
 
 
 def _same_indices(padded, values, indices, args):
-    return indices.clone()
+    return indices.clone()  # (a branch of torch.cond may not return its input)
 
 
 @window_max.vjp
