@@ -88,39 +88,18 @@ class PoolCall:
 # --- window_max -------------------------------------------------------------------------------------------------
 
 
-@library_op(save=("out",), outputs=2)
+@library_op(save=("input", "out"), outputs=2)
 def window_max(input, *, kernel_size, dilation=1, padding=0, stride=1, value=NEG_INF):
     """Each window's maximum — ``windows(input, …, value=value)``, then ``max(dim=5)``, then ``max(dim=4)`` — and
-    the flat input position (in the explicitly padded input, if any) of the first maximum in row-major order, which the
-    VJP sends the gradient to. Lowered to ``aten.max_pool2d_with_indices``."""
+    the kernel's indices (flat positions in the explicitly padded input, if any), from which the VJP sends the
+    gradient to the first maximum in row-major order. Lowered to ``aten.max_pool2d_with_indices``."""
     call = PoolCall(input.shape, kernel_size, dilation, padding, stride, value, NEG_INF)
     if input.numel() == 0:  # every window (if any) is all padding: its maximum is the pad value
         shape = (call.g.b, call.g.c, call.g.oh, call.g.ow)
         return input.new_full(shape, value), torch.zeros(shape, dtype=torch.int64, device=input.device)
-    padded = call.kernel_input(input)
     kernel, stride_, pad = call.kernel_args()
-    dilation_ = [call.g.dh, call.g.dw]
-    values, indices = torch.ops.aten.max_pool2d_with_indices(padded, kernel, stride_, pad, dilation_, False)
-    return values, _first_nan_indices(padded, values, indices, (kernel, stride_, pad, dilation_))
-
-
-def _first_nan_indices(padded, values, indices, args):
-    """Indices where a window holding NaN points at its first NaN (the kernel picks the last): a pooling of
-    ``isnan(input)`` finds it — the first 1 of the window. Skipped, in eager mode, when no window holds NaN."""
-    if may_branch_on_values(values):
-        return _nan_first(padded, values, indices, args) if bool(values.sum().isnan()) else indices  # NaN sums to NaN
-    if torch.compiler.is_compiling():  # the second pooling only when some window holds NaN
-        return torch.cond(values.isnan().any(), _nan_first, _same_indices, (padded, values, indices, args))
-    return _nan_first(padded, values, indices, args)
-
-
-def _nan_first(padded, values, indices, args):
-    first = torch.ops.aten.max_pool2d_with_indices(padded.isnan().to(padded.dtype), *args, False)[1]
-    return torch.where(values.isnan(), first, indices)
-
-
-def _same_indices(padded, values, indices, args):
-    return indices.clone()  # (a branch of torch.cond may not return its input)
+    return torch.ops.aten.max_pool2d_with_indices(call.kernel_input(input), kernel, stride_, pad,
+                                                  [call.g.dh, call.g.dw], False)
 
 
 @window_max.vjp
@@ -130,48 +109,65 @@ def _(ctx, grad):
     call = PoolCall(ctx.shapes[0], ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride, ctx.value, NEG_INF)
     if grad_values is None or values.numel() == 0:
         return (grad_values.new_zeros(ctx.shapes[0]) if grad_values is not None else None,)
-    return (call.input_grad(MaxPoolBackward(call, values, indices)(grad_values)),)
+    return (call.input_grad(MaxPoolBackward(call, ctx.input, values, indices)(grad_values)),)
 
 
 class MaxPoolBackward:
-    """``aten.max_pool2d_with_indices_backward`` on the kept indices — after zeroing the gradient of windows whose
-    maximum is -inf and whose first cell is implicit padding: the spec sends it to that padded cell (dropped), the
-    kernel to the first cell inside the input. Only windows on the top and left edges can start in the padding;
-    eager mode reads just those to learn whether any needs it, torch.compile decides with ``torch.cond``."""
+    """``aten.max_pool2d_with_indices_backward`` on the kernel's indices, corrected first where the spec's gradient
+    goes elsewhere: a window holding NaN points at its first NaN (the kernel picks the last), found by a pooling of
+    ``isnan(input)`` — the first 1 of the window; and a window whose maximum is -inf and whose first cell is
+    implicit padding has its gradient zeroed — the spec sends it to that padded cell (dropped), the kernel to the
+    first cell inside the input. Only windows on the top and left edges can start in the padding. Eager mode reads
+    the values to learn whether a call needs the correction, torch.compile decides with ``torch.cond``."""
 
-    def __init__(self, call: PoolCall, values, indices) -> None:
-        self.call, self.values, self.indices = call, values, indices
+    def __init__(self, call: PoolCall, input, values, indices) -> None:
+        self.call, self.input, self.values, self.indices = call, input, values, indices
         g, (ph, pw) = call.g, call.padding
         self.top, self.left = -(-ph // g.sh), -(-pw // g.sw)  # the rows and columns of windows starting in padding
 
     def __call__(self, grad):
-        if not (self.top or self.left):
-            return self.plain(grad)
-        if may_branch_on_values(self.values):
-            return self.dropping(grad) if bool(self.edge_holds_neg_inf()) else self.plain(grad)
+        if may_branch_on_values(self.values):  # a NaN sums to NaN: one pass over the values, no mask
+            needed = bool(self.values.sum().isnan()) or bool(self.edge_holds_neg_inf())
+            return self.corrected(grad) if needed else self.plain(grad, self.indices)
         if torch.compiler.is_compiling():
-            return torch.cond(self.edge_holds_neg_inf(), self.dropping, self.plain, (grad,))
-        return self.dropping(grad)
+            needed = self.values.isnan().any() | self.edge_holds_neg_inf()
+            return torch.cond(needed, self.corrected, self.uncorrected, (grad,))
+        return self.corrected(grad)
 
     def edge_holds_neg_inf(self):
-        return ((self.values[:, :, :self.top] == NEG_INF).any()
-                | (self.values[..., :self.left] == NEG_INF).any())
+        """Whether a window on the top or left edge has -inf for its maximum (a bool tensor)."""
+        found = torch.zeros((), dtype=torch.bool, device=self.values.device)
+        for edge in (self.values[:, :, :self.top], self.values[..., :self.left]):
+            if edge.numel():
+                found = found | (edge == NEG_INF).any()
+        return found
 
-    def dropping(self, grad):
-        """Those windows' gradients zeroed — and their indices made valid: inductor's own pooling kernel points
-        them at the padded cell (a negative index, or one of the row above), where eager's kernel cannot reach."""
-        g = self.call.g
-        rows = torch.arange(g.oh, device=grad.device) < self.top
-        columns = torch.arange(g.ow, device=grad.device) < self.left
-        drop = (rows[:, None] | columns[None, :]) & (self.values == NEG_INF)
-        return self.plain(grad.masked_fill(drop, 0), self.indices.clamp_min(0))
+    def corrected(self, grad):
+        """Also makes valid the indices inductor's own pooling kernel gives windows that hold nothing but -inf
+        and padding (it points them at the padded cell: a negative index, or one in the row above): their
+        gradient is the one dropped."""
+        call, values = self.call, self.values
+        kernel, stride, padding = call.kernel_args()
+        nan_first = torch.ops.aten.max_pool2d_with_indices(
+            call.kernel_input(self.input).isnan().to(values.dtype), kernel, stride, padding,
+            [call.g.dh, call.g.dw], False)[1]
+        indices = torch.where(values.isnan(), nan_first, self.indices).clamp_min(0)
+        if self.top or self.left:
+            g = call.g
+            rows = torch.arange(g.oh, device=grad.device) < self.top
+            columns = torch.arange(g.ow, device=grad.device) < self.left
+            grad = grad.masked_fill((rows[:, None] | columns[None, :]) & (values == NEG_INF), 0)
+        return self.plain(grad, indices)
 
-    def plain(self, grad, indices=None):
+    def uncorrected(self, grad):
+        return self.plain(grad, self.indices)
+
+    def plain(self, grad, indices):
         call = self.call
         kernel, stride, padding = call.kernel_args()
         return torch.ops.aten.max_pool2d_with_indices_backward(
             grad, _stand_in(grad, call.kernel_shape()), kernel, stride, padding, [call.g.dh, call.g.dw], False,
-            self.indices if indices is None else indices)
+            indices)
 
 
 @window_max.shape_rule
