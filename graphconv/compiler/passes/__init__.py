@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from graphconv.compiler.passes import (cse, dce, depthwise_conv, fold_views, grouped_conv, im2col, patch_matmul,
-                                      transposed_conv)
+                                      transposed_conv, window_reduce)
 from graphconv.compiler.passes.rewrite import Rewriter
 from graphconv.graph.opgraph import Spec
 
 PIPELINE: tuple[ModuleType, ...] = (dce, fold_views, cse, im2col, patch_matmul, grouped_conv, depthwise_conv,
-                                    transposed_conv)
+                                    transposed_conv, window_reduce)
 
 
 @dataclass
