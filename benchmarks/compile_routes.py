@@ -21,47 +21,40 @@ from benchmarks.measure import interleaved
 from graphconv.nn import functional as F
 
 CALLS: list = []  # (generated code, op arguments) per call site of the custom_op route
-META: dict = {}  # call → (the shapes and dtypes the VJPs read, where each kept value comes from): static shapes
+META: dict = {}  # call → the shapes and dtypes the VJPs read (static shapes)
 
 
-def _kept(call: int, inputs, output, saved) -> list[torch.Tensor]:
-    """The output, then what backward keeps that is not an input (a custom op may return no input, nor a view):
-    inputs are kept by setup_context, by position."""
-    sources = [next((i for i, t in enumerate(inputs) if t is s), None) for s in saved]
-    META[call] = META[call][0], sources
+def _kept(inputs, output, kept) -> list[torch.Tensor]:
+    """The output, then what backward keeps beyond the inputs (a custom op may return no input, nor a view; inputs
+    are kept by setup_context)."""
     taken = {t.untyped_storage().data_ptr() for t in inputs}
-    kept = []
-    for t in [output] + [s for s, source in zip(saved, sources) if source is None]:
+    returned = []
+    for t in [output, *kept]:
         storage = t.untyped_storage().data_ptr()
-        kept.append(t.clone() if storage in taken else t)  # no return may share memory with an input or another
+        returned.append(t.clone() if storage in taken else t)  # no return may share memory with an input or another
         taken.add(storage)
-    return kept
+    return returned
 
 
 @torch.library.custom_op("graphconv_routes::forward", mutates_args=())
 def forward_op(call: int, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     code, args = CALLS[call]
-    output, saved, meta = code.forward(args, *inputs)
-    META[call] = meta, None
-    return _kept(call, inputs, output, saved)
+    output, kept, META[call] = code.forward(args, *inputs)
+    return _kept(inputs, output, kept)
 
 
 @forward_op.register_fake
 def _(call, inputs):
     code, args = CALLS[call]
-    output, saved, meta = code.forward(args, *inputs)
-    META[call] = meta, [next((i for i, t in enumerate(inputs) if t is s), None) for s in saved]
-    return [torch.empty_like(t) for t in [output] + [s for s, i in zip(saved, META[call][1]) if i is None]]
+    output, kept, META[call] = code.forward(args, *inputs)
+    return [torch.empty_like(t) for t in [output, *kept]]
 
 
 @torch.library.custom_op("graphconv_routes::backward", mutates_args=())
 def backward_op(call: int, inputs: list[torch.Tensor], kept: list[torch.Tensor],
                 grad: torch.Tensor) -> list[torch.Tensor]:
     code, args = CALLS[call]
-    meta, sources = META[call]
-    others = iter(kept)
-    saved = tuple(inputs[source] if source is not None else next(others) for source in sources)
-    grads = code.backward(args, saved, meta, (True,) * len(inputs), grad)
+    grads = code.backward(args, tuple(inputs), tuple(kept), META[call], (True,) * len(inputs), grad)
     return [g.contiguous() for g in grads]
 
 

@@ -45,16 +45,17 @@ class CompiledOp:
         return f"<graphconv op {self.spec.name}{self.__signature__}>"
 
     def __call__(self, /, *inputs: torch.Tensor, **attrs: Any) -> Any:  # an attr may be named self
-        device = inputs[0].device.type if inputs and isinstance(inputs[0], torch.Tensor) else None
-        if device is not None and torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
-            with torch.autocast(device, enabled=False):
-                return self.run(function.autocast_inputs(inputs, device, self.casts_down), attrs)
+        if function.any_autocast():
+            device = inputs[0].device.type if inputs and isinstance(inputs[0], torch.Tensor) else None
+            if device is not None and torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+                with torch.autocast(device, enabled=False):
+                    return self.run(function.autocast_inputs(inputs, device, self.casts_down), attrs)
         return self.run(inputs, attrs)
 
     def run(self, inputs: tuple, attrs: dict[str, Any]) -> Any:
         """One call, autocast aside."""
         args = self.arguments(inputs, attrs)
-        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs) or torch.jit.is_tracing():
+        if torch.is_grad_enabled() and function.any_requires_grad(inputs) or torch.jit.is_tracing():
             return function.apply(self.code, args, inputs)  # tracing: one path (its check reruns under no_grad)
         try:
             return self.code.forward_nograd(args, *inputs)
@@ -69,7 +70,7 @@ class CompiledOp:
     def arguments(self, inputs: tuple, attrs: dict[str, Any]) -> tuple:
         """This call's op argument values (checked and cached per input shapes and attrs)."""
         self.binder.check_inputs(inputs)
-        key = (tuple([t.shape for t in inputs]), tuple(attrs.items()))
+        key = (*[t.shape for t in inputs], *attrs.items()) if attrs else tuple([t.shape for t in inputs])
         try:
             args = self._bindings.get(key)
         except TypeError:  # an unhashable attr value: bind without caching
