@@ -2,7 +2,10 @@
 
 At 4×3×8×8 (kernel 8×3×3×3, stride 1, padding 1) the convolution itself takes tens of microseconds, so the fixed
 cost of each call — binding the spec's names, the input checks, the autograd.Function, the VJP contexts, the
-generated code — shows. Forward + backward, side by side (cases take turns, medians of interleaved repeats), for:
+generated code — shows. Forward + backward, side by side: the cases take turns in short samples (about 2 ms each,
+hundreds of rounds), and each figure is the low decile of its samples — on a machine shared with other work, the
+median of so short a call moves with the load, while the low decile is what the call costs when it gets the core
+(the median is printed too). For:
 
 - ``graphconv``: ``graphconv.compile("specs/conv2d.mmd")`` — the seed's spec, as a user calls it;
 - ``same op, bare Function``: the compiled program's one op (its forward and its hand-written VJP, with the same
@@ -12,18 +15,22 @@ generated code — shows. Forward + backward, side by side (cases take turns, me
   batched matmul; backward: the patch matrix recomputed, two matmuls, fold) — the target (≤ 1.1×);
 - ``F.conv2d`` for scale.
 
-    PYTHONPATH=. python benchmarks/small_calls.py [--repeats 41] [--threads 1]
+    PYTHONPATH=. python benchmarks/small_calls.py [--rounds 300] [--threads 1]
+
+One torch thread by default: at this size torch's kernels do not split the work, and on a loaded machine a second
+thread only adds waiting.
 """
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 import graphconv
-from benchmarks.measure import interleaved
+from benchmarks.measure import per_call
 from graphconv.nn.functional import LIBRARY
 from graphconv.ops.registry import Context
 
@@ -79,6 +86,22 @@ def bare_function(op: Any, inputs: tuple) -> type:
     return Bare
 
 
+def low_decile_and_median(cases: dict[str, Callable[[], Any]], rounds: int) -> dict[str, tuple[float, float]]:
+    """Seconds per call of each case (low decile, median) over ``rounds`` rounds in which every case runs one short
+    sample, in a rotating order."""
+    numbers = {name: per_call(run, 0.002) for name, run in cases.items()}
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for round_ in range(rounds):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            run, number = cases[name], numbers[name]
+            start = time.perf_counter()
+            for _ in range(number):
+                run()
+            samples[name].append((time.perf_counter() - start) / number)
+    return {name: (sorted(v)[len(v) // 10], sorted(v)[len(v) // 2]) for name, v in samples.items()}
+
+
 def train_step(run: Callable, inputs: tuple, grad: torch.Tensor) -> Callable[[], None]:
     def step() -> None:
         run(*inputs).backward(grad)
@@ -89,11 +112,10 @@ def train_step(run: Callable, inputs: tuple, grad: torch.Tensor) -> Callable[[],
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=41)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x, w = torch.randn(*SEED_INPUT, requires_grad=True), torch.randn(*SEED_KERNEL, requires_grad=True)
     op = graphconv.compile(str(LIBRARY / "conv2d.mmd"))
@@ -103,15 +125,17 @@ def main() -> None:
     grad = torch.randn_like(expected)
     for name, run in runs.items():
         torch.testing.assert_close(run(x, w), expected, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
-    times = interleaved({name: train_step(run, (x, w), grad) for name, run in runs.items()}, args.repeats)
-    forward = interleaved({name: (lambda r=run: r(x, w)) for name, run in runs.items()}, args.repeats)
-    base = times["minimal unfold/matmul Function"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; seed size {SEED_INPUT} * {SEED_KERNEL}, "
-          f"medians of {args.repeats} interleaved repeats")
+    cases = {f"{name} fwd+bwd": train_step(run, (x, w), grad) for name, run in runs.items()}
+    cases.update({f"{name} fwd": (lambda r=run: r(x, w)) for name, run in runs.items()})
+    times = low_decile_and_median(cases, args.rounds)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); seed size {SEED_INPUT} * {SEED_KERNEL}; "
+          f"low decile (median) of {args.rounds} interleaved samples")
     print("| implementation | fwd µs | fwd+bwd µs | ÷ minimal Function | ÷ same op, bare |\n|---|---|---|---|---|")
+    base, bare = times["minimal unfold/matmul Function fwd+bwd"], times["same op, bare Function fwd+bwd"]
     for name in runs:
-        print(f"| {name} | {forward[name] * 1e6:.1f} | {times[name] * 1e6:.1f} | {times[name] / base:.2f} | "
-              f"{times[name] / times['same op, bare Function']:.2f} |")
+        (fwd, fwd_median), (step, step_median) = times[f"{name} fwd"], times[f"{name} fwd+bwd"]
+        print(f"| {name} | {fwd * 1e6:.1f} ({fwd_median * 1e6:.1f}) | {step * 1e6:.1f} ({step_median * 1e6:.1f}) | "
+              f"{step / base[0]:.2f} ({step_median / base[1]:.2f}) | {step / bare[0]:.2f} ({step_median / bare[1]:.2f}) |")
 
 
 if __name__ == "__main__":
