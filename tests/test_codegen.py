@@ -30,7 +30,7 @@ def test_the_source_is_readable_straight_line_code():
     source = op.source
     assert source.startswith("def forward(A, v_input_batch, v_kernel):\n")
     assert "def forward_nograd(A, v_input_batch, v_kernel):" in source
-    assert "def backward(A, saved, meta, needs, g_v_output):" in source
+    assert "def backward(A, inputs, kept, meta, needs, g_v_output):" in source
     assert "    # M: permute_U (line " in source and "v_U_permuted = op_permute(v_U, dims=(0, 2, 1))" in source
     assert "reshape(v_U_permuted, shape=A[" in source  # a binding-dependent argument; (0, 2, 1) is a literal
     forward = source[: source.index("def forward_nograd")]
@@ -41,7 +41,7 @@ def test_the_source_is_readable_straight_line_code():
 def test_the_source_is_registered_with_linecache_and_a_big_program_makes_backward_on_first_use(monkeypatch):
     op = graphconv.compile(SPECS / "conv2d.mmd")  # small: backward at once (torch.compile cannot trace making it)
     assert linecache.getline(op.code.filename("forward"), 1) == "def forward(A, v_input_batch, v_kernel):\n"
-    assert linecache.getline(op.code.filename("backward"), 1).startswith("def backward(A, saved, meta, needs,")
+    assert linecache.getline(op.code.filename("backward"), 1).startswith("def backward(A, inputs, kept, meta, needs,")
     monkeypatch.setattr(generated, "EAGER_BACKWARD_STEPS", 0)  # as for a program of thousands of ops
     op = graphconv.compile(SPECS / "conv2d.mmd")
     x, w = rand(1, 2, 4, 4), rand(2, 2, 3, 3)
@@ -49,7 +49,7 @@ def test_the_source_is_registered_with_linecache_and_a_big_program_makes_backwar
         op(x, w)
     assert op.code._backward is None and linecache.getline(op.code.filename("backward"), 1) == ""
     op(x, w).sum().backward()
-    assert linecache.getline(op.code.filename("backward"), 1).startswith("def backward(A, saved, meta, needs,")
+    assert linecache.getline(op.code.filename("backward"), 1).startswith("def backward(A, inputs, kept, meta, needs,")
 
 
 def test_calls_run_the_generated_code_not_the_interpreter(monkeypatch):

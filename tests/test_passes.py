@@ -186,4 +186,4 @@ def test_compile_explain_lists_every_pass_and_its_changes(capsys):
     assert "backward keeps input_batch, kernel;" in out
     assert main(["compile", "--no-optimize", "--save", "minimal", "--code", str(SPECS / "conv2d.mmd")]) == 0
     out = capsys.readouterr().out
-    assert "9 ops → 9 after no passes" in out and "def backward(A, saved, meta, needs, g_v_output):" in out
+    assert "9 ops → 9 after no passes" in out and "def backward(A, inputs, kept, meta, needs, g_v_output):" in out

@@ -45,16 +45,17 @@ class CompiledOp:
         return f"<graphconv op {self.spec.name}{self.__signature__}>"
 
     def __call__(self, /, *inputs: torch.Tensor, **attrs: Any) -> Any:  # an attr may be named self
-        device = inputs[0].device.type if inputs and isinstance(inputs[0], torch.Tensor) else None
-        if device is not None and torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
-            with torch.autocast(device, enabled=False):
-                return self.run(function.autocast_inputs(inputs, device, self.casts_down), attrs)
+        if function.any_autocast():
+            device = inputs[0].device.type if inputs and isinstance(inputs[0], torch.Tensor) else None
+            if device is not None and torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+                with torch.autocast(device, enabled=False):
+                    return self.run(function.autocast_inputs(inputs, device, self.casts_down), attrs)
         return self.run(inputs, attrs)
 
     def run(self, inputs: tuple, attrs: dict[str, Any]) -> Any:
         """One call, autocast aside."""
         args = self.arguments(inputs, attrs)
-        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs) or torch.jit.is_tracing():
+        if torch.is_grad_enabled() and function.any_requires_grad(inputs) or torch.jit.is_tracing():
             return function.apply(self.code, args, inputs)  # tracing: one path (its check reruns under no_grad)
         try:
             return self.code.forward_nograd(args, *inputs)
@@ -67,33 +68,47 @@ class CompiledOp:
         return self.code.source
 
     def arguments(self, inputs: tuple, attrs: dict[str, Any]) -> tuple:
-        """This call's op argument values (checked and cached per input shapes and attrs)."""
+        """This call's op argument values (checked and cached per input shapes and attrs). While torch.compile
+        traces, the binding runs as a constant of the trace (:func:`_bound_while_tracing`)."""
         self.binder.check_inputs(inputs)
-        key = (tuple([t.shape for t in inputs]), tuple(attrs.items()))
+        dtype = inputs[0].dtype if inputs else None
+        if function.tracing():
+            return self.traced_arguments([tuple(t.shape) for t in inputs], dtype, attrs)
+        return self.bound([t.shape for t in inputs], dtype, attrs)
+
+    def traced_arguments(self, shapes: list, dtype: Any, attrs: dict[str, Any]) -> tuple:
+        """The op arguments while torch.compile traces: bound (and checked) as a constant of the trace, for sizes
+        read as ints — a symbolic size (dynamic shapes) is specialised to its value, as binding it always did."""
+        return _bound_while_tracing(self, [tuple([_as_int(size) for size in shape]) for shape in shapes], dtype,
+                                    attrs)
+
+    def bound(self, shapes: list, dtype: Any, attrs: dict[str, Any]) -> tuple:
+        """The op arguments for these input shapes and attrs, bound (and the declared shapes checked) on the first
+        call with them."""
+        key = (*shapes, *attrs.items()) if attrs else tuple(shapes)
         try:
             args = self._bindings.get(key)
         except TypeError:  # an unhashable attr value: bind without caching
-            return self.bind(inputs, attrs)
+            return self.bind(shapes, dtype, attrs)
         if args is None:
-            args = self.bind(inputs, attrs)
+            args = self.bind(shapes, dtype, attrs)
             if len(self._bindings) >= CACHE_LIMIT:
                 self._bindings.clear()
             self._bindings[key] = args
         return args
 
-    def bind(self, inputs: tuple, attrs: dict[str, Any]) -> tuple:
-        env = self.binder.bind([t.shape for t in inputs], self.binder.attrs(attrs))
-        if not function.tracing():  # torch.compile would break its graph at the meta run: eager calls check
-            self.check_declared_shapes(inputs, env)
+    def bind(self, shapes: list, dtype: Any, attrs: dict[str, Any]) -> tuple:
+        env = self.binder.bind(shapes, self.binder.attrs(attrs))
+        self.check_declared_shapes(shapes, dtype, env)
         return self.code.arguments(env)
 
-    def check_declared_shapes(self, inputs: tuple, env: dict[str, Any]) -> None:
+    def check_declared_shapes(self, input_shapes: list, dtype: Any, env: dict[str, Any]) -> None:
         """Infer every shape of the spec as written by the ops' shape rules (an op without one runs on the meta
         device) and compare each declared shape with it."""
         if not self.spec.meta.shapes:
             return
-        shapes = infer.concrete_shapes(self.spec, env, [tuple(map(as_size, t.shape)) for t in inputs],
-                                       dtype=inputs[0].dtype if inputs else None)
+        shapes = infer.concrete_shapes(self.spec, env, [tuple(map(as_size, shape)) for shape in input_shapes],
+                                       dtype=dtype)
         for tensor_id, shape in shapes.items():
             mismatch = shape_mismatch(self.spec, self.spec.tensor(tensor_id).name, shape, env)
             if mismatch:
@@ -107,6 +122,24 @@ class CompiledOp:
         params += [inspect.Parameter(identifier(k, taken), inspect.Parameter.KEYWORD_ONLY, default=v)
                    for k, v in self.spec.meta.attrs.items()]
         return inspect.Signature(params)
+
+
+def _bound_while_tracing(op: CompiledOp, shapes: list, dtype: Any, attrs: dict[str, Any]) -> tuple:
+    """``op.bound(…)``, which torch.compile runs as it traces instead of tracing it, its result a constant of the
+    graph (the mark ``torch.compiler.assume_constant_result`` sets, set here without importing dynamo, which that
+    function does). It is constant there: its inputs are the shapes and attrs the graph is specialised on. Traced,
+    the binding's spec expressions would cost hundreds of guards, checked on every call of the compiled model."""
+    return op.bound(shapes, dtype, attrs)
+
+
+_bound_while_tracing._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
+def _as_int(size: Any) -> int:
+    """A size as a Python int while dynamo traces: a static size is one already; a symbolic size (a dynamic
+    shape) becomes its value, with a guard that recompiles for another (dynamo reads ``len(range(n))`` as an int:
+    ``int()`` and ``operator.index`` keep it symbolic)."""
+    return len(range(size))
 
 
 def compile_used_specs(program: Program) -> None:

@@ -6,11 +6,11 @@
   of those is active. torch.compile traces it whole (no graph break): the generated forward and the hand-written
   VJPs of the generated backward become part of the model's graph, so inductor fuses across layers.
 
-Both keep what the memory plan saved, plus the inputs. A plain backward runs the generated backward on the saved
-values. A backward that must itself be differentiable (``create_graph=True``: double backward, gradgradcheck,
-Hessians) cannot use them — they were computed without a graph, and VJPs on them give silently wrong (zero)
-second derivatives — so it recomputes the forward from the inputs with autograd recording and runs the VJPs on
-that: every VJP is made of torch ops, so its result is differentiable.
+Both keep the inputs and what the memory plan saves beyond them (each tensor once). A plain backward runs the
+generated backward on the saved values. A backward that must itself be differentiable (``create_graph=True``:
+double backward, gradgradcheck, Hessians) cannot use them — they were computed without a graph, and VJPs on them
+give silently wrong (zero) second derivatives — so it recomputes the forward from the inputs with autograd
+recording and runs the VJPs on that: every VJP is made of torch ops, so its result is differentiable.
 """
 from __future__ import annotations
 
@@ -47,6 +47,22 @@ def autocast_inputs(inputs: tuple, device_type: str, lower_precision: bool) -> t
     return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in inputs)
 
 
+def any_autocast() -> bool:
+    """Whether autocast may be on for some device: one C call, before the per-device check (which reads an
+    input's device)."""
+    return _ANY_AUTOCAST()
+
+
+_ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)  # an older torch: check per device
+
+
+def any_requires_grad(inputs: tuple) -> bool:
+    for t in inputs:
+        if t.requires_grad:
+            return True
+    return False
+
+
 def _transformed() -> bool:
     """A functorch transform is active, or torch.compile is tracing."""
     return torch._C._functorch.peek_interpreter_stack() is not None or tracing()
@@ -70,7 +86,10 @@ def distinct_outputs(outputs: Any, inputs: tuple) -> Any:
     as-is, and a fresh view is what torch's own ops return."""
     if isinstance(outputs, tuple):
         return tuple(o.view_as(o) if any(o is t for t in inputs) else o for o in outputs)
-    return outputs.view_as(outputs) if any(outputs is t for t in inputs) else outputs
+    for t in inputs:
+        if outputs is t:
+            return outputs.view_as(outputs)
+    return outputs
 
 
 def unaliased(saved: tuple, inputs: tuple) -> tuple:
@@ -79,35 +98,39 @@ def unaliased(saved: tuple, inputs: tuple) -> tuple:
     return tuple(t.clone() if t._base is not None and not any(t is i for i in inputs) else t for t in saved)
 
 
-def run_backward(code: GeneratedCode, args: tuple, saved: tuple, meta: tuple, needs: tuple, grads: tuple) -> tuple:
+def run_backward(code: GeneratedCode, args: tuple, inputs: tuple, kept: tuple, meta: tuple, needs: tuple,
+                 grads: tuple) -> tuple:
     try:
-        return code.backward(args, saved, meta, needs, *grads)
+        return code.backward(args, inputs, kept, meta, needs, *grads)
     except Exception as error:
         raise code.errors.wrap(error) from error
 
 
-def save(ctx: Any, saved: tuple, inputs: tuple) -> None:
-    """Keep the memory plan's values and the inputs (for a differentiable backward)."""
-    ctx.save_for_backward(*saved, *inputs)
-    ctx.saved_count = len(saved)
+def save(ctx: Any, code: GeneratedCode, args: tuple, kept: tuple, meta: tuple, inputs: tuple) -> None:
+    """Keep the inputs (for a differentiable backward, and the VJPs that read them) and what the memory plan keeps
+    beyond them, each tensor once."""
+    ctx.save_for_backward(*inputs, *kept)
+    ctx.call = (code, args, meta, len(inputs))
 
 
 def backward(ctx: Any, needs: tuple, grads: tuple) -> tuple:
     """The input gradients: from the saved values, or differentiably from the inputs when grad mode is on."""
+    code, args, meta, count = ctx.call
     stored = ctx.saved_tensors
-    saved, inputs = stored[:ctx.saved_count], stored[ctx.saved_count:]
-    if not torch.is_grad_enabled():
-        return run_backward(ctx.code, ctx.args, saved, ctx.meta, needs, grads)
-    _, saved, meta = run_forward(ctx.code, ctx.args, inputs)
-    return run_backward(ctx.code, ctx.args, saved, meta, needs, grads)
+    inputs, kept = stored[:count], stored[count:]
+    if torch.is_grad_enabled():
+        _, kept, meta = run_forward(code, args, inputs)
+    return run_backward(code, args, inputs, kept, meta, needs, grads)
 
 
 class EagerFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, code: GeneratedCode, args: tuple, *inputs: torch.Tensor) -> Any:
-        outputs, saved, ctx.meta = run_forward(code, args, inputs)
-        save(ctx, saved, inputs)
-        ctx.code, ctx.args = code, args
+        try:
+            outputs, kept, meta = code.forward(args, *inputs)
+        except Exception as error:
+            raise code.errors.wrap(error) from error
+        save(ctx, code, args, kept, meta, inputs)
         return distinct_outputs(outputs, inputs)
 
     @staticmethod
@@ -118,10 +141,10 @@ class EagerFunction(torch.autograd.Function):
 class Call:
     """One call for :class:`GraphFunction`: what it runs with, and what forward hands to setup_context."""
 
-    __slots__ = ("code", "args", "saved", "meta")
+    __slots__ = ("code", "args", "kept", "meta")
 
     def __init__(self, code: GeneratedCode, args: tuple) -> None:
-        self.code, self.args, self.saved, self.meta = code, args, (), ()
+        self.code, self.args, self.kept, self.meta = code, args, (), ()
 
 
 class GraphFunction(torch.autograd.Function):
@@ -129,15 +152,14 @@ class GraphFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(call: Call, *inputs: torch.Tensor) -> Any:
-        outputs, saved, call.meta = run_forward(call.code, call.args, inputs)
-        call.saved = unaliased(saved, inputs) if tracing() else saved
+        outputs, kept, call.meta = run_forward(call.code, call.args, inputs)
+        call.kept = unaliased(kept, inputs) if tracing() else kept
         return distinct_outputs(outputs, inputs)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
-        call = inputs[0]
-        save(ctx, call.saved, inputs[1:])
-        ctx.code, ctx.args, ctx.meta = call.code, call.args, call.meta  # functorch may call this once per level
+        call = inputs[0]  # functorch may call this once per level
+        save(ctx, call.code, call.args, call.kept, call.meta, inputs[1:])
 
     @staticmethod
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple:

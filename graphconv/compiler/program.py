@@ -66,6 +66,7 @@ class Program:
         self.steps = [self._make_step(node) for node in spec.ops()]
         self.producer = {slot: index for index, step in enumerate(self.steps) for slot in step.outputs}
         self.plan: MemoryPlan = plan(self, save)
+        self.kept = tuple(s for s in self.plan.saved if s not in self.input_slots)  # saved beyond the inputs
         self.saved_fields = [self._saved_fields(step) for step in self.steps]
         self.described = tuple(sorted({s for step in self.steps for s in step.inputs if s is not None}))
         self.need_sources = self._need_sources()

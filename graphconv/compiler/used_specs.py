@@ -80,9 +80,9 @@ class SpecForward:
         inputs = [ctx.saved[name] for name in self.input_names]
         args = compiled.arguments(inputs, {name: ctx.attrs[name] for name in self.attr_names})
         code = compiled.code
-        _, saved, meta = code.forward(args, *inputs)
+        _, kept, meta = code.forward(args, *inputs)
         grads = grad if isinstance(grad, tuple) else (grad,)
-        return code.backward(args, saved, meta, ctx.needs, *grads)
+        return code.backward(args, inputs, kept, meta, ctx.needs, *grads)
 
     def samples(self) -> Any:
         """Inputs made from the spec's ``example`` dims (float64), with its default attrs."""

@@ -1,8 +1,9 @@
 """Backward source: the VJPs in reverse order, each gradient summed over every reader, each value freed after
 its last use.
 
-    def backward(A, saved, meta, needs, g_v_output):
-        v_input_batch, v_kernel_permuted, = saved
+    def backward(A, inputs, kept, meta, needs, g_v_output):
+        v_input_batch, v_kernel = inputs                 # the inputs, then what forward kept beyond them
+        v_kernel_permuted, = kept
         sh_v_input_batch, dt_v_input_batch, ... = meta
         q_v_input_batch, q_v_kernel, = needs             # which values need a gradient, forward order
         q_v_kernel_reshaped = q_v_kernel
@@ -28,8 +29,9 @@ from graphconv.compiler.codegen.source import RUNTIME, Source, Unit, as_tuple
 def emit(source: Source, unit: Unit) -> None:
     program = unit.program
     grads = ", ".join(f"g_{unit.var(s)}" for s in program.output_slots)
-    source.add(f"def {unit.function('backward')}(A, saved, meta, needs, {grads}):", 0)
-    emit_unpack(source, [unit.var(s) for s in program.plan.saved], "saved")
+    source.add(f"def {unit.function('backward')}(A, inputs, kept, meta, needs, {grads}):", 0)
+    emit_unpack(source, [unit.var(s) for s in program.input_slots], "inputs")
+    emit_unpack(source, [unit.var(s) for s in program.kept], "kept")
     emit_unpack(source, [f"{p}_{unit.var(s)}" for s in program.described for p in ("sh", "dt")], "meta")
     emit_needs(source, unit)
     receivers = [s for s in range(len(program.names)) if s not in program.output_slots]

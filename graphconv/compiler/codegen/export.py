@@ -460,23 +460,23 @@ def _gc_grads(step, grads, shapes, needs):
 
 
 FUNCTION_CLASS = '''class _gc_Function(torch.autograd.Function):
-    """Keeps what the memory plan saved, plus the inputs: a differentiable backward (create_graph=True) runs the
-    forward again from them with autograd recording, so second derivatives are the VJPs' own."""
+    """Keeps the inputs and what the memory plan saved beyond them: a differentiable backward (create_graph=True)
+    runs the forward again from the inputs with autograd recording, so second derivatives are the VJPs' own."""
 
     @staticmethod
     def forward(ctx, A, *inputs):
-        outputs, saved, ctx.meta = _gc_forward(A, *inputs)
-        ctx.save_for_backward(*saved, *inputs)
-        ctx.A, ctx.count = A, len(saved)
+        outputs, kept, ctx.meta = _gc_forward(A, *inputs)
+        ctx.save_for_backward(*inputs, *kept)
+        ctx.A, ctx.count = A, len(inputs)
         return _gc_distinct(outputs, inputs)
 
     @staticmethod
     def backward(ctx, *grads):
         stored = ctx.saved_tensors
-        saved, inputs, meta = stored[:ctx.count], stored[ctx.count:], ctx.meta
+        inputs, kept, meta = stored[:ctx.count], stored[ctx.count:], ctx.meta
         if torch.is_grad_enabled():
-            _, saved, meta = _gc_forward(ctx.A, *inputs)
-        return (None, *_gc_backward(ctx.A, saved, meta, ctx.needs_input_grad[1:], *grads))
+            _, kept, meta = _gc_forward(ctx.A, *inputs)
+        return (None, *_gc_backward(ctx.A, inputs, kept, meta, ctx.needs_input_grad[1:], *grads))
 
 
 def _gc_run(A, inputs):
@@ -507,8 +507,8 @@ def {vjp}(ctx, grad):
     inputs as saved, so a differentiable backward keeps their graph)."""
     inputs = tuple(ctx.saved[name] for name in _gc_INPUTS)
     A = _gc_bind(*inputs, *(ctx.attrs[name] for name in _gc_ATTRS))
-    _, saved, meta = _gc_forward(A, *inputs)
-    return _gc_backward(A, saved, meta, ctx.needs, *(grad if isinstance(grad, tuple) else (grad,)))'''
+    _, kept, meta = _gc_forward(A, *inputs)
+    return _gc_backward(A, inputs, kept, meta, ctx.needs, *(grad if isinstance(grad, tuple) else (grad,)))'''
 
 
 def export_source(compiled: Any, *, name: str | None = None) -> str:

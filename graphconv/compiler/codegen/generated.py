@@ -1,8 +1,8 @@
 """Program → straight-line Python source, compiled once per spec (like torch.fx's GraphModule).
 
-Three functions come out: ``forward(A, *inputs)`` → (outputs, what backward keeps, the shapes and dtypes the
-VJPs read); ``forward_nograd(A, *inputs)`` → outputs; ``backward(A, saved, meta, needs, *grads)`` → input grads,
-made on the first backward. Each op is one call of its forward (``op_<name>``) or VJP (``vjp_<name>``) with its
+Three functions come out: ``forward(A, *inputs)`` → (outputs, what backward keeps beyond the inputs, the shapes
+and dtypes the VJPs read); ``forward_nograd(A, *inputs)`` → outputs; ``backward(A, inputs, kept, meta, needs,
+*grads)`` → input grads, made on the first backward. Each op is one call of its forward (``op_<name>``) or VJP (``vjp_<name>``) with its
 attributes as literals when the spec fixes them, else as ``A[i]``: this call's binding (input shapes and attrs →
 values), computed once per binding by :meth:`GeneratedCode.arguments`. Each value is set to None after its last
 use, so it dies as early as in a hand-written function; the source is registered with ``linecache`` so

@@ -1,0 +1,136 @@
+"""The per-call path of a compiled op (issue 13, small calls): what a call keeps for backward, and the binding as a
+constant of a torch.compile trace — its guards, its checks."""
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import graphconv
+from graphconv.errors import ShapeError
+
+SPECS = Path(__file__).parent.parent / "specs"
+
+
+def rand(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+
+def stored(output: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return output.grad_fn.saved_tensors
+
+
+@pytest.mark.parametrize("save", ["all", "minimal"])
+@pytest.mark.parametrize("spec", ["conv2d", "layer_norm", "scaled_dot_product_attention"])
+def test_a_call_keeps_each_input_once_and_the_plan_beyond_them(spec, save):
+    op = graphconv.compile(SPECS / f"{spec}.mmd", save=save)
+    dims = {"conv2d": [(2, 3, 6, 5), (4, 3, 3, 3)], "layer_norm": [(2, 3, 8), (8,), (8,)],
+            "scaled_dot_product_attention": [(2, 2, 5, 4)] * 3}[spec]
+    inputs = [rand(*shape) for shape in dims]
+    output = op(*inputs)
+    kept = stored(output)
+    assert len(kept) == len(inputs) + len(op.program.kept)
+    assert all(a is not b for i, a in enumerate(inputs) for b in inputs[i + 1:])
+    assert [t.data_ptr() for t in kept[:len(inputs)]] == [t.data_ptr() for t in inputs]
+    assert not set(op.program.kept) & set(op.program.input_slots)
+    grads = torch.autograd.grad(output.sum(), inputs)
+    oracle = graphconv.compile(SPECS / f"{spec}.mmd", optimize=False)
+    torch.testing.assert_close(grads, torch.autograd.grad(oracle(*inputs).sum(), inputs))
+
+
+def test_a_noncontiguous_input_and_an_empty_batch_go_the_same_way():
+    op = graphconv.compile(SPECS / "conv2d.mmd")
+    x = rand(3, 5, 6, 2).permute(3, 0, 2, 1)  # (2, 3, 6, 5), not contiguous
+    w = rand(4, 3, 3, 3)
+    torch.testing.assert_close(op(x, w, stride=2), F.conv2d(x, w, stride=2, padding=1))
+    torch.testing.assert_close(torch.autograd.grad(op(x, w).sum(), (x, w)),
+                               torch.autograd.grad(F.conv2d(x, w, padding=1).sum(), (x, w)))
+    empty = rand(0, 3, 6, 5)
+    assert op(empty, w).shape == (0, 4, 6, 5)
+
+
+def test_attrs_given_and_defaulted_bind_to_the_same_values():
+    op = graphconv.compile(SPECS / "conv2d.mmd")
+    x, w = rand(1, 3, 7, 7), rand(2, 3, 3, 3)
+    for attrs in [{}, {"padding": 1}, {"stride": 1, "padding": 1}, {"padding": 0}, {}]:
+        want = F.conv2d(x, w, stride=attrs.get("stride", 1), padding=attrs.get("padding", 1))
+        torch.testing.assert_close(op(x, w, **attrs), want)
+
+
+def binding_guards(op, inputs: tuple, attrs: dict) -> list:
+    """The guards torch.compile installs for a function calling ``op`` that come from binding the spec's names
+    (evaluating its dims and op arguments); the input checks, which stay in the trace, aside."""
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(lambda *xs: op(*xs, **attrs))(*inputs)
+    assert explained.graph_break_count == 0
+
+    def from_binding(frame) -> bool:
+        if frame.filename.endswith("graphconv/compiler/binding.py"):
+            return frame.name not in ("check_inputs", "_tensor_type")
+        return frame.filename.endswith(("graphconv/syntax/expr.py", "graphconv/compiler/program.py",
+                                        "graphconv/compiler/codegen/source.py"))
+
+    return [guard for guard in explained.out_guards if guard.user_stack and from_binding(guard.user_stack[-1])]
+
+
+def test_under_torch_compile_the_binding_is_a_constant_not_guards():
+    op = graphconv.compile(SPECS / "conv2d_full.mmd")
+    x, w, b = torch.randn(2, 4, 9, 9), torch.randn(6, 2, 3, 3), torch.randn(6)
+    assert binding_guards(op, (x, w, b), {"stride": 2, "padding": 1, "groups": 2}) == []
+    compiled = torch.compile(lambda *xs: op(*xs, stride=2, padding=1, groups=2), fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x, w, b), F.conv2d(x, w, b, stride=2, padding=1, groups=2))
+    x2 = torch.randn(3, 4, 11, 8)  # other shapes: traced again, bound again
+    torch.testing.assert_close(compiled(x2, w, b), F.conv2d(x2, w, b, stride=2, padding=1, groups=2))
+
+
+def shape_error(error: BaseException) -> ShapeError:
+    """The ShapeError raised, or the one dynamo's error was raised while handling (its message leads with it)."""
+    if not isinstance(error, ShapeError):
+        assert str(error).startswith("ShapeError: ")
+        error = error.__cause__ or error.__context__
+    assert isinstance(error, ShapeError)
+    return error
+
+
+def test_under_torch_compile_a_shape_error_still_names_the_spec_input():
+    torch._dynamo.reset()
+    op = graphconv.compile(SPECS / "conv2d.mmd")
+    compiled = torch.compile(lambda a, b: op(a, b), fullgraph=True, backend="eager")
+    with pytest.raises(Exception) as raised:
+        compiled(torch.randn(2, 3, 8, 8), torch.randn(4, 5, 3, 3))
+    error = shape_error(raised.value)
+    assert "in_channels is 5 but input_batch says 3" in str(error) and error.line == 6
+
+
+def test_under_torch_compile_the_declared_shapes_are_checked_too():
+    """The binding runs for real while dynamo traces, so the first-call check of every declared shape runs there
+    as in eager mode."""
+    torch._dynamo.reset()
+    spec = graphconv.loads("""---
+graphconv:
+  inputs: {x: [n, m]}
+  shapes: {y: [m, n]}
+---
+graph LR
+  X(x) --> R(("reshape(n, m)")) --> Y(y)
+""")
+    op = graphconv.compile(spec)
+    compiled = torch.compile(lambda a: op(a), fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(torch.ones(3, 3)), torch.ones(3, 3))
+    with pytest.raises(Exception) as raised:
+        compiled(torch.ones(2, 3))
+    assert "tensor 'y'" in str(shape_error(raised.value))
+
+
+@pytest.mark.parametrize("dynamic", [None, True])
+def test_under_torch_compile_dynamic_sizes_are_bound_at_their_values(dynamic):
+    """A symbolic size (dynamic=True, or torch's automatic dynamic shapes after a new batch size) is read as its
+    value: each new size recompiles, and every call is right."""
+    torch._dynamo.reset()
+    op = graphconv.compile(SPECS / "conv2d_full.mmd")
+    w, b = torch.randn(6, 4, 3, 3), torch.randn(6)
+    compiled = torch.compile(lambda x: op(x, w, b, stride=2, padding=1), fullgraph=True, backend="eager",
+                             dynamic=dynamic)
+    for batch, size in [(2, 9), (3, 9), (5, 8), (3, 9)]:
+        x = torch.randn(batch, 4, size, size)
+        torch.testing.assert_close(compiled(x), F.conv2d(x, w, b, stride=2, padding=1))
