@@ -63,6 +63,9 @@ CASES = [
          lambda x, w, b: F.layer_norm(x, (768,), w, b)),
     Case("scaled_dot_product_attention, 8×12×256×64", "scaled_dot_product_attention",
          ((8, 12, 256, 64), (8, 12, 256, 64), (8, 12, 256, 64)), F.scaled_dot_product_attention),
+    Case("causal_attention, 8×12×256×64", "causal_attention",
+         ((8, 12, 256, 64), (8, 12, 256, 64), (8, 12, 256, 64)),
+         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)),
 ]
 
 
