@@ -34,6 +34,12 @@ def conv(**kw: Any) -> Callable:
     return lambda x, w, b=None: F.conv2d(x, w, b, **kw)
 
 
+def layer_norm_chain(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """specs/layer_norm.mmd's chain written in torch, differentiated by torch autograd."""
+    centered = x - x.mean(-1, keepdim=True)
+    return centered / (centered.pow(2).mean(-1, keepdim=True) + eps).sqrt() * w + b
+
+
 CASES = [
     Case("conv2d k3 (seed spec), ResNet-18 layer1 8×64×56×56", "conv2d", ((8, 64, 56, 56), (64, 64, 3, 3)),
          conv(padding=1), {"padding": 1}),
@@ -61,6 +67,8 @@ CASES = [
     Case("linear, transformer MLP 4096×768 → 3072", "linear", ((4096, 768), (3072, 768), (3072,)), F.linear),
     Case("layer_norm, transformer 16×256×768", "layer_norm", ((16, 256, 768), (768,), (768,)),
          lambda x, w, b: F.layer_norm(x, (768,), w, b)),
+    Case("layer_norm, transformer 16×256×768 (vs the same chain in eager torch autograd)", "layer_norm",
+         ((16, 256, 768), (768,), (768,)), lambda x, w, b: layer_norm_chain(x, w, b)),
     Case("scaled_dot_product_attention, 8×12×256×64", "scaled_dot_product_attention",
          ((8, 12, 256, 64), (8, 12, 256, 64), (8, 12, 256, 64)), F.scaled_dot_product_attention),
     Case("causal_attention, 8×12×256×64", "causal_attention",
