@@ -109,7 +109,8 @@ def measure(case: Case, repeats: int, compiled: bool) -> dict[str, float]:
     theirs = case.reference
     run_ours = lambda *xs: ours(*xs, **case.attrs)  # noqa: E731
     expected = theirs(*inputs)
-    torch.testing.assert_close(run_ours(*inputs), expected, rtol=1e-3, atol=1e-3)
+    scale = max(1.0, expected.abs().max().item())  # float32 sums of big products: tolerance grows with them
+    torch.testing.assert_close(run_ours(*inputs), expected, rtol=1e-3, atol=1e-3 * scale)
     grad = torch.randn_like(expected)
     cases = {"ours": train_step(run_ours, inputs, grad), "torch": train_step(theirs, inputs, grad)}
     if compiled:
