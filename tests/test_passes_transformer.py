@@ -1,4 +1,4 @@
-"""The transformer passes — attention, matmul_bias, layer_norm — fire on the shipped specs and only where the chain is
+"""The transformer passes — attention, matmul_bias, layer_norm, gelu — fire on the shipped specs and only where the chain is
 exactly their math; the fused ops equal torch's functions and the unoptimized chain in value and gradient across
 shapes, layouts and dtypes, the lowered (kernel) paths equal the math paths, and second derivatives, vmap, jacrev
 and torch.compile(fullgraph=True) go through them."""
@@ -16,7 +16,7 @@ from graphconv.compiler import passes
 from graphconv.compiler.passes import attention as attention_pass
 from graphconv.compiler.passes import layer_norm as layer_norm_pass
 from graphconv.compiler.passes import matmul_bias as matmul_bias_pass
-from graphconv.ops import attention, dense, normalization
+from graphconv.ops import activation, attention, dense, normalization
 
 F64 = torch.float64
 
@@ -30,7 +30,7 @@ def fused(spec) -> list[str]:
 
 
 def rand(*shape, dtype=F64, generator=None):
-    return torch.randn(*shape, dtype=dtype, generator=generator).requires_grad_()
+    return torch.randn(shape, dtype=dtype, generator=generator).requires_grad_()
 
 
 def assert_same_values_and_grads(got_fn, want_fn, inputs, **tolerance) -> None:
@@ -335,6 +335,7 @@ def test_layer_norm_goes_through_second_derivatives_vmap_and_jacrev():
     (CAUSAL, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), ((2, 5, 4),) * 3),
     (LINEAR, F.linear, ((2, 3, 5), (4, 5), (4,))),
     (LAYER_NORM, lambda x, w, b: F.layer_norm(x, (5,), w, b), ((2, 3, 5), (5,), (5,))),
+    (SPECS / "gelu.mmd", F.gelu, ((2, 3, 5),)),
 ], ids=lambda v: v.stem if hasattr(v, "stem") else "")
 def test_the_fused_ops_compile_whole(path, reference, shapes):
     torch._dynamo.reset()
@@ -342,3 +343,47 @@ def test_the_fused_ops_compile_whole(path, reference, shapes):
     inputs = [rand(*s, dtype=torch.float32) for s in shapes]
     compiled = torch.compile(lambda *t: op(*t), fullgraph=True, backend="aot_eager")
     assert_same_values_and_grads(compiled, reference, inputs, rtol=1e-5, atol=1e-5)
+
+
+# --- GELU ---------------------------------------------------------------------------------------------------------
+
+GELU = SPECS / "gelu.mmd"
+
+
+def test_the_gelu_pass_fuses_the_shipped_spec():
+    op = graphconv.compile(GELU)
+    assert [s.op.name for s in op.program.steps] == ["erf_gelu"]
+    assert activation.is_gelu(*(op.program.arguments({"inv_sqrt2": 1 / 2**0.5})[0][k]
+                                for k in ("scale", "shift", "half")))
+
+
+@pytest.mark.parametrize("shape", [(), (5,), (3, 4, 2), (0, 3)], ids=str)
+@pytest.mark.parametrize("save", ["all", "minimal"])
+def test_erf_gelu_matches_torch_and_the_unfused_chain(shape, save):
+    op, plain = graphconv.compile(GELU, save=save), graphconv.compile(GELU, optimize=False)
+    x = rand(*shape, generator=torch.Generator().manual_seed(9))
+    assert_same_values_and_grads(op, F.gelu, [x])
+    assert_same_values_and_grads(op, plain, [x])
+    assert_same_values_and_grads(op, F.gelu, [noncontiguous(rand(3, 5))])
+
+
+def test_erf_gelu_with_other_constants_takes_the_math():
+    text = GELU.read_text().replace("halve: mul_scalar(value=0.5)", "halve: mul_scalar(value=0.25)")
+    spec = graphconv.loads(text)
+    op, plain = graphconv.compile(spec), graphconv.compile(spec, optimize=False)
+    assert [s.op.name for s in op.program.steps] == ["erf_gelu"]
+    assert_same_values_and_grads(op, plain, [rand(4, 3)])
+    assert_same_values_and_grads(op, lambda x: F.gelu(x) / 2, [rand(4, 3)])
+
+
+def test_the_gelu_pass_needs_the_same_tensor_on_both_sides():
+    text = GELU.read_text().replace("  X -->|a| M((mul))", "  X --> NX((neg)) --> XN(negated)\n  XN -->|a| M((mul))")
+    assert "erf_gelu" not in fused(graphconv.loads(text))
+
+
+def test_erf_gelu_goes_through_second_derivatives_and_vmap():
+    op = graphconv.compile(GELU)
+    x = rand(3, 4, generator=torch.Generator().manual_seed(10))
+    assert torch.autograd.gradgradcheck(lambda t: op(t), (x,))
+    torch.testing.assert_close(torch.func.vmap(torch.func.grad(lambda t: op(t).sum()))(x.detach()),
+                               torch.func.vmap(torch.func.grad(lambda t: F.gelu(t).sum()))(x.detach()))

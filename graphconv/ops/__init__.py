@@ -6,7 +6,7 @@ indexing, reduce, linalg, einsum, windows, padding, nn, random.
 from graphconv.ops import elementwise, linalg, movement, nn, reduce, windows  # noqa: F401  (register the ops)
 from graphconv.ops import einsum, indexing, logic, padding, pointwise, random  # noqa: F401
 from graphconv.ops import fused  # noqa: F401  (the optimizer's fused ops: graphconv.compiler.passes)
-from graphconv.ops import attention, dense, normalization  # noqa: F401  (fused transformer ops: graphconv.compiler.passes)
+from graphconv.ops import activation, attention, dense, normalization  # noqa: F401  (fused transformer ops: graphconv.compiler.passes)
 from graphconv.ops.registry import REGISTRY, Op, Registry, op, register_op
 
 __all__ = ["REGISTRY", "Op", "Registry", "op", "register_op"]

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 
-from graphconv.compiler.passes import (attention, cse, dce, fold_views, im2col, layer_norm, matmul_bias,
+from graphconv.compiler.passes import (attention, cse, dce, fold_views, gelu, im2col, layer_norm, matmul_bias,
                                        patch_matmul)
 from graphconv.compiler.passes.rewrite import Rewriter
 from graphconv.graph.opgraph import Spec
 
 PIPELINE: tuple[ModuleType, ...] = (dce, fold_views, cse, im2col, patch_matmul, attention, matmul_bias,
-                                        layer_norm)
+                                        layer_norm, gelu)
 
 
 @dataclass
