@@ -32,9 +32,6 @@ from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, matmul_shape
 
-KERNEL_DTYPES = ("float32", "float64", "bfloat16", "float16")
-
-
 @library_op(save=("query", "key_t", "value", "out"), outputs=2, lower_precision=True)
 def attention(query, key_t, value, *, scale, causal=False):
     """``softmax(scale · query @ key_t)`` (positions ``j > i`` blocked under ``causal``) ``@ value``, and the
@@ -89,7 +86,7 @@ def _kernel_takes(query, key_t, value) -> bool:
     (the kernel's one head size), no empty dim."""
     tensors = (query, key_t, value)
     return (all(t.device.type == "cpu" and t.dim() >= 2 and t.dtype == query.dtype for t in tensors)
-            and str(query.dtype).removeprefix("torch.") in KERNEL_DTYPES
+            and query.dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16)
             and query.shape[:-2] == key_t.shape[:-2] == value.shape[:-2]
             and query.shape[-1] == key_t.shape[-2] == value.shape[-1] and key_t.shape[-1] == value.shape[-2]
             and all(t.numel() > 0 for t in tensors))
