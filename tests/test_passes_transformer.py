@@ -1,7 +1,7 @@
-"""The transformer passes — attention, matmul_bias, layer_norm, gelu — fire on the shipped specs and only where the
-chain is exactly their math; the fused ops equal torch's functions and the unoptimized chain in value and gradient
-across shapes, layouts and dtypes, the lowered (kernel) paths equal the math paths, and second derivatives, vmap,
-jacrev and torch.compile(fullgraph=True) go through them."""
+"""The transformer passes — attention, matmul_bias, layer_norm, rms_norm, gelu — fire on the shipped specs and only
+where the chain is exactly their math; the fused ops equal torch's functions and the unoptimized chain in value and
+gradient across shapes, layouts and dtypes, the lowered (kernel) paths equal the math paths, and second derivatives,
+vmap, jacrev and torch.compile(fullgraph=True) go through them."""
 from __future__ import annotations
 
 import textwrap
@@ -337,6 +337,7 @@ def test_layer_norm_goes_through_second_derivatives_vmap_and_jacrev():
     (LINEAR, F.linear, ((2, 3, 5), (4, 5), (4,))),
     (LAYER_NORM, lambda x, w, b: F.layer_norm(x, (5,), w, b), ((2, 3, 5), (5,), (5,))),
     (SPECS / "gelu.mmd", F.gelu, ((2, 3, 5),)),
+    (SPECS / "rms_norm.mmd", lambda x, w: F.rms_norm(x, (5,), w, 1e-6), ((2, 3, 5), (5,))),
 ], ids=lambda v: v.stem if hasattr(v, "stem") else "")
 def test_the_fused_ops_compile_whole(path, reference, shapes):
     torch._dynamo.reset()
@@ -388,3 +389,52 @@ def test_erf_gelu_goes_through_second_derivatives_and_vmap():
     assert torch.autograd.gradgradcheck(lambda t: op(t), (x,))
     torch.testing.assert_close(torch.func.vmap(torch.func.grad(lambda t: op(t).sum()))(x.detach()),
                                torch.func.vmap(torch.func.grad(lambda t: F.gelu(t).sum()))(x.detach()))
+
+
+# --- RMS norm ---------------------------------------------------------------------------------------------------
+
+RMS_NORM = SPECS / "rms_norm.mmd"
+
+
+def test_the_rms_norm_pass_fuses_the_shipped_spec():
+    op = graphconv.compile(RMS_NORM)
+    assert [s.op.name for s in op.program.steps] == ["rms_norm"]
+    assert [op.program.names[s] for s in op.program.steps[0].outputs] == ["output", "inv_rms"]
+
+
+@pytest.mark.parametrize("batch", [(), (4,), (2, 3), (0,)], ids=str)
+@pytest.mark.parametrize("save", ["all", "minimal"])
+def test_rms_norm_matches_torch_and_the_unfused_chain(batch, save):
+    op, plain = graphconv.compile(RMS_NORM, save=save), graphconv.compile(RMS_NORM, optimize=False)
+    generator = torch.Generator().manual_seed(11)
+    inputs = [rand(*batch, 6, generator=generator), rand(6, generator=generator)]
+    assert_same_values_and_grads(lambda *t: op(*t, eps=0.1), lambda x, w: F.rms_norm(x, (6,), w, 0.1), inputs)
+    assert_same_values_and_grads(lambda *t: op(*t, eps=0.1), lambda *t: plain(*t, eps=0.1), inputs)
+    single = [noncontiguous(rand(3, 5, 6, dtype=torch.float32)), rand(6, dtype=torch.float32)]
+    assert_same_values_and_grads(op, lambda x, w: F.rms_norm(x, (6,), w, 1e-6), single, rtol=1e-5, atol=1e-5)
+
+
+def test_rms_norm_with_a_weight_that_broadcasts_and_without_one():
+    spec = graphconv.loads(RMS_NORM.read_text().replace("    weight: [d]", "    weight: [w]"))
+    op, plain = graphconv.compile(spec), graphconv.compile(spec, optimize=False)
+    assert_same_values_and_grads(op, plain, [rand(3, 4), rand(1)])
+    weighted = "  XN -->|a| S((mul))\n  W(weight) -->|b| S\n  S --> Y(output)"
+    text = RMS_NORM.read_text().replace("    weight: [d]\n", "").replace(weighted, "  XN --> Y((neg)) --> O(output)")
+    unweighted = graphconv.compile(graphconv.loads(text))
+    assert [s.op.name for s in unweighted.program.steps] == ["rms_norm", "neg"]
+    assert_same_values_and_grads(unweighted, lambda x: -F.rms_norm(x, (5,), eps=1e-6), [rand(2, 5)])
+
+
+def test_the_rms_norm_pass_needs_the_square_of_the_normalized_tensor():
+    negated = "  X --> NX((neg)) --> XN2(negated)\n  XN2 -->|a| N((mul))"
+    text = RMS_NORM.read_text().replace("  X -->|a| N((mul))", negated)
+    assert "rms_norm" not in fused(graphconv.loads(text))
+
+
+def test_rms_norm_goes_through_second_derivatives_and_vmap():
+    op = graphconv.compile(RMS_NORM)
+    generator = torch.Generator().manual_seed(12)
+    x, w = rand(3, 5, generator=generator), rand(5, generator=generator)
+    assert torch.autograd.gradgradcheck(lambda *t: op(*t), (x, w))
+    torch.testing.assert_close(torch.func.vmap(lambda t: op(t, w.detach()))(x.detach()),
+                               torch.func.vmap(lambda t: F.rms_norm(t, (5,), w.detach(), 1e-6))(x.detach()))

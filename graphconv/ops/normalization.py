@@ -1,5 +1,6 @@
-"""Fused layer normalization over the last dim (the optimizer's graphconv.compiler.passes.layer_norm rewrites the
-spec chain ``mean → sub → pow(2) → mean → add eps → sqrt → div [→ mul weight → add bias]`` into it).
+"""Fused normalizations over the last dim: layer norm (the optimizer's graphconv.compiler.passes.layer_norm rewrites
+the spec chain ``mean → sub → pow(2) → mean → add eps → sqrt → div [→ mul weight → add bias]`` into it) and RMS
+norm (``rms_norm`` below; its chain ``pow(2) → mean → add eps → rsqrt → mul x [→ mul weight]``).
 
 With ``μ`` the mean of each row, ``c = x - μ``, ``r = (mean(c²) + eps)^-½`` and ``x̂ = c·r``::
 
@@ -110,3 +111,57 @@ def _math_vjp(input, weight, bias, eps, grad, grad_mean, grad_rstd) -> tuple:
     if grad_rstd is not None:
         grad_input = grad_input - grad_rstd * rstd.pow(3) * centered / width
     return grad_input, grad_weight, grad_bias
+
+
+# --- rms_norm ------------------------------------------------------------------------------------------------------
+
+
+@library_op(save=("input", "weight", "out"), outputs=2)
+def rms_norm(input, weight=None, *, eps):
+    """``x · (mean(x²) + eps)^-½ · weight`` along the last dim, with the reciprocal root mean square as second
+    output (kept for the VJP). Lowered to ``torch.ops.aten._fused_rms_norm`` (one pass) where the weight is a
+    row-wide vector (or absent) and autograd does not record, no functorch transform is active and torch.compile
+    does not trace (torch has no CPU kernel for its backward, so it cannot be differentiated there); else torch
+    ops. The VJP is torch ops: ``dx = r · (ĝ - x̂ · mean(ĝ ⊙ x̂)) - dr · r³ · x / d`` with ``ĝ = dy · w``,
+    ``x̂ = x · r``; ``dw = Σ dy ⊙ x̂``."""
+    if _native_takes(input.shape, _shape(weight), None) and _may_lower():
+        return torch.ops.aten._fused_rms_norm(input, [input.shape[-1]], weight, eps)
+    rstd = (input.pow(2).mean(-1, keepdim=True) + eps).rsqrt()
+    out = input * rstd
+    return (out * weight if weight is not None else out), rstd
+
+
+@rms_norm.vjp
+def _(ctx, grads):
+    grad, grad_rstd = grads
+    input, weight, (_, rstd) = ctx.input, ctx.saved.get("weight"), ctx.out
+    grad_input = torch.zeros_like(input)
+    grad_weight = torch.zeros_like(weight) if weight is not None else None
+    normalized = input * rstd
+    if grad is not None:
+        scaled = sum_to(grad * weight if weight is not None else grad, input.shape)
+        grad_input = rstd * (scaled - normalized * (scaled * normalized).mean(-1, keepdim=True))
+        grad_weight = sum_to(grad * normalized, weight.shape) if weight is not None else None
+    if grad_rstd is not None:
+        grad_input = grad_input - grad_rstd * rstd.pow(3) * input / input.shape[-1]
+    return (grad_input if ctx.needs[0] else None), (grad_weight if ctx.needs[1] else None)
+
+
+@rms_norm.shape_rule
+def _(input, weight=None, *, eps):
+    if not input:
+        raise ShapeRuleError("rms_norm takes a tensor of at least 1 dim")
+    return (broadcast_shapes(input, weight) if weight is not None else input), tuple(input[:-1]) + (1,)
+
+
+@rms_norm.samples
+def _():
+    yield (randn(3, 5), randn(5)), {"eps": 1e-6}
+    yield (randn(2, 3, 4), None), {"eps": 0.1}
+    yield (randn(3, 1), randn(2)), {"eps": 0.5}  # the output wider than the input: torch ops
+
+
+def _may_lower() -> bool:
+    """Autograd does not record, no functorch transform is active, torch.compile does not trace."""
+    return (not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
+            and not torch.compiler.is_compiling())

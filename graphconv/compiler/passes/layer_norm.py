@@ -26,10 +26,10 @@ def run(graph: Rewriter) -> list[str]:
 
 def fuse(graph: Rewriter, div: OpNode) -> str | None:
     centered, std = div.inputs
-    sqrt = _only_reader_of_output(graph, graph.producer(std), "sqrt", div)
-    plus_eps = _only_reader_of_output(graph, graph.producer(sqrt.inputs[0]), "add_scalar", sqrt) if sqrt else None
-    variance = _row_mean(graph, graph.producer(plus_eps.inputs[0]), plus_eps) if plus_eps else None
-    square = _only_reader_of_output(graph, graph.producer(variance.inputs[0]), "pow", variance) if variance else None
+    sqrt = only_reader_of_output(graph, graph.producer(std), "sqrt", div)
+    plus_eps = only_reader_of_output(graph, graph.producer(sqrt.inputs[0]), "add_scalar", sqrt) if sqrt else None
+    variance = row_mean(graph, graph.producer(plus_eps.inputs[0]), plus_eps) if plus_eps else None
+    square = only_reader_of_output(graph, graph.producer(variance.inputs[0]), "pow", variance) if variance else None
     if square is None or constant(square.args.get("exponent")) != 2 or square.inputs[0] != centered:
         return None
     sub = graph.producer(centered)
@@ -37,12 +37,12 @@ def fuse(graph: Rewriter, div: OpNode) -> str | None:
             or {n.id for n in graph.consumers(centered)} != {square.id, div.id}):
         return None
     input, mu = sub.inputs
-    mean = _row_mean(graph, graph.producer(mu), sub)
+    mean = row_mean(graph, graph.producer(mu), sub)
     if mean is None or mean.inputs[0] != input:
         return None
     chain, inputs, (out,) = [mean, sub, square, variance, plus_eps, sqrt, div], [input, None, None], div.outputs
     for position, name in ((1, "mul"), (2, "add")):
-        affine = _affine(graph, out, name)
+        affine = affine_operand(graph, out, name)
         if affine is None:
             break
         node, inputs[position] = affine
@@ -54,7 +54,7 @@ def fuse(graph: Rewriter, div: OpNode) -> str | None:
             f"and its backward; outputs {graph.tensor(mu).name} (row means) and {rstd} (1 / std) for the VJP")
 
 
-def _only_reader_of_output(graph: Rewriter, node: OpNode | None, op_name: str, reader: OpNode) -> OpNode | None:
+def only_reader_of_output(graph: Rewriter, node: OpNode | None, op_name: str, reader: OpNode) -> OpNode | None:
     """``node`` when it is an ``op_name`` whose one output only ``reader`` reads, and that is not a graph output."""
     if node is None or node.op.name != op_name:
         return None
@@ -62,15 +62,15 @@ def _only_reader_of_output(graph: Rewriter, node: OpNode | None, op_name: str, r
     return node if consumer is not None and consumer.id == reader.id else None
 
 
-def _row_mean(graph: Rewriter, node: OpNode | None, reader: OpNode) -> OpNode | None:
+def row_mean(graph: Rewriter, node: OpNode | None, reader: OpNode) -> OpNode | None:
     """``node`` when it is a ``mean(dim=-1, keepdim=True)`` read only by ``reader``."""
-    node = _only_reader_of_output(graph, node, "mean", reader)
+    node = only_reader_of_output(graph, node, "mean", reader)
     if node is None or constant(node.args.get("dim")) not in (-1, (-1,)):
         return None
     return node if constant(node.args.get("keepdim")) is True else None
 
 
-def _affine(graph: Rewriter, tensor: str, op_name: str) -> tuple[OpNode, str] | None:
+def affine_operand(graph: Rewriter, tensor: str, op_name: str) -> tuple[OpNode, str] | None:
     """The ``mul`` (weight) or ``add`` (bias) that is ``tensor``'s one reader, with a 1-dim other operand; that
     node and the operand."""
     node = graph.sole_consumer(tensor)
