@@ -1,7 +1,7 @@
-"""The transformer passes — attention, matmul_bias, layer_norm, rms_norm, gelu — fire on the shipped specs and only
-where the chain is exactly their math; the fused ops equal torch's functions and the unoptimized chain in value and
-gradient across shapes, layouts and dtypes, the lowered (kernel) paths equal the math paths, and second derivatives,
-vmap, jacrev and torch.compile(fullgraph=True) go through them."""
+"""The transformer passes — attention, matmul_bias, layer_norm, rms_norm, gelu, silu — fire on the shipped specs
+and only where the chain is exactly their math; the fused ops equal torch's functions and the unoptimized chain in
+value and gradient across shapes, layouts and dtypes, the lowered (kernel) paths equal the math paths, and second
+derivatives, vmap, jacrev and torch.compile(fullgraph=True) go through them."""
 from __future__ import annotations
 
 import textwrap
@@ -438,3 +438,38 @@ def test_rms_norm_goes_through_second_derivatives_and_vmap():
     assert torch.autograd.gradgradcheck(lambda *t: op(*t), (x, w))
     torch.testing.assert_close(torch.func.vmap(lambda t: op(t, w.detach()))(x.detach()),
                                torch.func.vmap(lambda t: F.rms_norm(t, (5,), w.detach(), 1e-6))(x.detach()))
+
+
+# --- SiLU (inside SwiGLU) ------------------------------------------------------------------------------------------
+
+SWIGLU = SPECS / "swiglu.mmd"
+
+
+def swiglu(x, w_gate, w_up, w_down):
+    return F.linear(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up), w_down)
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 3), (0,)], ids=str)
+def test_the_silu_pass_fuses_swiglu_and_it_matches_torch(batch):
+    op, plain = graphconv.compile(SWIGLU), graphconv.compile(SWIGLU, optimize=False)
+    assert [s.op.name for s in op.program.steps].count("silu") == 1
+    assert "sigmoid" not in [s.op.name for s in op.program.steps]
+    generator = torch.Generator().manual_seed(13)
+    inputs = [rand(*s, generator=generator) for s in ((*batch, 4), (6, 4), (6, 4), (5, 6))]
+    assert_same_values_and_grads(op, swiglu, inputs)
+    assert_same_values_and_grads(op, plain, inputs)
+
+
+def test_the_silu_pass_needs_the_sigmoid_of_the_same_tensor():
+    text = SWIGLU.read_text().replace("  G -->|a| SILU((mul))", "  U -->|a| SILU((mul))")
+    assert "silu" not in fused(graphconv.loads(text))
+
+
+def test_silu_goes_through_second_derivatives_and_vmap():
+    op = graphconv.compile(SWIGLU)
+    generator = torch.Generator().manual_seed(14)
+    inputs = [rand(*s, generator=generator) for s in ((2, 4), (3, 4), (3, 4), (2, 3))]
+    assert torch.autograd.gradgradcheck(lambda *t: op(*t), inputs)
+    x, *weights = (t.detach() for t in inputs)
+    torch.testing.assert_close(torch.func.vmap(lambda t: op(t, *weights))(x),
+                               torch.func.vmap(lambda t: swiglu(t, *weights))(x))

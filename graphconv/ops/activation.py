@@ -1,4 +1,6 @@
-"""Fused erf-GELU: ``half · x · (shift + erf(scale · x))`` as one op (the optimizer's
+"""Fused activations: erf-GELU and SiLU (``x · sigmoid(x)``, the optimizer's graphconv.compiler.passes.silu).
+
+Erf-GELU, ``half · x · (shift + erf(scale · x))``, as one op (the optimizer's
 graphconv.compiler.passes.gelu rewrites the spec chain ``mul_scalar(scale) → erf → add_scalar(shift) → mul(x, ·) →
 mul_scalar(half)`` into it)::
 
@@ -52,3 +54,30 @@ def _():
 def is_gelu(scale, shift, half) -> bool:
     """The constants are exact GELU's (the scale to within rounding of 1/√2, however the spec computes it)."""
     return shift == 1 and half == 0.5 and isinstance(scale, float) and math.isclose(scale, GELU_SCALE, rel_tol=1e-12)
+
+
+@library_op(save=("x",))
+def silu(x):
+    """``x · sigmoid(x)``, lowered to ``torch.nn.functional.silu``. Its VJP ``dx = dy · σ · (1 + x · (1 - σ))`` is
+    lowered to ``torch.ops.aten.silu_backward`` where autograd does not record (torch cannot differentiate that
+    kernel again: a double backward takes the formula as torch ops)."""
+    return torch.nn.functional.silu(x)
+
+
+@silu.vjp
+def _(ctx, grad):
+    x = ctx.x
+    if not torch.is_grad_enabled():
+        return (torch.ops.aten.silu_backward(grad, x),)
+    gate = torch.sigmoid(x)
+    return (grad * gate * (1 + x * (1 - gate)),)
+
+
+@silu.shape_rule
+def _(x):
+    return x
+
+
+@silu.samples
+def _():
+    yield (randn(3, 4),), {}

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from graphconv.compiler.passes import (attention, cse, dce, fold_views, gelu, im2col, layer_norm, matmul_bias,
-                                       patch_matmul, rms_norm)
+                                       patch_matmul, rms_norm, silu)
 from graphconv.compiler.passes.rewrite import Rewriter
 from graphconv.graph.opgraph import Spec
 
 PIPELINE: tuple[ModuleType, ...] = (dce, fold_views, cse, im2col, patch_matmul, attention, matmul_bias,
-                                        layer_norm, rms_norm, gelu)
+                                        layer_norm, rms_norm, gelu, silu)
 
 
 @dataclass
