@@ -261,10 +261,10 @@ NO_AFFINE = """\
 
 def test_the_layer_norm_pass_fuses_the_shipped_spec():
     op = graphconv.compile(LAYER_NORM)
-    assert [s.op.name for s in op.program.steps] == ["layer_norm"]
+    assert [s.op.name for s in op.program.steps] == ["fused_layer_norm"]
     assert [op.program.names[s] for s in op.program.steps[0].outputs] == ["output", "mu", "output_rstd"]
     [report] = [r for r in op.reports if r.name == layer_norm_pass.NAME]
-    assert report.changes[0].endswith("→ ADD (add) → M1+SUB+SQ+M2+E+R+DIV+MUL+ADD (layer_norm): "
+    assert report.changes[0].endswith("→ ADD (add) → M1+SUB+SQ+M2+E+R+DIV+MUL+ADD (fused_layer_norm): "
                                       "torch.native_layer_norm and its backward; outputs mu (row means) and "
                                       "output_rstd (1 / std) for the VJP")
 
@@ -284,7 +284,7 @@ def test_layer_norm_matches_torch_and_the_unfused_chain(batch, width, save):
 
 def test_layer_norm_without_weight_and_bias_noncontiguous_and_float32():
     spec = load(NO_AFFINE)
-    assert fused(spec) == ["layer_norm"]
+    assert fused(spec) == ["fused_layer_norm"]
     op = graphconv.compile(spec)
     x = noncontiguous(rand(3, 6, 5))
     assert_same_values_and_grads(op, lambda x: F.layer_norm(x, (5,)), [x])
@@ -295,7 +295,7 @@ def test_layer_norm_without_weight_and_bias_noncontiguous_and_float32():
 def test_layer_norm_with_a_weight_that_broadcasts_takes_the_math():
     spec = graphconv.loads(LAYER_NORM.read_text().replace("    weight: [d]", "    weight: [w]"))
     op, plain = graphconv.compile(spec), graphconv.compile(spec, optimize=False)
-    assert [s.op.name for s in op.program.steps] == ["layer_norm"]
+    assert [s.op.name for s in op.program.steps] == ["fused_layer_norm"]
     inputs = [rand(3, 4), rand(1), rand(4)]
     assert not normalization._native_takes(*(t.shape for t in inputs))
     assert_same_values_and_grads(op, plain, inputs)
@@ -310,7 +310,7 @@ def test_layer_norm_with_a_weight_that_broadcasts_takes_the_math():
 def test_the_layer_norm_pass_leaves_other_math_alone(old, new, why):
     text = LAYER_NORM.read_text()
     assert old in text
-    assert "layer_norm" not in fused(graphconv.loads(text.replace(old, new))), why
+    assert "fused_layer_norm" not in fused(graphconv.loads(text.replace(old, new))), why
 
 
 def test_layer_norm_goes_through_second_derivatives_vmap_and_jacrev():
@@ -398,7 +398,7 @@ RMS_NORM = SPECS / "rms_norm.mmd"
 
 def test_the_rms_norm_pass_fuses_the_shipped_spec():
     op = graphconv.compile(RMS_NORM)
-    assert [s.op.name for s in op.program.steps] == ["rms_norm"]
+    assert [s.op.name for s in op.program.steps] == ["fused_rms_norm"]
     assert [op.program.names[s] for s in op.program.steps[0].outputs] == ["output", "inv_rms"]
 
 
@@ -421,14 +421,14 @@ def test_rms_norm_with_a_weight_that_broadcasts_and_without_one():
     weighted = "  XN -->|a| S((mul))\n  W(weight) -->|b| S\n  S --> Y(output)"
     text = RMS_NORM.read_text().replace("    weight: [d]\n", "").replace(weighted, "  XN --> Y((neg)) --> O(output)")
     unweighted = graphconv.compile(graphconv.loads(text))
-    assert [s.op.name for s in unweighted.program.steps] == ["rms_norm", "neg"]
+    assert [s.op.name for s in unweighted.program.steps] == ["fused_rms_norm", "neg"]
     assert_same_values_and_grads(unweighted, lambda x: -F.rms_norm(x, (5,), eps=1e-6), [rand(2, 5)])
 
 
 def test_the_rms_norm_pass_needs_the_square_of_the_normalized_tensor():
     negated = "  X --> NX((neg)) --> XN2(negated)\n  XN2 -->|a| N((mul))"
     text = RMS_NORM.read_text().replace("  X -->|a| N((mul))", negated)
-    assert "rms_norm" not in fused(graphconv.loads(text))
+    assert "fused_rms_norm" not in fused(graphconv.loads(text))
 
 
 def test_rms_norm_goes_through_second_derivatives_and_vmap():

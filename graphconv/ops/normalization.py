@@ -1,6 +1,6 @@
 """Fused normalizations over the last dim: layer norm (the optimizer's graphconv.compiler.passes.layer_norm rewrites
 the spec chain ``mean → sub → pow(2) → mean → add eps → sqrt → div [→ mul weight → add bias]`` into it) and RMS
-norm (``rms_norm`` below; its chain ``pow(2) → mean → add eps → rsqrt → mul x [→ mul weight]``).
+norm (``fused_rms_norm`` below; its chain ``pow(2) → mean → add eps → rsqrt → mul x [→ mul weight]``).
 
 With ``μ`` the mean of each row, ``c = x - μ``, ``r = (mean(c²) + eps)^-½`` and ``x̂ = c·r``::
 
@@ -24,7 +24,7 @@ from graphconv.ops.shapes import ShapeRuleError, broadcast_shapes
 
 
 @library_op(save=("input", "weight", "bias", "out"), outputs=3)
-def layer_norm(input, weight=None, bias=None, *, eps):
+def fused_layer_norm(input, weight=None, bias=None, *, eps):
     """``(x - μ) / sqrt(mean((x - μ)²) + eps) · weight + bias`` along the last dim, with μ and the reciprocal
     standard deviation as second and third outputs (kept for the VJP): torch.native_layer_norm where the weight and
     bias are row-wide vectors, else the same math as torch ops."""
@@ -33,7 +33,7 @@ def layer_norm(input, weight=None, bias=None, *, eps):
     return _math_forward(input, weight, bias, eps)
 
 
-@layer_norm.vjp
+@fused_layer_norm.vjp
 def _(ctx, grads):
     grad, grad_mean, grad_rstd = grads
     input, weight, bias = ctx.input, ctx.saved.get("weight"), ctx.saved.get("bias")  # (optional inputs)
@@ -48,10 +48,10 @@ def _(ctx, grads):
     return tuple(g if need else None for g, need in zip(grads, needs))
 
 
-@layer_norm.shape_rule
+@fused_layer_norm.shape_rule
 def _(input, weight=None, bias=None, *, eps):
     if not input:
-        raise ShapeRuleError("layer_norm takes a tensor of at least 1 dim")
+        raise ShapeRuleError("fused_layer_norm takes a tensor of at least 1 dim")
     out = input
     for affine in (weight, bias):
         out = broadcast_shapes(out, affine) if affine is not None else out
@@ -59,7 +59,7 @@ def _(input, weight=None, bias=None, *, eps):
     return out, stats, stats
 
 
-@layer_norm.samples
+@fused_layer_norm.samples
 def _():
     yield (randn(3, 5), randn(5), randn(5)), {"eps": 1e-5}
     yield (randn(2, 3, 4), randn(4), None), {"eps": 0.1}
@@ -117,7 +117,7 @@ def _math_vjp(input, weight, bias, eps, grad, grad_mean, grad_rstd) -> tuple:
 
 
 @library_op(save=("input", "weight", "out"), outputs=2)
-def rms_norm(input, weight=None, *, eps):
+def fused_rms_norm(input, weight=None, *, eps):
     """``x · (mean(x²) + eps)^-½ · weight`` along the last dim, with the reciprocal root mean square as second
     output (kept for the VJP). Lowered to ``torch.ops.aten._fused_rms_norm`` (one pass) where the weight is a
     row-wide vector (or absent) and autograd does not record, no functorch transform is active and torch.compile
@@ -131,7 +131,7 @@ def rms_norm(input, weight=None, *, eps):
     return (out * weight if weight is not None else out), rstd
 
 
-@rms_norm.vjp
+@fused_rms_norm.vjp
 def _(ctx, grads):
     grad, grad_rstd = grads
     input, weight, (_, rstd) = ctx.input, ctx.saved.get("weight"), ctx.out
@@ -147,14 +147,14 @@ def _(ctx, grads):
     return (grad_input if ctx.needs[0] else None), (grad_weight if ctx.needs[1] else None)
 
 
-@rms_norm.shape_rule
+@fused_rms_norm.shape_rule
 def _(input, weight=None, *, eps):
     if not input:
-        raise ShapeRuleError("rms_norm takes a tensor of at least 1 dim")
+        raise ShapeRuleError("fused_rms_norm takes a tensor of at least 1 dim")
     return (broadcast_shapes(input, weight) if weight is not None else input), tuple(input[:-1]) + (1,)
 
 
-@rms_norm.samples
+@fused_rms_norm.samples
 def _():
     yield (randn(3, 5), randn(5)), {"eps": 1e-6}
     yield (randn(2, 3, 4), None), {"eps": 0.1}

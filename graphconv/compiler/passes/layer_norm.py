@@ -1,5 +1,5 @@
 """Layer-norm lowering: ``mean(x) → sub → pow(2) → mean → add_scalar(eps) → sqrt → div [→ mul(weight) →
-add(bias)]``, every mean over the last dim with ``keepdim=True``, becomes one ``layer_norm`` op
+add(bias)]``, every mean over the last dim with ``keepdim=True``, becomes one ``fused_layer_norm`` op
 (graphconv.ops.normalization): ``torch.native_layer_norm`` forward and ``native_layer_norm_backward`` VJP, one pass
 over memory each way instead of eight ops and their VJPs. The row means the chain makes (its ``mean`` tensor) stay
 an output of the fused op, with the reciprocal standard deviations as a new one: the VJP reads both.
@@ -7,17 +7,17 @@ an output of the fused op, with the reciprocal standard deviations as a new one:
 Fires where the chain is exactly that math: the centring subtracts the mean of the very tensor it centres, the
 variance is the mean of the square of that centred tensor, the division divides it by the square root; the weight
 and the bias are 1-dim by the spec; every intermediate is read only inside the chain and is not a graph output.
-``layer_norm`` takes the same math as torch ops for a call whose weight or bias broadcasts.
+``fused_layer_norm`` takes the same math as torch ops for a call whose weight or bias broadcasts.
 """
 from __future__ import annotations
 
 from graphconv.compiler.passes.rewrite import Rewriter, constant
 from graphconv.graph.opgraph import OpNode
-from graphconv.ops.normalization import layer_norm
+from graphconv.ops.normalization import fused_layer_norm
 from graphconv.syntax.expr import Splice
 
 NAME = "layer_norm"
-SUMMARY = "mean → sub → pow(2) → mean → add eps → sqrt → div [→ mul weight → add bias] as one layer_norm"
+SUMMARY = "mean → sub → pow(2) → mean → add eps → sqrt → div [→ mul weight → add bias] as one fused_layer_norm"
 
 
 def run(graph: Rewriter) -> list[str]:
@@ -49,9 +49,10 @@ def fuse(graph: Rewriter, div: OpNode) -> str | None:
         chain.append(node)
         (out,) = node.outputs
     rstd = graph.add_tensor(f"{graph.tensor(out).name}_rstd", out)
-    fused = graph.fuse(chain, layer_norm, tuple(inputs), {"eps": plus_eps.args["value"]}, (out, mu, rstd))
-    return (f"{' → '.join(f'{n.id} ({n.label})' for n in chain)} → {fused.id} (layer_norm): torch.native_layer_norm "
-            f"and its backward; outputs {graph.tensor(mu).name} (row means) and {rstd} (1 / std) for the VJP")
+    fused = graph.fuse(chain, fused_layer_norm, tuple(inputs), {"eps": plus_eps.args["value"]}, (out, mu, rstd))
+    return (f"{' → '.join(f'{n.id} ({n.label})' for n in chain)} → {fused.id} (fused_layer_norm): "
+            f"torch.native_layer_norm and its backward; outputs {graph.tensor(mu).name} (row means) and {rstd} "
+            "(1 / std) for the VJP")
 
 
 def only_reader_of_output(graph: Rewriter, node: OpNode | None, op_name: str, reader: OpNode) -> OpNode | None:

@@ -1,6 +1,6 @@
 """RMS-norm fusion: ``pow(x, 2) → mean(dim=-1, keepdim=True) → add_scalar(eps) → rsqrt → mul(x, ·) [→ mul(weight)]``
-becomes one ``rms_norm`` op (graphconv.ops.normalization): torch's fused RMS-norm forward, and a VJP that reads the
-input and the kept reciprocal root mean square (the chain's ``rsqrt`` tensor, which stays an output of the fused op)
+becomes one ``fused_rms_norm`` op (graphconv.ops.normalization): torch's fused RMS-norm forward, and a VJP that reads
+the input and the kept reciprocal root mean square (the chain's ``rsqrt`` tensor, which stays an output of the fused op)
 instead of the normalized tensor.
 
 Fires when the square and the product read the same tensor, the weight is 1-dim by the spec, and every
@@ -11,10 +11,10 @@ from __future__ import annotations
 from graphconv.compiler.passes.layer_norm import affine_operand, only_reader_of_output, row_mean
 from graphconv.compiler.passes.rewrite import Rewriter, constant
 from graphconv.graph.opgraph import OpNode
-from graphconv.ops.normalization import rms_norm
+from graphconv.ops.normalization import fused_rms_norm
 
 NAME = "rms_norm"
-SUMMARY = "pow(2) → mean → add eps → rsqrt → mul x [→ mul weight] as one rms_norm"
+SUMMARY = "pow(2) → mean → add eps → rsqrt → mul x [→ mul weight] as one fused_rms_norm"
 
 
 def run(graph: Rewriter) -> list[str]:
@@ -38,6 +38,6 @@ def fuse(graph: Rewriter, rsqrt: OpNode) -> str | None:
         node, weight = affine
         chain.append(node)
         (out,) = node.outputs
-    fused = graph.fuse(chain, rms_norm, (input, weight), {"eps": plus_eps.args["value"]}, (out, inv_rms))
-    return (f"{' → '.join(f'{n.id} ({n.label})' for n in chain)} → {fused.id} (rms_norm): torch's fused RMS-norm "
-            f"forward; backward keeps {graph.tensor(inv_rms).name} (1 / rms), not the normalized tensor")
+    fused = graph.fuse(chain, fused_rms_norm, (input, weight), {"eps": plus_eps.args["value"]}, (out, inv_rms))
+    return (f"{' → '.join(f'{n.id} ({n.label})' for n in chain)} → {fused.id} (fused_rms_norm): torch's fused "
+            f"RMS-norm forward; backward keeps {graph.tensor(inv_rms).name} (1 / rms), not the normalized tensor")
