@@ -32,6 +32,7 @@ from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, matmul_shape
 
+
 @library_op(save=("query", "key_t", "value", "out"), outputs=2, lower_precision=True)
 def attention(query, key_t, value, *, scale, causal=False):
     """``softmax(scale · query @ key_t)`` (positions ``j > i`` blocked under ``causal``) ``@ value``, and the
