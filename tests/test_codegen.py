@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 import graphconv
-import graphconv.ops.fused as fused
 from graphconv import SpecError
 from graphconv.compiler import function, interpreter
 from graphconv.compiler.codegen import generated
@@ -141,7 +140,6 @@ def test_functorch_grad_uses_the_new_style_function():
 def test_double_backward_is_right_on_every_path(monkeypatch, transformed, save, optimize):
     """Never silently wrong: second derivatives equal torch's, whichever Function, policy and program run."""
     monkeypatch.setattr(function, "_transformed", lambda: transformed)
-    monkeypatch.setattr(fused, "WHOLE_BYTES", 0)  # the fused op would take its chunked path if it could
     op = graphconv.compile(SPECS / "conv2d.mmd", save=save, optimize=optimize)
     x, w = rand(2, 3, 6, 5), rand(4, 3, 3, 3)
 

@@ -47,20 +47,18 @@ def assert_matches(function, compiled, x, w, **attrs):
 
 
 @pytest.mark.parametrize("options", [[], ["--no-optimize"], ["--save", "minimal"]])
-def test_the_exported_conv2d_matches_the_compiled_op(tmp_path, options, monkeypatch):
+def test_the_exported_conv2d_matches_the_compiled_op(tmp_path, options):
     module = import_path(export(tmp_path, SPEC, *options))
     assert {m.split(".")[0] for m in imported_modules(tmp_path / "exported.py")} <= {"torch", "__future__"}
     compiled = graphconv.compile(SPEC, optimize="--no-optimize" not in options,
                                  save="minimal" if "minimal" in options else "all")
     configs = [(2, 3, 4, (7, 6), 3, 1, 1), (3, 2, 5, (9, 8), 2, 2, 0), (4, 16, 8, (14, 12), 3, 1, 1)]
-    for b, c, o, size, k, stride, padding in configs[-2 if options else 0:]:  # the last one takes the chunks
+    for b, c, o, size, k, stride, padding in configs[-2 if options else 0:]:
         x = torch.randn(b, c, *size, dtype=torch.float64)
         w = torch.randn(o, c, k, k, dtype=torch.float64)
         assert_matches(module.conv2d, compiled, x, w, stride=stride, padding=padding)
         torch.testing.assert_close(module.conv2d(x, w, stride=stride, padding=padding),
                                    F.conv2d(x, w, stride=stride, padding=padding))
-    monkeypatch.setattr(module, "WHOLE_BYTES", 0, raising=False)  # its own copy of the fused op's constants
-    monkeypatch.setattr(module, "CHUNK_BYTES_MAX", 1, raising=False)
     x, w = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True), torch.randn(2, 3, 3, 3,
                                                                                        dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda a, b: module.conv2d(a, b), (x, w.requires_grad_()), fast_mode=True)
@@ -152,13 +150,71 @@ def test_an_op_that_cannot_be_copied_is_a_clear_error(tmp_path, monkeypatch, cap
     assert not (tmp_path / "t.py").exists()
 
 
-USES_SPECS = {"conv1d.mmd"}  # specs used as ops cannot be exported (yet): tested below
-SHIPPED = sorted(p.name for p in (ROOT / "specs").glob("*.mmd") if p.name not in USES_SPECS)
+SHIPPED = sorted(p.name for p in (ROOT / "specs").glob("*.mmd"))  # conv1d.mmd uses conv2d_full
 
 
-def test_a_spec_that_uses_another_is_refused_cleanly(tmp_path, capsys):
-    assert main(["export", str(ROOT / "specs" / "conv1d.mmd"), "-o", str(tmp_path / "x.py")]) == 2
-    assert "cannot export op conv2d_full: it is not a Python function but spec " in capsys.readouterr().err
+INNER = """---
+graphconv:
+  inputs: {x: [n]}
+  attrs: {_gc_K: 2.0, self: 1.0}
+---
+graph LR
+  X(x) --> M(("mul_scalar(value=_gc_K)")) --> Y(y)
+  Y --> A(("add_scalar(value=self)")) --> Z(z)
+"""
+
+MIDDLE = """---
+graphconv:
+  uses: [inner]
+  inputs: {r1: [n], ctx: [n]}
+  attrs: {_gc_K: 3.0}
+---
+graph LR
+  R(r1) --> I(("inner(_gc_K=_gc_K, self=0.5)")) --> S(scaled)
+  S -->|a| M((mul))
+  C(ctx) -->|b| M
+  M --> O(out)
+"""
+
+OUTER = """---
+title: _gc_1_run
+graphconv:
+  uses: [middle, inner]
+  inputs: {a: [n], b: [n]}
+---
+graph LR
+  A(a) -->|r1| M(("middle(_gc_K=-1.5)"))
+  B(b) -->|ctx| M
+  M --> P(p)
+  P --> I((inner)) --> Q(q)
+  Q -->|a| T((mul))
+  A -->|b| T
+  T --> O(out)
+"""
+
+
+def test_specs_that_use_specs_export_with_each_used_spec_once(tmp_path):
+    """Used specs nest (outer → middle → inner, and outer → inner again), with attrs named like the module's own
+    globals (_gc_K) and self, a title like a used spec's runner, an input named r1: the module carries
+    each used spec once, and matches the compiled spec in value, gradient and second derivative."""
+    for name, text in (("inner", INNER), ("middle", MIDDLE), ("outer", OUTER)):
+        (tmp_path / f"{name}.mmd").write_text(text)
+    path = export(tmp_path, tmp_path / "outer.mmd", "--name", "op")
+    source = path.read_text()
+    assert source.count("def _gc_1_forward(") == 1 and source.count("def _gc_2_forward(") == 1
+    assert "_gc_3_" not in source and {m.split(".")[0] for m in imported_modules(path)} <= {"torch", "__future__"}
+    module, compiled = import_path(path), graphconv.compile(tmp_path / "outer.mmd")
+    a, b = (torch.randn(5, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    for op in (module.op, compiled):
+        got, expected = op(a, b), ((a * -1.5 + 0.5) * b * 2.0 + 1.0) * a
+        torch.testing.assert_close(got, expected)
+        grads = torch.autograd.grad(got.square().sum(), (a, b), create_graph=True)
+        want = torch.autograd.grad(expected.square().sum(), (a, b), create_graph=True)
+        torch.testing.assert_close(grads, want)
+        torch.testing.assert_close(torch.autograd.grad(sum(g.sum() for g in grads), (a, b)),
+                                   torch.autograd.grad(sum(g.sum() for g in want), (a, b)))
+    with pytest.raises(ValueError, match="a: expected 1 dims"):
+        module.op(a.reshape(1, 5), b)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -46,14 +46,10 @@ def test_vmap_over_a_batch_of_kernels(conv2d):
     torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize("path", ["whole", "chunked", "low memory"])
-def test_vmap_of_grad(conv2d, path, monkeypatch):
-    """Under vmap the fused op keeps to its whole, out-of-place path, whatever its size or memory policy."""
-    from graphconv.ops import fused
-
-    if path == "chunked":
-        monkeypatch.setattr(fused, "WHOLE_BYTES", 0)
-    op = graphconv.compile(SPECS / "conv2d.mmd", save="minimal") if path == "low memory" else conv2d
+@pytest.mark.parametrize("save", ["all", "minimal"])
+def test_vmap_of_grad(conv2d, save):
+    """vmap of grad through the fused op (torch's convolution_backward has a batching rule), either policy."""
+    op = graphconv.compile(SPECS / "conv2d.mmd", save="minimal") if save == "minimal" else conv2d
     torch.manual_seed(3)
     xs, w = torch.randn(4, 1, 2, 5, 5), torch.randn(3, 2, 3, 3)
     grad = torch.func.grad(lambda x, k: op(x, k).square().sum(), argnums=1)

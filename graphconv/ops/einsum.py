@@ -1,19 +1,26 @@
 """Einstein summation: ``einsum(equation='bhld,bhsd->bhls')`` over any number of operands.
 
-The VJP for one operand is another einsum: the output gradient contracted with the other operands onto that
-operand's subscripts. A letter only that operand carries (summed away in the forward) comes back by broadcasting;
-``...`` dims are summed back to the operand's own (broadcast) sizes. A letter repeated within one operand (a
-diagonal) is not supported.
+The VJP for one operand is one more einsum: the output gradient contracted with the other operands onto that
+operand's subscripts. Two kinds of letter need a helper operand in it, because a gradient cannot be read off the
+other operands for them:
+
+- a letter only that operand carries (summed away in the forward) comes back as a vector of ones over it: the
+  gradient is the same at every position along it (and so do the dims of its ``...`` when the output has none);
+- a letter repeated within the operand (``'ii->i'``, a diagonal) is renamed at each further occurrence and tied to
+  the first by an identity matrix: the gradient lands on the diagonal, zeros elsewhere.
+
+``...`` dims are summed back to the operand's own (broadcast) sizes.
 """
 from __future__ import annotations
 
 from graphconv.ops.helpers import randn, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
-from graphconv.ops.shapes import ShapeRuleError, broadcast_shapes, broadcastable, require
+from graphconv.ops.shapes import ShapeRuleError, broadcast_shapes, broadcastable, equal, require
 from graphconv.syntax import symbolic
 
 ELLIPSIS = "..."
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # what torch.einsum takes
 
 
 def parse_equation(equation: str, count: int) -> tuple[list[str], str]:
@@ -24,20 +31,27 @@ def parse_equation(equation: str, count: int) -> tuple[list[str], str]:
     terms = inputs.split(",")
     if len(terms) != count:
         raise ValueError(f"einsum: the equation {equation!r} has {len(terms)} operand(s), got {count} tensor(s)")
-    for term in terms:
+    for term in terms + [output]:
         letters = term.replace(ELLIPSIS, "")
-        if len(set(letters)) != len(letters):
-            raise ValueError(f"einsum: {term!r} repeats a letter (a diagonal), which is not supported")
+        if not all(c in LETTERS for c in letters) or term.count(ELLIPSIS) > 1 or "." in letters:
+            raise ValueError(f"einsum: {term!r} is not a term of letters a-z, A-Z and at most one '...'")
+    letters = "".join(terms).replace(ELLIPSIS, "")
     if not arrow:
-        letters = "".join(terms).replace(ELLIPSIS, "")
         output = (ELLIPSIS if ELLIPSIS in inputs else "") + "".join(sorted(c for c in set(letters)
                                                                           if letters.count(c) == 1))
+    named = output.replace(ELLIPSIS, "")
+    if len(set(named)) != len(named):
+        raise ValueError(f"einsum: the output {output!r} repeats a letter")
+    if set(named) - set(letters):
+        raise ValueError(f"einsum: the output names {''.join(sorted(set(named) - set(letters)))!r}, "
+                         "which no operand has")
     return terms, output
 
 
 @library_op(save=("operands",), lower_precision=True)
 def einsum(*operands, equation):
-    """``torch.einsum(equation, *operands)``: ``einsum(equation='ij,jk->ik')`` is a matrix product."""
+    """``torch.einsum(equation, *operands)``: ``einsum(equation='ij,jk->ik')`` is a matrix product,
+    ``einsum(equation='ii->i')`` a diagonal."""
     parse_equation(equation, len(operands))
     return torch.einsum(equation, *operands)
 
@@ -49,21 +63,57 @@ def _(ctx, grad):
 
 
 def _operand_grad(ctx, grad, terms, output, index):
-    """The gradient of operand ``index``: grad ⊗ the other operands, onto its subscripts."""
+    """The gradient of operand ``index``: grad ⊗ the other operands ⊗ ones over its own letters ⊗ identities tying
+    its repeated letters, onto its subscripts (repeats renamed)."""
     others = [(term, tensor) for i, (term, tensor) in enumerate(zip(terms, ctx.operands)) if i != index]
-    term = terms[index]
+    term, shape = terms[index], tuple(ctx.shapes[index])
+    sizes = _letter_sizes(term, shape)
     elsewhere = set(output).union(*(set(t) for t, _ in others))
-    kept = "".join(c for c in term.replace(ELLIPSIS, "\0") if c == "\0" or c in elsewhere).replace("\0", ELLIPSIS)
-    equation = ",".join([output] + [t for t, _ in others]) + "->" + kept
-    partial = torch.einsum(equation, grad, *(tensor for _, tensor in others))
-    if kept != term:  # letters summed within this operand alone: broadcast back over them
-        if ELLIPSIS in term:
-            raise ValueError(f"einsum VJP: {term!r} sums a letter of its own next to '...', which is not supported")
-        for axis, letter in enumerate(term):
-            if letter not in kept:
-                partial = partial.unsqueeze(axis)
-        partial = partial.expand(ctx.shapes[index])
-    return sum_to(partial, ctx.shapes[index])
+    fresh = iter(c for c in LETTERS if c not in ctx.equation)
+    subscripts, helpers, seen = [], [], set()
+    for letter in _subscripts(term):
+        if letter == ELLIPSIS or letter not in seen:
+            seen.add(letter)
+            subscripts.append(letter)
+            if letter != ELLIPSIS and letter not in elsewhere:
+                helpers.append((letter, grad.new_ones(sizes[letter])))
+            continue
+        twin = next(fresh, None)
+        if twin is None:
+            raise ValueError(f"einsum VJP: no letter is left to name a repeat of {letter!r} in {term!r}")
+        subscripts.append(twin)
+        helpers.append((letter + twin, torch.eye(sizes[letter], dtype=grad.dtype, device=grad.device)))
+    if ELLIPSIS in term and ELLIPSIS not in output:  # the dims '...' spans were summed away: ones over them
+        head, _, tail = term.partition(ELLIPSIS)
+        helpers.append((ELLIPSIS, grad.new_ones(shape[len(head):len(shape) - len(tail)])))
+    operands = [(output, grad)] + others + helpers
+    equation = ",".join(t for t, _ in operands) + "->" + "".join(subscripts)
+    return _to_operand(torch.einsum(equation, *(tensor for _, tensor in operands)), term, shape)
+
+
+def _to_operand(partial, term: str, shape: tuple):
+    """An operand's gradient from its einsum: the ``...`` dims it lacks (other operands' ellipses are wider)
+    summed away where the ellipsis sits, then every size-1 dim of the operand that was broadcast summed, and a
+    letter 1 wide elsewhere but wider here spread along (the same gradient at each position)."""
+    head, ellipsis, tail = term.partition(ELLIPSIS)
+    extra = partial.dim() - len(shape)
+    if ellipsis and extra > 0:
+        partial = partial.sum(tuple(range(len(head), len(head) + extra)))
+    return sum_to(partial.expand(torch.broadcast_shapes(partial.shape, shape)), shape)
+
+
+def _subscripts(term: str) -> list[str]:
+    """A term's subscripts, one item per letter and ``...`` as one."""
+    head, ellipsis, tail = term.partition(ELLIPSIS)
+    return list(head) + ([ELLIPSIS] if ellipsis else []) + list(tail)
+
+
+def _letter_sizes(term: str, shape: tuple) -> dict:
+    """Each letter's size in an operand of ``shape`` (the dims ``...`` spans are skipped)."""
+    head, _, tail = term.partition(ELLIPSIS)
+    sizes = dict(zip(head, shape[:len(head)]))
+    sizes.update(zip(tail, shape[len(shape) - len(tail):]))
+    return sizes
 
 
 @einsum.shape_rule
@@ -80,14 +130,16 @@ def _(*operands, equation):
         before = term.index(ELLIPSIS) if ELLIPSIS in term else len(letters)
         spread = len(shape) - len(letters)
         ellipses.append(tuple(shape[before:before + spread]))
+        own = {}
         for letter, size in zip(letters, tuple(shape[:before]) + tuple(shape[before + spread:])):
+            if letter in own:
+                require(equal(own[letter], size), f"einsum: {letter!r} is repeated in {term!r}: its sizes must match")
+                continue
+            own[letter] = size
             if letter in sizes:
                 require(broadcastable(sizes[letter], size), f"einsum: the sizes of {letter!r} must broadcast")
                 size = symbolic.call("broadcast", sizes[letter], size)
             sizes[letter] = size
-    unknown = set(output.replace(ELLIPSIS, "")) - set(sizes)
-    if unknown:
-        raise ShapeRuleError(f"einsum: the output names {''.join(sorted(unknown))!r}, which no operand has")
     if ELLIPSIS not in output:
         return tuple(sizes[letter] for letter in output)
     head, tail = output.split(ELLIPSIS)
@@ -103,3 +155,7 @@ def _():
     yield (randn(2, 3, 4), randn(4, 5)), {"equation": "...k,kn->...n"}
     yield (randn(3, 4), randn(5)), {"equation": "ij,k->ik"}
     yield (randn(3, 4), randn(3, 4), randn(3)), {"equation": "ij,ij,i->"}
+    yield (randn(3, 3),), {"equation": "ii->i"}
+    yield (randn(2, 3, 3, 4), randn(4)), {"equation": "...iij,j->...i"}
+    yield (randn(2, 3, 2),), {"equation": "iji->j"}
+    yield (randn(2, 4, 5),), {"equation": "...k->..."}

@@ -53,6 +53,24 @@ def col2im(columns: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, 
     return torch.ops.aten.col2im.out(columns, *sizes, out=out)
 
 
+def as_pair(value: Any) -> tuple:
+    """A 2-d size as a pair: a number twice, a sequence as a tuple."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def resolved_shape(shape: Sequence[int], numel: int) -> tuple[int, ...] | None:
+    """A reshape target with its -1 filled in for a tensor of ``numel`` entries (None when it cannot be)."""
+    shape = tuple(shape)
+    if shape.count(-1) == 1:
+        known = 1
+        for size in shape:
+            known *= size if size != -1 else 1
+        if known == 0 or numel % known:
+            return None
+        shape = tuple(numel // known if size == -1 else size for size in shape)
+    return shape
+
+
 def randn(*shape: int) -> Any:
     """A float64 sample tensor (gradcheck needs double precision)."""
     return torch.randn(*shape, dtype=torch.float64)

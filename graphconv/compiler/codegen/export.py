@@ -11,20 +11,27 @@ Hygiene: everything the module defines besides the copied op code and the public
 :mod:`~graphconv.compiler.codegen.source`, and the binding's locals start with ``d_`` (dims), ``a_`` (attrs)
 or ``i_`` (inputs) — so no spec name can shadow anything the module needs. A public name that copied op code
 already uses is refused.
+
+A spec that uses other specs (``uses:``) carries each used spec as a section of its own: that spec's compiled
+program under a prefix of its own (``_gc_1_bind``, ``_gc_1_forward``, …), and the op and VJP functions the using
+spec calls — its forward, and its backward after its forward again from the saved inputs, as in process.
 """
 from __future__ import annotations
 
 import builtins
 import dis
 import inspect
+import io
 import re
 import textwrap
+import tokenize
 import types
 from typing import Any, Callable
 
 from graphconv.compiler.codegen import backward as codegen_backward, forward as codegen_forward
-from graphconv.compiler.codegen.source import RUNTIME, Source, Unit, identifier, literal, plain_identifier
+from graphconv.compiler.codegen.source import RUNTIME, Source, Unit, comment, identifier, literal, plain_identifier
 from graphconv.compiler.function import distinct_outputs
+from graphconv.compiler.used_specs import SpecForward
 from graphconv.errors import SpecError
 from graphconv.ops.lazy_torch import torch as lazy_torch
 from graphconv.ops.registry import Context, Op
@@ -51,10 +58,16 @@ class Inliner:
         self.origins: dict[str, Any] = {}
 
     def add_op_function(self, function: Callable, name: str, op: Op) -> None:
-        if not isinstance(function, types.FunctionType):  # a spec used as an op (uses:) runs its compiled spec
-            raise ExportError(f"cannot export op {op.name}: it is not a Python function but {op.source} "
-                              "(a spec used as an op); export supports specs made of Python ops only")
+        if not isinstance(function, types.FunctionType):
+            raise ExportError(f"cannot export op {op.name}: it is not a Python function but {op.source}")
         self._add(name, _renamed_source(function, name, op), function, op)
+
+    def add_generated(self, name: str, owner: Any, op: Op) -> None:
+        """Reserve ``name`` for a function export writes itself (a used spec's op and VJP), one per ``owner``."""
+        if name in self.origins and self.origins[name] is not owner:
+            raise ExportError(f"cannot export op {op.name}: two different ops are named {name!r} (specs used "
+                              "from different folders under one name?)")
+        self.origins[name] = owner
 
     def _add(self, name: str, source: str, value: Any, op: Op) -> None:
         if name.startswith(RUNTIME):
@@ -260,22 +273,19 @@ EXPRESSION_HELPERS = {
 
 def module_source(unit: Unit, *, name: str, origin: str, options: str) -> str:
     """The standalone module's text."""
-    spec, program = unit.program.spec, unit.program
+    spec = unit.program.spec
     inliner = Inliner()
-    for step in program.steps:
-        inliner.add_op_function(step.op.forward, unit.names.forward[id(step.op)], step.op)
-        inliner.add_op_function(step.op.backward, unit.names.vjp[id(step.op)], step.op)
+    used = UsedSpecs(inliner)
+    used.add_ops(unit)
     function_name = public_name(name, set(inliner.blocks) | set(inliner.constants) | set(inliner.imports))
     taken: set[str] = set()  # the public function's parameters: its body reads only _gc_ globals
     inputs = [parameter_name(n, taken, "i_") for n in spec.input_names]
     attrs = [parameter_name(n, taken, "a_") for n in spec.meta.attrs]
     binding = BindingSource(unit)
-    bind_source = binding.source()
-    if "pair" in binding.helpers:
-        binding.helpers.add("ntuple")
-    constants = [literal(v) for v in unit.arguments.constants]
-    if any(c is None for c in constants):
-        raise ExportError(f"cannot export {spec.name}: an op attribute has a value with no literal form")
+    main = program_section(unit, binding)
+    helpers = binding.helpers | used.helpers
+    if "pair" in helpers:
+        helpers.add("ntuple")
     defaults = [f"{a}={literal(_plain(v))}" for a, v in zip(attrs, spec.meta.attrs.values())]
     parts = [
         docstring(f"{spec.name}, exported by graphconv from {origin} ({options}).\n\n"
@@ -289,16 +299,92 @@ def module_source(unit: Unit, *, name: str, origin: str, options: str) -> str:
         "# --- the compiled program " + "-" * 80,
         context_source(),
         _renamed_source(distinct_outputs, f"{RUNTIME}distinct", None),
-        RUNTIME_SOURCE.format(nodes="".join(f"{comment_literal(s.node.id, s.node.label)}, " for s in program.steps),
-                              constants="".join(f"{c}, " for c in constants)),
-        *(EXPRESSION_HELPERS[h] for h in ("ceil_div", "ntuple", "pair", "prod") if h in binding.helpers),
-        bind_source,
-        functions_source(unit).text().rstrip(),
-        FUNCTION.format(function=function_name, inputs=", ".join(inputs),
-                        params=", ".join(inputs + (["*"] + defaults if attrs else [])),
-                        bind_args=", ".join(inputs + attrs)),
+        *(EXPRESSION_HELPERS[h] for h in ("ceil_div", "ntuple", "pair", "prod") if h in helpers),
+        *used.sections,
+        *main,
+        PUBLIC_FUNCTION.format(function=function_name, inputs=", ".join(inputs),
+                               params=", ".join(inputs + (["*"] + defaults if attrs else [])),
+                               bind_args=", ".join(inputs + attrs)),
     ]
     return "\n\n\n".join(p for p in parts if p) + "\n"
+
+
+def program_section(unit: Unit, binding: "BindingSource") -> list[str]:
+    """One compiled program's runtime: its node names, constants and gradient check, its binding, its generated
+    forward and backward, and the autograd.Function that runs them — every global named ``_gc_…``."""
+    program = unit.program
+    constants = [literal(v) for v in unit.arguments.constants]
+    if any(c is None for c in constants):
+        raise ExportError(f"cannot export {program.spec.name}: an op attribute has a value with no literal form")
+    return [
+        RUNTIME_SOURCE.format(nodes="".join(f"{comment_literal(s.node.id, s.node.label)}, " for s in program.steps),
+                              constants="".join(f"{c}, " for c in constants)),
+        binding.source(),
+        functions_source(unit).text().rstrip(),
+        FUNCTION_CLASS,
+    ]
+
+
+class UsedSpecs:
+    """The ops of a program for the module: Python ops' code goes to the inliner; each spec used as an op (and
+    each spec that one uses) becomes a section — its own :func:`program_section` under the prefix ``_gc_<n>_``,
+    and the op and VJP functions that call it."""
+
+    def __init__(self, inliner: Inliner) -> None:
+        self.inliner = inliner
+        self.prefixes: dict[int, str] = {}  # id(SpecForward) → its section's prefix
+        self.sections: list[str] = []  # used specs before the specs that use them
+        self.helpers: set[str] = set()  # the expression helpers their bindings call
+
+    def add_ops(self, unit: Unit) -> None:
+        for step in unit.program.steps:
+            op, forward_name, vjp_name = step.op, unit.names.forward[id(step.op)], unit.names.vjp[id(step.op)]
+            if isinstance(op.forward, SpecForward):
+                self.add_spec_op(op, forward_name, vjp_name)
+            else:
+                self.inliner.add_op_function(op.forward, forward_name, op)
+                self.inliner.add_op_function(op.backward, vjp_name, op)
+
+    def add_spec_op(self, op: Op, forward_name: str, vjp_name: str) -> None:
+        forward: SpecForward = op.forward
+        self.inliner.add_generated(forward_name, forward, op)
+        self.inliner.add_generated(vjp_name, forward, op)
+        if id(forward) in self.prefixes:
+            return
+        prefix = self.prefixes[id(forward)] = f"{RUNTIME}{len(self.prefixes) + 1}_"
+        unit = forward.compiled().code.unit
+        self.add_ops(unit)  # the specs it uses come first
+        binding = BindingSource(unit)
+        call = USED_SPEC.format(op=forward_name, vjp=vjp_name, inputs="".join(f"{n!r}, " for n in forward.input_names),
+                                attrs="".join(f"{n!r}, " for n in forward.attr_names))
+        text = "\n\n\n".join(program_section(unit, binding) + [call])
+        self.helpers |= binding.helpers
+        self.sections.append(f"# --- the spec {comment(forward.spec.name)}, used as the op {op.name} " + "-" * 40
+                             + "\n\n" + prefixed(text, prefix))
+
+
+PER_PROGRAM = {f"{RUNTIME}{name}" for name in ("NODES", "K", "grads", "bind", "forward", "forward_nograd", "backward",
+                                              "Function", "run", "call", "INPUTS", "ATTRS")}
+
+
+def prefixed(source: str, prefix: str) -> str:
+    """``source`` with each per-program global (``_gc_forward`` …) renamed ``<prefix>forward`` …: the names that
+    read or bind a global only — not strings, comments, attributes or keyword arguments (an attr may be named
+    ``_gc_K``: it is passed as ``op_x(v, _gc_K=…)``)."""
+    lines = source.splitlines(keepends=True)
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    found, depth = [], 0
+    for before, token, after in zip([None] + tokens, tokens, tokens[1:] + [None]):
+        depth += (token.string in "([{") - (token.string in ")]}") if token.type == tokenize.OP else 0
+        keyword = depth > 0 and after is not None and after.type == tokenize.OP and after.string == "="
+        attribute = before is not None and before.type == tokenize.OP and before.string == "."
+        if token.type == tokenize.NAME and token.string in PER_PROGRAM and not (keyword or attribute):
+            found.append(token)
+    for token in reversed(found):  # from the end, so earlier positions stay right
+        row, column = token.start[0] - 1, token.start[1]
+        line = lines[row]
+        lines[row] = line[:column] + prefix + token.string[len(RUNTIME):] + line[column + len(token.string):]
+    return "".join(lines)
 
 
 def public_name(name: str, module_names: set[str]) -> str:
@@ -363,16 +449,17 @@ _gc_K = ({constants})  # op attribute values with no literal form
 
 def _gc_grads(step, grads, shapes, needs):
     """A VJP's result checked (one gradient per input, of its shape), None where no gradient is wanted."""
+    node = _gc_NODES[step]
     if type(grads) not in (tuple, list) or len(grads) != len(shapes):
-        raise RuntimeError(f"while executing op {{_gc_NODES[step]}}: its VJP returned a wrong number of gradients")
+        raise RuntimeError(f"while executing op {{node}}: its VJP returned a wrong number of gradients")
     for position, (grad, shape, need) in enumerate(zip(grads, shapes, needs)):
         if need and grad is not None and grad.shape != shape:
-            raise RuntimeError(f"while executing op {{_gc_NODES[step]}}: its VJP returned a gradient of shape "
+            raise RuntimeError(f"while executing op {{node}}: its VJP returned a gradient of shape "
                                f"{{tuple(grad.shape)}} for input {{position}} of shape {{tuple(shape)}}")
     return tuple(grad if need else None for grad, need in zip(grads, needs))'''
 
 
-FUNCTION = '''class _gc_Function(torch.autograd.Function):
+FUNCTION_CLASS = '''class _gc_Function(torch.autograd.Function):
     """Keeps what the memory plan saved, plus the inputs: a differentiable backward (create_graph=True) runs the
     forward again from them with autograd recording, so second derivatives are the VJPs' own."""
 
@@ -395,11 +482,33 @@ FUNCTION = '''class _gc_Function(torch.autograd.Function):
 def _gc_run(A, inputs):
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         return _gc_Function.apply(A, *inputs)
-    return _gc_forward_nograd(A, *inputs)
+    return _gc_forward_nograd(A, *inputs)'''
 
 
-def {function}({params}):
+PUBLIC_FUNCTION = '''def {function}({params}):
     return _gc_run(_gc_bind({bind_args}), ({inputs},))'''
+
+
+USED_SPEC = '''_gc_INPUTS = ({inputs})  # the used spec's inputs and attrs: what its op takes
+_gc_ATTRS = ({attrs})
+
+
+def _gc_call(inputs, attrs):
+    return _gc_run(_gc_bind(*inputs, *(attrs[name] for name in _gc_ATTRS)), inputs)
+
+
+def {op}(*inputs, **attrs):
+    """The used spec as an op: its compiled forward."""
+    return _gc_call(inputs, attrs)
+
+
+def {vjp}(ctx, grad):
+    """Its backward at the saved inputs: its forward again, then its hand-written VJPs (plain torch ops on the
+    inputs as saved, so a differentiable backward keeps their graph)."""
+    inputs = tuple(ctx.saved[name] for name in _gc_INPUTS)
+    A = _gc_bind(*inputs, *(ctx.attrs[name] for name in _gc_ATTRS))
+    _, saved, meta = _gc_forward(A, *inputs)
+    return _gc_backward(A, saved, meta, ctx.needs, *(grad if isinstance(grad, tuple) else (grad,)))'''
 
 
 def export_source(compiled: Any, *, name: str | None = None) -> str:

@@ -1,22 +1,20 @@
 """Patch-matmul fusion: ``im2col → matmul(·, weight) [→ reshape(b, o_h, o_w, o) → permute(0, 3, 1, 2)]`` becomes one
-``patch_matmul`` op — the convolution without the patch matrix (kh·kw times the input): big ones run as chunked
-GEMMs over bands of output rows, small ones through unfold in its own layout; the VJP recomputes the patches from
-the saved input. With the reshape and permute folded in it writes the (b, o, o_h, o_w) image directly and reads
-its gradient without a transposing copy; with the kernel's ``reshape(o, c·kh·kw) → permute(1, 0)`` folded in it
-reads the kernel as it is and gives the kernel's gradient in its own layout.
+``patch_matmul`` op — the convolution without the patch matrix (kh·kw times the input): lowered to torch's
+convolution kernel (``torch.convolution``, its VJP ``aten.convolution_backward``) when a call's shapes make it a
+convolution in the usual layout, the VJP reading the saved input and weight. With the reshape and permute folded in
+it writes the (b, o, o_h, o_w) image directly; with the kernel's ``reshape(o, c·kh·kw) → permute(1, 0)`` folded in
+it reads the kernel as it is and gives the kernel's gradient in its own layout.
 
 Fires when the patch rows are 2-D (an ``im2col`` with a 2-item ``shape``), the weight is 2-D (made by that
 kernel branch, or known to be), and each intermediate has that one reader and is not a graph output.
 ``patch_matmul`` (graphconv.ops.fused) checks the shapes of each call and takes the literal composition when they
-are not the usual convolution layout. In a ``save="minimal"`` compile the fused op gets ``low_memory=True``: small
-calls too then go a few images (or rows) at a time.
+are not the usual convolution layout.
 """
 from __future__ import annotations
 
 from graphconv.compiler.passes.rewrite import Rewriter, constant
 from graphconv.graph.opgraph import OpNode
 from graphconv.ops.fused import CHANNELS_FIRST, patch_matmul
-from graphconv.syntax.expr import Const
 from graphconv.syntax.expr import Tuple as TupleExpr
 
 NAME = "patch_matmul"
@@ -49,12 +47,10 @@ def fuse(graph: Rewriter, cols: OpNode) -> str | None:
         chain += [reshape, permute]
         args["out_shape"], args["out_dims"] = reshape.args["shape"], permute.args["dims"]
         (last,) = permute.outputs
-    if graph.low_memory:
-        args["low_memory"] = Const(cols.line, cols.column, True)
     fused = graph.fuse(sorted(chain, key=lambda n: (n.line, n.column)), patch_matmul, (cols.inputs[0], weight), args,
                        (last,))
-    memory = "; low memory: a group of images, or rows, at a time" if graph.low_memory else ""
-    return f"{' → '.join(f'{n.id} ({n.label})' for n in chain)} → {fused.id} (patch_matmul): no patch matrix{memory}"
+    return (f"{' → '.join(f'{n.id} ({n.label})' for n in chain)} → {fused.id} (patch_matmul): no patch matrix; "
+            "lowered to torch.convolution per call where the shapes are a convolution's")
 
 
 def _kernel_branch(graph: Rewriter, weight: str) -> tuple[OpNode, OpNode] | None:

@@ -1,0 +1,514 @@
+"""Fused convolution ops lowered to torch's convolution kernels, and the kernels' wrapper they share.
+
+Team policy: a fused op may lower a pattern it has proved to be a convolution to torch's native kernel (as inductor
+lowers convolution to an extern kernel). The forward is ``torch.convolution``; the VJP, still ours and next to the
+forward, is ``aten.convolution_backward`` asked for just the gradients the caller needs. That kernel is itself
+differentiable (double backward), has a vmap batching rule, and traces under torch.compile, so the ops built on it
+keep every transform the literal compositions have.
+
+Each op is the chain of library ops a pass found (graphconv.compiler.passes: grouped_conv, depthwise_conv,
+transposed_conv), with that chain's attributes. Per call, from the shapes, it decides whether the chain is the
+convolution: if so it runs the kernel; if not (a reshape that does not split whole channels, a padding torch cannot
+take…) it runs the chain as written — the literal path, which is also the reference the native path is tested
+against.
+
+- ``grouped_conv``: ``[pad →] unfold → reshape(b, groups, c/groups·kh·kw, patches) → matmul(weight.reshape(groups,
+  o/groups, c/groups·kh·kw), ·) → reshape(b, o, o_h, o_w)`` — conv2d_full's drawing, any number of groups.
+- ``depthwise_conv``: ``unfold → reshape(b, c, 1, kh·kw, patches) → mul(weight.reshape(c, m, kh·kw, 1)) →
+  sum(dim=3) → reshape(b, c·m, o_h, o_w)`` — depthwise_conv2d's drawing (groups = channels).
+- ``transposed_conv``: ``matmul(weight.reshape(groups, c/groups, o/groups·kh·kw).transpose(1, 2),
+  input.reshape(b, groups, c/groups, h·w)) → reshape(b, o·kh·kw, h·w) → fold [→ pad]`` — conv_transpose2d's drawing.
+"""
+from __future__ import annotations
+
+from graphconv.ops.helpers import as_pair, col2im, kept_shape, randn, resolved_shape, sum_to
+from graphconv.ops.lazy_torch import torch
+from graphconv.ops.registry import library_op
+from graphconv.ops.shapes import (ShapeRuleError, broadcast_shapes, divides, equal, matmul_shape, ntuple, reduced,
+                                  require, reshaped, window_counts)
+
+
+class Convolution:
+    """One call's convolution, as torch.convolution takes it: stride, padding, dilation (int pairs), groups, and,
+    for a transposed convolution, its output padding."""
+
+    __slots__ = ("stride", "padding", "dilation", "groups", "transposed", "output_padding")
+
+    def __init__(self, stride, padding, dilation, groups: int = 1, transposed: bool = False,
+                 output_padding=(0, 0)) -> None:
+        self.stride, self.padding, self.dilation = as_pair(stride), as_pair(padding), as_pair(dilation)
+        self.groups, self.transposed, self.output_padding = groups, transposed, as_pair(output_padding)
+
+    def forward(self, input, kernel):
+        """``torch.convolution`` without bias: (b, c, h, w) input, (o, c/groups, kh, kw) kernel — or (c, o/groups,
+        kh, kw) for a transposed convolution."""
+        return torch.convolution(input, kernel, None, self.stride, self.padding, self.dilation, self.transposed,
+                                 self.output_padding, self.groups)
+
+    def vjp(self, input, kernel, grad, needs) -> tuple:
+        """The input's and the kernel's gradients (None where ``needs`` says no) from
+        ``aten.convolution_backward``, which computes only those asked for."""
+        if not (needs[0] or needs[1]):
+            return None, None
+        grad_input, grad_kernel, _ = torch.ops.aten.convolution_backward(
+            grad, input, kernel, None, self.stride, self.padding, self.dilation, self.transposed,
+            self.output_padding, self.groups, [bool(needs[0]), bool(needs[1]), False])
+        return grad_input, grad_kernel
+
+
+def _out_size(size: int, kernel: int, dilation: int, padding: int, stride: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _product_shape(a, b) -> tuple:
+    """The shape of ``torch.matmul(a, b)`` for operands of 2 dims or more (the literal chains' matmuls)."""
+    return tuple(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])) + (a.shape[-2], b.shape[-1])
+
+
+def _is_symmetric(pad) -> bool:
+    """A (left, right, top, bottom) padding torch's convolution can take as its own: the same, ≥ 0, on both sides."""
+    return len(pad) == 4 and pad[0] == pad[1] >= 0 and pad[2] == pad[3] >= 0
+
+
+class NativeConv:
+    """A call as torch's convolution of the input with ``weight.reshape(kernel_shape)``; with ``pad``, of the input
+    padded first by that (left, right, top, bottom) (and the input's gradient padded back by its opposite)."""
+
+    def __init__(self, conv: Convolution, kernel_shape, pad=None) -> None:
+        self.conv, self.kernel_shape, self.pad = conv, kernel_shape, pad
+
+    def padded(self, input):
+        return input if self.pad is None else torch.nn.functional.pad(input, self.pad)
+
+    def forward(self, input, weight):
+        return self.conv.forward(self.padded(input), weight.reshape(self.kernel_shape))
+
+    def vjp(self, input, weight, grad, needs) -> tuple:
+        grad_input, grad_kernel = self.conv.vjp(self.padded(input), weight.reshape(self.kernel_shape), grad, needs)
+        if grad_input is not None and self.pad is not None:
+            grad_input = torch.nn.functional.pad(grad_input, tuple(-p for p in self.pad))
+        return grad_input, (grad_kernel.reshape(weight.shape) if grad_kernel is not None else None)
+
+
+# --- grouped_conv -------------------------------------------------------------------------------------------------
+
+
+class GroupedConvAttrs:
+    """grouped_conv's attributes, by name (a plain class: ``graphconv export`` copies it)."""
+
+    __slots__ = ("kernel_size", "dilation", "padding", "stride", "pad", "columns_shape", "weight_shape", "out_shape")
+
+    def __init__(self, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape, weight_shape,
+                 out_shape) -> None:
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+        self.pad, self.columns_shape, self.weight_shape, self.out_shape = pad, columns_shape, weight_shape, out_shape
+
+    @staticmethod
+    def of(ctx) -> "GroupedConvAttrs":
+        return GroupedConvAttrs(**{name: ctx.attrs[name] for name in GroupedConvAttrs.__slots__ if name in ctx.attrs})
+
+    def unfold_args(self) -> tuple:
+        return self.kernel_size, self.dilation, self.padding, self.stride
+
+
+def native_grouped_conv(input_shape, weight_shape, attrs: GroupedConvAttrs) -> NativeConv | None:
+    """The native plan when the call is a grouped convolution: the columns reshape splits the (b, c·kh·kw, patches)
+    patch columns into ``groups`` groups of whole channels, the weight reshape makes (groups, o/groups,
+    c/groups·kh·kw) kernels, and the output reshape makes the (b, o, o_h, o_w) image; None otherwise."""
+    if len(input_shape) != 4 or 0 in input_shape or 0 in weight_shape:
+        return None
+    b, c, h, w = input_shape
+    pad = tuple(attrs.pad) if attrs.pad is not None else (0, 0, 0, 0)
+    if len(pad) != 4:
+        return None
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (as_pair(v) for v in attrs.unfold_args())
+    oh = _out_size(h + pad[2] + pad[3], kh, dh, ph, sh)
+    ow = _out_size(w + pad[0] + pad[1], kw, dw, pw, sw)
+    if oh < 1 or ow < 1:
+        return None
+    patches, numel = oh * ow, 1
+    for size in weight_shape:
+        numel *= size
+    columns = resolved_shape(attrs.columns_shape, b * c * kh * kw * patches)
+    if columns is None or len(columns) != 4 or columns[0] != b or columns[3] != patches or columns[1] < 1:
+        return None
+    groups = columns[1]
+    if c % groups or columns[2] != c // groups * kh * kw:
+        return None
+    kernels = resolved_shape(attrs.weight_shape, numel)
+    if kernels is None or len(kernels) != 3 or kernels[0] != groups or kernels[2] != columns[2]:
+        return None
+    out_channels = groups * kernels[1]
+    if resolved_shape(attrs.out_shape, b * out_channels * patches) != (b, out_channels, oh, ow):
+        return None
+    kernel = (out_channels, c // groups, kh, kw)
+    if _is_symmetric(pad):  # the kernel's own padding
+        return NativeConv(Convolution((sh, sw), (ph + pad[2], pw + pad[0]), (dh, dw), groups), kernel)
+    return NativeConv(Convolution((sh, sw), (ph, pw), (dh, dw), groups), kernel, pad)
+
+
+def _grouped_literal_parts(input, weight, attrs: GroupedConvAttrs) -> tuple:
+    """The chain as written up to the matmul: the padded input, the split patch columns, the group kernels."""
+    padded = input if attrs.pad is None else torch.nn.functional.pad(input, attrs.pad)
+    columns = torch.nn.functional.unfold(padded, *attrs.unfold_args())
+    return padded, columns, columns.reshape(attrs.columns_shape), weight.reshape(attrs.weight_shape)
+
+
+def grouped_literal_forward(input, weight, attrs: GroupedConvAttrs):
+    """``pad → unfold → reshape → matmul → reshape`` as the spec wrote them."""
+    _, _, split, kernels = _grouped_literal_parts(input, weight, attrs)
+    return torch.matmul(kernels, split).reshape(attrs.out_shape)
+
+
+def grouped_literal_vjp(input, weight, grad, attrs: GroupedConvAttrs, needs) -> tuple:
+    """The chain's VJPs in reverse: the matmul's two products (summed over broadcast dims), fold (unfold's
+    adjoint), the opposite pad."""
+    padded, columns, split, kernels = _grouped_literal_parts(input, weight, attrs)
+    grad = grad.reshape(_product_shape(kernels, split))
+    grad_weight = sum_to(torch.matmul(grad, split.mT), kernels.shape).reshape(weight.shape) if needs[1] else None
+    grad_input = None
+    if needs[0]:
+        grad_columns = sum_to(torch.matmul(kernels.mT, grad), split.shape).reshape(columns.shape)
+        grad_input = col2im(grad_columns, tuple(padded.shape[-2:]), *attrs.unfold_args())
+        if attrs.pad is not None:
+            grad_input = torch.nn.functional.pad(grad_input, tuple(-p for p in attrs.pad))
+    return grad_input, grad_weight
+
+
+@library_op(save=("input", "weight"), lower_precision=True)
+def grouped_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape,
+                 weight_shape, out_shape):
+    """``[pad(input, pad) →] unfold → reshape(columns_shape) → matmul(weight.reshape(weight_shape), ·) →
+    reshape(out_shape)``: a grouped im2col convolution. Lowered to torch's convolution kernel
+    (``torch.convolution`` with ``groups``; VJP ``aten.convolution_backward``) when each call's shapes make the
+    chain a grouped convolution (the pad zero, folded into the kernel's padding where symmetric); else computed as
+    written."""
+    attrs = GroupedConvAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride, pad=pad,
+                             columns_shape=columns_shape, weight_shape=weight_shape, out_shape=out_shape)
+    native = native_grouped_conv(input.shape, weight.shape, attrs) if input.is_floating_point() else None
+    if native is None:
+        return grouped_literal_forward(input, weight, attrs)
+    return native.forward(input, weight)
+
+
+@grouped_conv.vjp
+def _(ctx, grad):
+    attrs = GroupedConvAttrs.of(ctx)
+    native = native_grouped_conv(ctx.shapes[0], ctx.shapes[1], attrs)
+    if native is None:
+        return grouped_literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
+    return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+
+
+@grouped_conv.shape_rule
+def _(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape, weight_shape,
+      out_shape):
+    """The literal chain's shapes (the native path computes the same result)."""
+    if len(input) != 4:
+        raise ShapeRuleError(f"grouped_conv takes a (b, c, h, w) input, got {len(input)} dims")
+    b, c, h, w = input
+    if pad is not None:
+        left, right, top, bottom = ntuple(pad, 4, "pad")
+        h, w = h + top + bottom, w + left + right
+    rows, columns = window_counts((h, w), kernel_size, dilation, padding, stride, "grouped_conv")
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    split = reshaped((b, c * kh * kw, rows * columns), columns_shape)
+    return reshaped(matmul_shape(reshaped(weight, weight_shape), split), out_shape)
+
+
+@grouped_conv.samples
+def _():
+    def attrs(b, c, o, groups, k, patches, out, **extra):
+        return {"kernel_size": k, "columns_shape": (b, groups, c // groups * k * k, patches),
+                "weight_shape": (groups, o // groups, c // groups * k * k), "out_shape": out, **extra}
+
+    yield (randn(2, 4, 5, 5), randn(6, 2, 3, 3)), attrs(2, 4, 6, 2, 3, 25, (2, 6, 5, 5), pad=(1, 1, 1, 1))
+    yield (randn(2, 3, 6, 5), randn(4, 3, 2, 2)), attrs(2, 3, 4, 1, 2, 12, (2, 4, 4, 3), stride=(2, 1), dilation=(1, 2),
+                                                        padding=(1, 0))
+    yield (randn(1, 4, 5, 6), randn(4, 1, 2, 2)), attrs(1, 4, 4, 4, 2, 30, (1, 4, 5, 6), pad=(0, 1, 1, 0))  # 'same'
+    split_channel = {"kernel_size": 2, "columns_shape": (1, 2, 6, 9), "weight_shape": (2, 1, 6),
+                     "out_shape": (1, 2, 3, 3)}
+    yield (randn(1, 3, 4, 4), randn(2, 6)), split_channel  # 2 groups of 3 channels' patches split one: literal
+
+
+# --- depthwise_conv -----------------------------------------------------------------------------------------------
+
+
+class DepthwiseConvAttrs:
+    """depthwise_conv's attributes, by name (a plain class: ``graphconv export`` copies it)."""
+
+    __slots__ = ("kernel_size", "dilation", "padding", "stride", "windows_shape", "kernels_shape", "dim", "out_shape")
+
+    def __init__(self, *, kernel_size, dilation=1, padding=0, stride=1, windows_shape, kernels_shape, dim,
+                 out_shape) -> None:
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+        self.windows_shape, self.kernels_shape, self.dim, self.out_shape = windows_shape, kernels_shape, dim, out_shape
+
+    @staticmethod
+    def of(ctx) -> "DepthwiseConvAttrs":
+        return DepthwiseConvAttrs(**{name: ctx.attrs[name] for name in DepthwiseConvAttrs.__slots__
+                                     if name in ctx.attrs})
+
+    def unfold_args(self) -> tuple:
+        return self.kernel_size, self.dilation, self.padding, self.stride
+
+
+def native_depthwise_conv(input_shape, weight_shape, attrs: DepthwiseConvAttrs) -> NativeConv | None:
+    """The native plan when the call is a depthwise convolution (groups = channels, ``multiplier`` kernels per
+    channel): the windows reshape makes (b, c, 1, kh·kw, patches), the kernels reshape (c, multiplier, kh·kw, 1),
+    the sum is over the taps (dim 3) and the output reshape makes the (b, c·multiplier, o_h, o_w) image."""
+    if len(input_shape) != 4 or 0 in input_shape or 0 in weight_shape or attrs.dim not in (3, -2):
+        return None
+    b, c, h, w = input_shape
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (as_pair(v) for v in attrs.unfold_args())
+    oh, ow = _out_size(h, kh, dh, ph, sh), _out_size(w, kw, dw, pw, sw)
+    if oh < 1 or ow < 1:
+        return None
+    taps, patches, numel = kh * kw, oh * ow, 1
+    for size in weight_shape:
+        numel *= size
+    if resolved_shape(attrs.windows_shape, b * c * taps * patches) != (b, c, 1, taps, patches):
+        return None
+    kernels = resolved_shape(attrs.kernels_shape, numel)
+    if kernels is None or len(kernels) != 4 or kernels[0] != c or tuple(kernels[2:]) != (taps, 1):
+        return None
+    out_channels = c * kernels[1]
+    if resolved_shape(attrs.out_shape, b * out_channels * patches) != (b, out_channels, oh, ow):
+        return None
+    return NativeConv(Convolution((sh, sw), (ph, pw), (dh, dw), c), (out_channels, 1, kh, kw))
+
+
+def _depthwise_literal_parts(input, weight, attrs: DepthwiseConvAttrs) -> tuple:
+    columns = torch.nn.functional.unfold(input, *attrs.unfold_args())
+    return columns, columns.reshape(attrs.windows_shape), weight.reshape(attrs.kernels_shape)
+
+
+def depthwise_literal_forward(input, weight, attrs: DepthwiseConvAttrs):
+    """``unfold → reshape → mul(reshaped kernels) → sum(dim) → reshape`` as the spec wrote them."""
+    _, windows, kernels = _depthwise_literal_parts(input, weight, attrs)
+    return (windows * kernels).sum(dim=attrs.dim).reshape(attrs.out_shape)
+
+
+def depthwise_literal_vjp(input, weight, grad, attrs: DepthwiseConvAttrs, needs) -> tuple:
+    """The chain's VJPs in reverse: the sum's broadcast back over the taps, the product's two factors (summed over
+    broadcast dims), fold (unfold's adjoint)."""
+    columns, windows, kernels = _depthwise_literal_parts(input, weight, attrs)
+    products = torch.broadcast_shapes(windows.shape, kernels.shape)
+    grad = grad.reshape(kept_shape(products, attrs.dim)).expand(products)
+    grad_weight = sum_to(grad * windows, kernels.shape).reshape(weight.shape) if needs[1] else None
+    grad_input = None
+    if needs[0]:
+        grad_columns = sum_to(grad * kernels, windows.shape).reshape(columns.shape)
+        grad_input = col2im(grad_columns, tuple(input.shape[-2:]), *attrs.unfold_args())
+    return grad_input, grad_weight
+
+
+@library_op(save=("input", "weight"), lower_precision=True)
+def depthwise_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, windows_shape, kernels_shape, dim,
+                   out_shape):
+    """``unfold → reshape(windows_shape) → mul(weight.reshape(kernels_shape)) → sum(dim) → reshape(out_shape)``: a
+    depthwise convolution drawn as per-channel windows times kernels. Lowered to torch's convolution kernel
+    (``torch.convolution`` with groups = channels; VJP ``aten.convolution_backward``) when each call's shapes make
+    the chain a depthwise convolution; else computed as written."""
+    attrs = DepthwiseConvAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride,
+                               windows_shape=windows_shape, kernels_shape=kernels_shape, dim=dim, out_shape=out_shape)
+    native = native_depthwise_conv(input.shape, weight.shape, attrs) if input.is_floating_point() else None
+    if native is None:
+        return depthwise_literal_forward(input, weight, attrs)
+    return native.forward(input, weight)
+
+
+@depthwise_conv.vjp
+def _(ctx, grad):
+    attrs = DepthwiseConvAttrs.of(ctx)
+    native = native_depthwise_conv(ctx.shapes[0], ctx.shapes[1], attrs)
+    if native is None:
+        return depthwise_literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
+    return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+
+
+@depthwise_conv.shape_rule
+def _(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, windows_shape, kernels_shape, dim, out_shape):
+    """The literal chain's shapes (the native path computes the same result)."""
+    if len(input) != 4:
+        raise ShapeRuleError(f"depthwise_conv takes a (b, c, h, w) input, got {len(input)} dims")
+    b, c, h, w = input
+    rows, columns = window_counts((h, w), kernel_size, dilation, padding, stride, "depthwise_conv")
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    windows = reshaped((b, c * kh * kw, rows * columns), windows_shape)
+    products = broadcast_shapes(windows, reshaped(weight, kernels_shape))
+    return reshaped(reduced(products, dim, False), out_shape)
+
+
+@depthwise_conv.samples
+def _():
+    def attrs(b, c, m, k, oh, ow, **extra):
+        return {"kernel_size": k, "windows_shape": (b, c, 1, k * k, oh * ow), "kernels_shape": (c, m, k * k, 1),
+                "dim": 3, "out_shape": (b, c * m, oh, ow), **extra}
+
+    yield (randn(2, 3, 5, 5), randn(6, 1, 3, 3)), attrs(2, 3, 2, 3, 5, 5, padding=1)
+    yield (randn(1, 2, 7, 6), randn(2, 1, 2, 2)), attrs(1, 2, 1, 2, 3, 5, stride=(2, 1), dilation=(2, 1))
+    per_tap = {"kernel_size": 2, "windows_shape": (1, 2, 4, 9), "kernels_shape": (2, 4, 1), "dim": 2,
+               "out_shape": (1, 2, 3, 3)}
+    yield (randn(1, 2, 4, 4), randn(2, 4)), per_tap  # not the depthwise layout: literal
+
+
+# --- transposed_conv ----------------------------------------------------------------------------------------------
+
+
+class TransposedConvAttrs:
+    """transposed_conv's attributes, by name (a plain class: ``graphconv export`` copies it)."""
+
+    __slots__ = ("input_shape", "weight_shape", "columns_shape", "output_size", "kernel_size", "dilation", "padding",
+                 "stride", "pad")
+
+    def __init__(self, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1, padding=0,
+                 stride=1, pad=None) -> None:
+        self.input_shape, self.weight_shape, self.columns_shape = input_shape, weight_shape, columns_shape
+        self.output_size, self.kernel_size, self.dilation = output_size, kernel_size, dilation
+        self.padding, self.stride, self.pad = padding, stride, pad
+
+    @staticmethod
+    def of(ctx) -> "TransposedConvAttrs":
+        return TransposedConvAttrs(**{name: ctx.attrs[name] for name in TransposedConvAttrs.__slots__
+                                      if name in ctx.attrs})
+
+    def fold_args(self) -> tuple:
+        return self.kernel_size, self.dilation, self.padding, self.stride
+
+
+def _transposed_padding(size: int, out: int, kernel: int, dilation: int, padding: int, stride: int, before: int,
+                        after: int) -> tuple[int, int] | None:
+    """(padding, output padding) of torch's transposed convolution that gives, along one dim of ``size`` inputs,
+    fold's ``out`` outputs at ``padding`` then the pad's ``before`` and ``after``; None when none does."""
+    full = (size - 1) * stride + dilation * (kernel - 1) + 1  # the transposed convolution with no padding
+    start, stop = padding - before, padding + out + after  # the rows of that the result holds
+    extra = stop - (full - start)
+    if start < 0 or not 0 <= extra < max(stride, dilation):
+        return None
+    return start, extra
+
+
+def native_transposed_conv(input_shape, weight_shape, attrs: TransposedConvAttrs) -> NativeConv | None:
+    """The native plan when the call is a transposed convolution: the input reshape splits whole channels into
+    (b, groups, c/groups, h·w), the weight reshape makes (groups, c/groups, o/groups·kh·kw) kernels, the columns
+    reshape merges the groups, fold's windows are the input's pixels, and fold then the pad keep a range of
+    torch's transposed convolution's output."""
+    if len(input_shape) != 4 or 0 in input_shape or 0 in weight_shape:
+        return None
+    b, c, h, w = input_shape
+    pad = tuple(attrs.pad) if attrs.pad is not None else (0, 0, 0, 0)
+    split = resolved_shape(attrs.input_shape, b * c * h * w)
+    if len(pad) != 4 or split is None or len(split) != 4 or split[:1] + split[3:] != (b, h * w) or split[1] < 1:
+        return None
+    groups = split[1]
+    numel = 1
+    for size in weight_shape:
+        numel *= size
+    kernels = resolved_shape(attrs.weight_shape, numel)
+    if c % groups or split[2] != c // groups or kernels is None or kernels[:2] != (groups, c // groups):
+        return None
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (as_pair(v) for v in attrs.fold_args())
+    (fh, fw), taps = as_pair(attrs.output_size), kh * kw
+    if len(kernels) != 3 or kernels[2] % taps:
+        return None
+    out_channels = groups * kernels[2] // taps
+    if resolved_shape(attrs.columns_shape, b * groups * kernels[2] * h * w) != (b, out_channels * taps, h * w):
+        return None
+    if (_out_size(fh, kh, dh, ph, sh), _out_size(fw, kw, dw, pw, sw)) != (h, w):
+        return None  # fold's windows are not the input's pixels
+    rows = _transposed_padding(h, fh, kh, dh, ph, sh, pad[2], pad[3])
+    columns = _transposed_padding(w, fw, kw, dw, pw, sw, pad[0], pad[1])
+    if rows is None or columns is None:
+        return None
+    conv = Convolution((sh, sw), (rows[0], columns[0]), (dh, dw), groups, True, (rows[1], columns[1]))
+    return NativeConv(conv, (c, out_channels // groups, kh, kw))
+
+
+def _transposed_literal_parts(input, weight, attrs: TransposedConvAttrs) -> tuple:
+    return input.reshape(attrs.input_shape), weight.reshape(attrs.weight_shape).transpose(1, 2)
+
+
+def transposed_literal_forward(input, weight, attrs: TransposedConvAttrs):
+    """``reshape → matmul(transposed reshaped kernels, ·) → reshape → fold [→ pad]`` as the spec wrote them."""
+    split, kernels = _transposed_literal_parts(input, weight, attrs)
+    columns = torch.matmul(kernels, split).reshape(attrs.columns_shape)
+    out = col2im(columns, attrs.output_size, *attrs.fold_args())
+    return out if attrs.pad is None else torch.nn.functional.pad(out, attrs.pad)
+
+
+def transposed_literal_vjp(input, weight, grad, attrs: TransposedConvAttrs, needs) -> tuple:
+    """The chain's VJPs in reverse: the opposite pad, unfold (fold's adjoint), the matmul's two products."""
+    split, kernels = _transposed_literal_parts(input, weight, attrs)
+    if attrs.pad is not None:
+        grad = torch.nn.functional.pad(grad, tuple(-p for p in attrs.pad))
+    grad = torch.nn.functional.unfold(grad, *attrs.fold_args())
+    grad = grad.reshape(_product_shape(kernels, split))
+    grad_input = sum_to(torch.matmul(kernels.mT, grad), split.shape).reshape(input.shape) if needs[0] else None
+    grad_weight = None
+    if needs[1]:
+        grad_weight = sum_to(torch.matmul(grad, split.mT), kernels.shape).transpose(1, 2).reshape(weight.shape)
+    return grad_input, grad_weight
+
+
+@library_op(save=("input", "weight"), lower_precision=True)
+def transposed_conv(input, weight, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1,
+                    padding=0, stride=1, pad=None):
+    """``matmul(weight.reshape(weight_shape).transpose(1, 2), input.reshape(input_shape)) → reshape(columns_shape) →
+    fold(output_size, kernel_size, …) [→ pad(pad)]``: a transposed convolution drawn as kernels times pixels summed
+    into place by col2im. Lowered to torch's transposed convolution kernel (``torch.convolution`` with
+    ``transposed=True``; VJP ``aten.convolution_backward``) when each call's shapes make the chain one (fold and
+    the pad becoming its padding and output padding); else computed as written."""
+    attrs = TransposedConvAttrs(input_shape=input_shape, weight_shape=weight_shape, columns_shape=columns_shape,
+                                output_size=output_size, kernel_size=kernel_size, dilation=dilation, padding=padding,
+                                stride=stride, pad=pad)
+    native = native_transposed_conv(input.shape, weight.shape, attrs) if input.is_floating_point() else None
+    if native is None:
+        return transposed_literal_forward(input, weight, attrs)
+    return native.forward(input, weight)
+
+
+@transposed_conv.vjp
+def _(ctx, grad):
+    attrs = TransposedConvAttrs.of(ctx)
+    native = native_transposed_conv(ctx.shapes[0], ctx.shapes[1], attrs)
+    if native is None:
+        return transposed_literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
+    return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+
+
+@transposed_conv.shape_rule
+def _(input, weight, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1, padding=0,
+      stride=1, pad=None):
+    """The literal chain's shapes (the native path computes the same result)."""
+    kernels = reshaped(weight, weight_shape)
+    if len(kernels) != 3:
+        raise ShapeRuleError(f"transposed_conv: the kernels must have 3 dims, got {len(kernels)}")
+    columns = reshaped(matmul_shape((kernels[0], kernels[2], kernels[1]), reshaped(input, input_shape)),
+                       columns_shape)
+    if len(columns) != 3:
+        raise ShapeRuleError(f"transposed_conv: the columns must be (b, c·kh·kw, blocks), got {len(columns)} dims")
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    height, width = ntuple(output_size, 2, "output_size")
+    rows, cols = window_counts((height, width), kernel_size, dilation, padding, stride, "transposed_conv")
+    require(divides(kh * kw, columns[1]), "transposed_conv: the columns must hold whole kernels")
+    require(equal(columns[2], rows * cols), "transposed_conv: the columns must be one per window of the output")
+    out = (columns[0], columns[1] // (kh * kw), height, width)
+    if pad is None:
+        return out
+    left, right, top, bottom = ntuple(pad, 4, "pad")
+    return out[:2] + (height + top + bottom, width + left + right)
+
+
+@transposed_conv.samples
+def _():
+    def attrs(b, c, h, w, groups, o, k, fold, **extra):
+        return {"input_shape": (b, groups, c // groups, h * w),
+                "weight_shape": (groups, c // groups, o // groups * k * k), "columns_shape": (b, o * k * k, h * w), "output_size": fold, "kernel_size": k, **extra}
+
+    yield (randn(2, 4, 3, 3), randn(4, 3, 2, 2)), attrs(2, 4, 3, 3, 1, 3, 2, (6, 6), stride=2)
+    yield (randn(1, 4, 3, 2), randn(4, 1, 3, 3)), attrs(1, 4, 3, 2, 2, 2, 3, (5, 3), stride=2, padding=(1, 1))
+    yield (randn(1, 2, 3, 3), randn(2, 2, 2, 2)), attrs(1, 2, 3, 3, 1, 2, 2, (7, 7), stride=2, dilation=2,
+                                                        pad=(-1, 0, -1, 0))  # the crop is torch's padding
+    yield (randn(1, 2, 2, 2), randn(2, 2, 2, 2)), attrs(1, 2, 2, 2, 1, 2, 2, (4, 4), stride=2,
+                                                        pad=(1, 1, 1, 1))  # zeros around: literal
