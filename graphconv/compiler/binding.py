@@ -53,6 +53,7 @@ class Binder:
         types = spec.meta.input_types
         self.typed = [(index, types[name].dtype) for index, name in enumerate(self.names) if name in types]
         self.check_pattern_names()
+        self.sizes = self.sized_dims()  # not a cached_property: torch.compile cannot trace its lock (Python 3.11)
 
     def error(self, cls: type, message: str, *key: Any) -> SpecError:
         line, column = self.spec.meta.where(*key) if key else (None, None)
@@ -287,8 +288,7 @@ class Binder:
                                             f"attention scale, an epsilon)", "dims", dim)
             env[dim] = value
 
-    @cached_property
-    def sizes(self) -> dict[str, str]:
+    def sized_dims(self) -> dict[str, str]:
         """Derived dims that size something → where: an input pattern, a declared shape, or the shape argument of
         a reshape-like op (its ``shape_attr``)."""
         found: dict[str, str] = {}

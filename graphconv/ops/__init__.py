@@ -7,6 +7,7 @@ indexing, reduce, linalg, einsum, windows, padding, nn, random; and the fused op
 from graphconv.ops import elementwise, linalg, movement, nn, reduce, windows  # noqa: F401  (register the ops)
 from graphconv.ops import einsum, indexing, logic, padding, pointwise, random  # noqa: F401
 from graphconv.ops import convolution, fused, pooling  # noqa: F401  (fused ops: graphconv.compiler.passes)
+from graphconv.ops import activation, attention, dense, normalization  # noqa: F401  (fused transformer ops)
 from graphconv.ops.registry import REGISTRY, Op, Registry, op, register_op
 
 __all__ = ["REGISTRY", "Op", "Registry", "op", "register_op"]

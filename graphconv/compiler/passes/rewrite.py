@@ -109,6 +109,20 @@ class Rewriter:
             self.tensor(tensor).producer = node.id
         return node
 
+    def add_tensor(self, name: str, like: str) -> str:
+        """A new tensor for an extra output of a fused op, named ``name`` (``name_2``… where taken) and placed at
+        tensor ``like``'s spec position; its id."""
+        self.edited()
+        taken = {data["node"].name for _, data in self.graph.nodes(data=True) if data["kind"] == "tensor"}
+        taken |= set(self.graph)  # ids too
+        fresh, count = name, 1
+        while fresh in taken:
+            count += 1
+            fresh = f"{name}_{count}"
+        place = self.tensor(like)
+        self.graph.add_node(fresh, kind="tensor", node=TensorNode(fresh, fresh, place.line, place.column))
+        return fresh
+
     def replace_op(self, node_id: str, **changes: Any) -> OpNode:
         """Swap an op node for a changed copy (new inputs, op, args…), keeping its id and place."""
         self.edited()
