@@ -77,7 +77,7 @@ def show_backward(args: argparse.Namespace) -> int:
         raise SpecError("--backward draws Mermaid with symbolic shapes; drop --format/--dims/--attr/--shapes/--concrete")
     spec = graphconv.load(args.spec, ops=import_modules(args.ops))
     if args.optimized:
-        spec, _ = passes.optimize(spec, low_memory=args.save == "minimal")
+        spec, _ = passes.optimize(spec)
     write(backward_mermaid(spec, args.save), args.output)
     return EXIT_OK
 

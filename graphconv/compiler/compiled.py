@@ -28,7 +28,7 @@ CACHE_LIMIT = 256
 class CompiledOp:
     def __init__(self, spec: Spec, *, optimize: bool = True, save: str = "all", backend: str = "eager") -> None:
         self.spec, self.backend = spec, inductor.check_backend(backend)
-        self.optimized, self.reports = passes.optimize(spec, low_memory=save == "minimal") if optimize else (spec, [])
+        self.optimized, self.reports = passes.optimize(spec) if optimize else (spec, [])
         self.program = Program(self.optimized, save)
         self.code = codegen.generate(self.program)
         if backend == "inductor":

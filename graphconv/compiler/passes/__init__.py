@@ -27,10 +27,8 @@ class PassReport:
     changes: list[str]
 
 
-def optimize(spec: Spec, pipeline: tuple[ModuleType, ...] = PIPELINE, *,
-             low_memory: bool = False) -> tuple[Spec, list[PassReport]]:
-    """The spec with every pass of ``pipeline`` applied (the given spec is not changed), and what each did.
-    ``low_memory`` (a ``save="minimal"`` compile): passes that can choose pick the form that holds less memory."""
-    graph = Rewriter(spec, low_memory=low_memory)
+def optimize(spec: Spec, pipeline: tuple[ModuleType, ...] = PIPELINE) -> tuple[Spec, list[PassReport]]:
+    """The spec with every pass of ``pipeline`` applied (the given spec is not changed), and what each did."""
+    graph = Rewriter(spec)
     reports = [PassReport(module.NAME, module.SUMMARY, module.run(graph)) for module in pipeline]
     return graph.spec(), reports

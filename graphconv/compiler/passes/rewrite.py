@@ -18,9 +18,8 @@ from graphconv.syntax.expr import Tuple as TupleExpr
 from graphconv.syntax.metadata import WILDCARD
 
 class Rewriter:
-    def __init__(self, spec: Spec, *, low_memory: bool = False) -> None:
+    def __init__(self, spec: Spec) -> None:
         self.base = spec
-        self.low_memory = low_memory  # the compile puts memory before speed (save="minimal")
         self.graph = spec.graph  # read-only until the first edit copies it
         self.inputs, self.outputs = list(spec.inputs), list(spec.outputs)
         self.order: list[str] | None = list(spec.order)  # op ids in a topological order; None after an edit
