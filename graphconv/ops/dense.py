@@ -13,6 +13,8 @@ shape. The VJP is made of torch ops, so it is differentiable (double backward) a
 """
 from __future__ import annotations
 
+import math
+
 from graphconv.ops.helpers import randn, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
@@ -25,7 +27,7 @@ def matmul_bias(input, weight_t, bias):
     literal matmul then add."""
     if not _rows_layout(input.shape, weight_t.shape, bias.shape):
         return torch.matmul(input, weight_t) + bias
-    rows = torch.addmm(bias, input.reshape(-1, input.shape[-1]), weight_t)
+    rows = torch.addmm(bias, _rows(input), weight_t)
     return rows.view(*input.shape[:-1], weight_t.shape[1])
 
 
@@ -34,9 +36,9 @@ def _(ctx, grad):
     input, weight_t = ctx.input, ctx.weight_t
     if not _rows_layout(*ctx.shapes):
         return _literal_vjp(ctx, grad)
-    rows = grad.reshape(-1, weight_t.shape[1])
+    rows = _rows(grad)
     grad_input = rows.mm(weight_t.t()).view(input.shape) if ctx.needs[0] else None
-    grad_weight = _weight_grad(input.reshape(-1, input.shape[-1]), rows, weight_t) if ctx.needs[1] else None
+    grad_weight = _weight_grad(_rows(input), rows, weight_t) if ctx.needs[1] else None
     grad_bias = rows.sum(0) if ctx.needs[2] else None
     return grad_input, grad_weight, grad_bias
 
@@ -53,6 +55,8 @@ def _():
     yield (randn(4, 3), randn(3, 5), randn(5)), {}
     yield (randn(2, 3, 4), randn(4, 2), randn(2)), {}
     yield (randn(0, 4), randn(4, 2), randn(2)), {}
+    yield (randn(3, 0), randn(0, 2), randn(2)), {}  # no input features: the bias
+    yield (randn(2, 3), randn(3, 0), randn(0)), {}  # no output features
     yield (randn(4), randn(4, 3), randn(3)), {}  # a vector input: literal
     yield (randn(2, 3, 4), randn(2, 4, 5), randn(3, 1)), {}  # batched weight, broadcast bias: literal
 
@@ -61,6 +65,11 @@ def _rows_layout(input, weight_t, bias) -> bool:
     """A dense layer's shapes: rows of ``in`` features, an (in, out) matrix, a bias of ``out``."""
     return (len(input) >= 2 and len(weight_t) == 2 and len(bias) == 1 and input[-1] == weight_t[0]
             and bias[0] == weight_t[1])
+
+
+def _rows(tensor):
+    """The tensor's leading dims merged into rows (counted, not ``-1``: with no features, -1 is ambiguous)."""
+    return tensor.reshape(math.prod(tensor.shape[:-1]), tensor.shape[-1])
 
 
 def _weight_grad(rows, grad_rows, weight_t):
