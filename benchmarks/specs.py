@@ -3,7 +3,7 @@ MobileNet-v2, a transformer block): eager graphconv ÷ eager torch, peak memory 
 torch.compile'd model of the graphconv op ÷ the same model of the torch op. Every ratio comes from figures measured
 side by side in one run (medians of interleaved repeats: benchmarks/measure.py).
 
-    PYTHONPATH=. python benchmarks/specs.py [--compiled] [--repeats 7] [--only NAME ...]
+    PYTHONPATH=. python benchmarks/specs.py [--compiled] [--save minimal] [--repeats 7] [--only NAME ...]
 """
 from __future__ import annotations
 
@@ -102,10 +102,10 @@ def train_step(run: Callable, inputs: tuple, grad: torch.Tensor) -> Callable[[],
     return step
 
 
-def measure(case: Case, repeats: int, compiled: bool) -> dict[str, float]:
+def measure(case: Case, repeats: int, compiled: bool, save: str = "all") -> dict[str, float]:
     torch.manual_seed(0)
     inputs = tuple(torch.randn(*shape, requires_grad=True) for shape in case.shapes)
-    ours = graphconv.compile(str(LIBRARY / f"{case.spec}.mmd"))
+    ours = graphconv.compile(str(LIBRARY / f"{case.spec}.mmd"), save=save)
     theirs = case.reference
     run_ours = lambda *xs: ours(*xs, **case.attrs)  # noqa: E731
     expected = theirs(*inputs)
@@ -130,8 +130,10 @@ def main() -> None:
     parser.add_argument("--compiled", action="store_true", help="also time torch.compile'd models (slow to compile)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--only", nargs="*", help="rows whose spec is one of these")
+    parser.add_argument("--save", choices=("all", "minimal"), default="all", help="the compiled specs' save policy")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fwd+bwd, medians of {args.repeats}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fwd+bwd, medians of {args.repeats}; "
+          f"save={args.save!r}")
     header = "| case | graphconv ms | torch ms | eager ÷ torch | peak ÷ torch |" + (
         " compiled ÷ torch compiled |" if args.compiled else "")
     print(header)
@@ -139,7 +141,7 @@ def main() -> None:
     for case in CASES:
         if args.only and case.spec not in args.only:
             continue
-        row = measure(case, args.repeats, args.compiled)
+        row = measure(case, args.repeats, args.compiled, args.save)
         line = f"| {case.name} | {row['ms']:.1f} | {row['torch ms']:.1f} | {row['eager']:.2f} | {row['peak']:.2f} |"
         print(line + (f" {row['compiled']:.2f} |" if args.compiled else ""), flush=True)
 
