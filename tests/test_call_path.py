@@ -1,10 +1,12 @@
 """The per-call path of a compiled op (issue 13, small calls): what a call keeps for backward, and the binding as a
 constant of a torch.compile trace — its guards, its checks."""
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import graphconv
 from graphconv.errors import ShapeError
@@ -134,3 +136,43 @@ def test_under_torch_compile_dynamic_sizes_are_bound_at_their_values(dynamic):
     for batch, size in [(2, 9), (3, 9), (5, 8), (3, 9)]:
         x = torch.randn(batch, 4, size, size)
         torch.testing.assert_close(compiled(x), F.conv2d(x, w, b, stride=2, padding=1))
+
+
+class CountedOps(TorchDispatchMode):
+    """How often each aten op ran on real (not meta) tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not any(isinstance(a, torch.Tensor) and a.device.type == "meta" for a in args):
+            self.calls[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_used_spec_that_keeps_only_its_inputs_computes_its_forward_once():
+    """conv1d uses conv2d_full, which keeps nothing but its inputs: its VJP reads the shapes of its values from a
+    forward on meta tensors, so forward + backward run one convolution and one convolution_backward."""
+    conv1d = graphconv.compile(SPECS / "conv1d.mmd")
+    x, w, b = rand(2, 4, 9), rand(6, 2, 3), rand(6)
+    with CountedOps() as counted:
+        y = conv1d(x, w, b, padding=1, groups=2)
+        grads = torch.autograd.grad(y, (x, w, b), torch.ones_like(y))
+    assert counted.calls["convolution"] == 1 and counted.calls["convolution_backward"] == 1
+    expected = F.conv1d(x, w, b, padding=1, groups=2)
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(grads, torch.autograd.grad(expected, (x, w, b), torch.ones_like(y)))
+
+
+def test_a_used_spec_whose_forward_needs_values_runs_it_again(tmp_path):
+    """A used dropout draws its mask from its seed, which a meta tensor cannot: its VJP runs the forward itself,
+    and the gradient is masked where the output was."""
+    (tmp_path / "masked.mmd").write_text("---\ngraphconv:\n  inputs: {x: [n]}\n---\n"
+                                         "graph LR\n  X(x) --> D((\"dropout(p=0.5, seed=3)\")) --> Y(y)\n")
+    (tmp_path / "outer.mmd").write_text("---\ngraphconv:\n  uses: [masked]\n  inputs: {x: [n]}\n---\n"
+                                        "graph LR\n  X(x) --> D((masked)) --> Y(y)\n")
+    outer, x = graphconv.compile(tmp_path / "outer.mmd"), rand(64)
+    y = outer(x)
+    (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    torch.testing.assert_close(grad, (y != 0).double() * 2.0)

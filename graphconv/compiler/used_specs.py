@@ -8,7 +8,9 @@ A used spec becomes an op named after its file: its tensor inputs are that spec'
 spec's attrs (with their defaults), its outputs that spec's outputs. Its forward is that spec's compiled forward;
 its VJP is that spec's compiled backward — the hand-written VJPs of its ops — run after recomputing its forward
 from the saved inputs (an op saves only inputs and outputs, so a spec op trades a second forward for not keeping
-its intermediates, like activation checkpointing).
+its intermediates, like activation checkpointing). Where that backward reads nothing of the forward but its values'
+shapes (a convolution lowered to torch's kernel keeps only its inputs), the second forward runs on meta tensors:
+no arithmetic, no memory.
 
 Only spec files are read, named without a path (no ``/``, no ``..``) and looked up in the using spec's own
 folder (or, with the ``graphconv:`` prefix, in the shipped library) — a link that leads out of that folder is refused
@@ -79,16 +81,42 @@ class SpecForward:
         compiled = self.compiled()
         inputs = [ctx.saved[name] for name in self.input_names]
         args = compiled.arguments(inputs, {name: ctx.attrs[name] for name in self.attr_names})
-        code = compiled.code
-        _, kept, meta = code.forward(args, *inputs)
+        kept, meta = forward_for_backward(compiled, args, inputs)
         grads = grad if isinstance(grad, tuple) else (grad,)
-        return code.backward(args, inputs, kept, meta, ctx.needs, *grads)
+        return compiled.code.backward(args, inputs, kept, meta, ctx.needs, *grads)
 
     def samples(self) -> Any:
         """Inputs made from the spec's ``example`` dims (float64), with its default attrs."""
         attrs = {name: _plain(value) for name, value in self.spec.attrs.items()}
         generator = torch.Generator().manual_seed(0)
         yield tuple(example_inputs(self.spec, {**self.spec.example_dims, **attrs}, generator)), attrs
+
+
+def forward_for_backward(compiled: Any, args: tuple, inputs: list) -> tuple[tuple, tuple]:
+    """What a used spec's backward reads besides its inputs: the values its forward keeps, and the shapes and dtypes
+    of its values. Where it keeps nothing but its inputs (a convolution lowered to torch's kernel), only shapes and
+    dtypes are wanted, so they come from its forward on meta tensors — no arithmetic, no memory — in eager calls
+    of plain tensors; otherwise (tracing, functorch, an op that reads values) from its forward itself."""
+    code = compiled.code
+    if not compiled.program.kept and not _tracing() and all(_plain_tensor(t) for t in inputs):
+        try:
+            with torch.no_grad():
+                _, kept, meta = code.forward(args, *(torch.empty_like(t, device="meta") for t in inputs))
+            return kept, meta
+        except Exception:  # noqa: BLE001  (an op that cannot run on meta: the forward itself says what it needs)
+            pass
+    _, kept, meta = code.forward(args, *inputs)
+    return kept, meta
+
+
+def _plain_tensor(value: Any) -> bool:
+    """A tensor that holds its own data (not a functorch wrapper, a fake or another subclass)."""
+    return type(value) in (torch.Tensor, torch.nn.Parameter) and not torch._C._functorch.is_functorch_wrapped_tensor(
+        value)
+
+
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def spec_op(spec: Spec, name: str | None = None) -> Op:
