@@ -56,6 +56,24 @@ class Convolution:
         return grad_input, grad_kernel
 
 
+def lowered_forward(plan, literal_forward, input, weight, attrs):
+    """A fused convolution's forward: ``plan(input shape, weight shape, attrs)`` gives the call lowered to torch's
+    kernel (a :class:`NativeConv`), or None where the shapes (or an integer input) are not that convolution's —
+    then the chain as written."""
+    native = plan(input.shape, weight.shape, attrs) if input.is_floating_point() else None
+    if native is None:
+        return literal_forward(input, weight, attrs)
+    return native.forward(input, weight)
+
+
+def lowered_vjp(plan, literal_vjp, ctx, grad, attrs) -> tuple:
+    """The VJP of :func:`lowered_forward`: the same plan for the saved shapes, so backward takes the forward's path."""
+    native = plan(ctx.shapes[0], ctx.shapes[1], attrs)
+    if native is None:
+        return literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
+    return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+
+
 def _out_size(size: int, kernel: int, dilation: int, padding: int, stride: int) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
@@ -185,19 +203,12 @@ def grouped_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=1,
     written."""
     attrs = GroupedConvAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride, pad=pad,
                              columns_shape=columns_shape, weight_shape=weight_shape, out_shape=out_shape)
-    native = native_grouped_conv(input.shape, weight.shape, attrs) if input.is_floating_point() else None
-    if native is None:
-        return grouped_literal_forward(input, weight, attrs)
-    return native.forward(input, weight)
+    return lowered_forward(native_grouped_conv, grouped_literal_forward, input, weight, attrs)
 
 
 @grouped_conv.vjp
 def _(ctx, grad):
-    attrs = GroupedConvAttrs.of(ctx)
-    native = native_grouped_conv(ctx.shapes[0], ctx.shapes[1], attrs)
-    if native is None:
-        return grouped_literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
-    return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+    return lowered_vjp(native_grouped_conv, grouped_literal_vjp, ctx, grad, GroupedConvAttrs.of(ctx))
 
 
 @grouped_conv.shape_rule
@@ -312,19 +323,12 @@ def depthwise_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=
     the chain a depthwise convolution; else computed as written."""
     attrs = DepthwiseConvAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride,
                                windows_shape=windows_shape, kernels_shape=kernels_shape, dim=dim, out_shape=out_shape)
-    native = native_depthwise_conv(input.shape, weight.shape, attrs) if input.is_floating_point() else None
-    if native is None:
-        return depthwise_literal_forward(input, weight, attrs)
-    return native.forward(input, weight)
+    return lowered_forward(native_depthwise_conv, depthwise_literal_forward, input, weight, attrs)
 
 
 @depthwise_conv.vjp
 def _(ctx, grad):
-    attrs = DepthwiseConvAttrs.of(ctx)
-    native = native_depthwise_conv(ctx.shapes[0], ctx.shapes[1], attrs)
-    if native is None:
-        return depthwise_literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
-    return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+    return lowered_vjp(native_depthwise_conv, depthwise_literal_vjp, ctx, grad, DepthwiseConvAttrs.of(ctx))
 
 
 @depthwise_conv.shape_rule
@@ -462,19 +466,12 @@ def transposed_conv(input, weight, *, input_shape, weight_shape, columns_shape, 
     attrs = TransposedConvAttrs(input_shape=input_shape, weight_shape=weight_shape, columns_shape=columns_shape,
                                 output_size=output_size, kernel_size=kernel_size, dilation=dilation, padding=padding,
                                 stride=stride, pad=pad)
-    native = native_transposed_conv(input.shape, weight.shape, attrs) if input.is_floating_point() else None
-    if native is None:
-        return transposed_literal_forward(input, weight, attrs)
-    return native.forward(input, weight)
+    return lowered_forward(native_transposed_conv, transposed_literal_forward, input, weight, attrs)
 
 
 @transposed_conv.vjp
 def _(ctx, grad):
-    attrs = TransposedConvAttrs.of(ctx)
-    native = native_transposed_conv(ctx.shapes[0], ctx.shapes[1], attrs)
-    if native is None:
-        return transposed_literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
-    return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+    return lowered_vjp(native_transposed_conv, transposed_literal_vjp, ctx, grad, TransposedConvAttrs.of(ctx))
 
 
 @transposed_conv.shape_rule
