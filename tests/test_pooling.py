@@ -20,6 +20,7 @@ from graphconv.cli import main
 from graphconv.compiler import passes
 from graphconv.compiler.passes import window_reduce
 from graphconv.ops import pooling
+from graphconv.ops.helpers import resolved_shape
 
 NAN, INF = float("nan"), float("inf")
 
@@ -226,7 +227,7 @@ def test_block_mean_pools_only_where_the_reshape_cuts_blocks(shape, sizes, poole
     x = torch.randn(shape, dtype=torch.float64)
     rows, height, columns = sizes
     assert_same_as_literal(spec, x, rows=rows, height=height, columns=columns)
-    full = pooling._resolve((shape[0], shape[1], rows, height, columns, -1), math.prod(shape))
+    full = resolved_shape((shape[0], shape[1], rows, height, columns, -1), math.prod(shape))
     assert (pooling.blocks(shape, full) is not None) == pooled
 
 

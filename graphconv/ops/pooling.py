@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 
 from graphconv.ops.fused import Windows
-from graphconv.ops.helpers import randn
+from graphconv.ops.helpers import randn, resolved_shape
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, ntuple, reduced, reshaped, window_counts
@@ -293,10 +293,10 @@ class UnfoldMean:
         batch = tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
         self.g = g = Windows(batch, kernel_size, dilation, padding, stride)
         self.columns = tuple(input_shape[:-3]) + (g.c * g.kh * g.kw, g.patches)
-        self.windows = _resolve(tuple(shape), math.prod(self.columns))
+        self.windows = resolved_shape(shape, math.prod(self.columns))
         self.pooled = (len(input_shape) == 4 and math.prod(input_shape) > 0
                        and self.windows == (g.b, g.c, g.kh * g.kw, g.patches)
-                       and (out_shape is None or _resolve(tuple(out_shape), g.b * g.c * g.patches)
+                       and (out_shape is None or resolved_shape(out_shape, g.b * g.c * g.patches)
                             == (g.b, g.c, g.oh, g.ow)))
 
 
@@ -354,23 +354,13 @@ def blocks(input_shape, shape) -> tuple[int, int] | None:
     if len(input_shape) != 4 or len(shape) != 6:
         return None
     b, c, h, w = input_shape
-    resolved = _resolve(tuple(shape), b * c * h * w)
+    resolved = resolved_shape(shape, b * c * h * w)
     if resolved is None:
         return None
     kh, kw = resolved[3], resolved[5]
     if kh < 1 or kw < 1 or h % kh or w % kw or resolved != (b, c, h // kh, kh, w // kw, kw):
         return None
     return kh, kw
-
-
-def _resolve(shape: tuple, numel: int) -> tuple | None:
-    """A reshape target with its -1 filled in (None when it cannot be)."""
-    if shape.count(-1) != 1:
-        return shape
-    known = math.prod(size for size in shape if size != -1)
-    if known == 0 or numel % known:
-        return None
-    return tuple(numel // known if size == -1 else size for size in shape)
 
 
 @library_op
@@ -388,7 +378,7 @@ def _(ctx, grad):
     in_shape = ctx.shapes[0]
     kernel = blocks(in_shape, ctx.shape) if math.prod(in_shape) else None
     if kernel is None:
-        full = _resolve(tuple(ctx.shape), math.prod(in_shape))
+        full = resolved_shape(ctx.shape, math.prod(in_shape))
         kept = full[:3] + (1,) + full[4:5] + (1,)
         return ((grad.reshape(kept).expand(full) / (full[3] * full[5])).reshape(in_shape),)
     return (torch.ops.aten.avg_pool2d_backward(grad, _stand_in(grad, in_shape), list(kernel), list(kernel), [0, 0],
