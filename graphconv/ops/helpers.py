@@ -28,11 +28,12 @@ def kept_shape(shape: Sequence[int], dim: Any) -> tuple[int, ...]:
     return tuple(1 if i in dims else n for i, n in enumerate(shape))
 
 
-def may_write_in_place() -> bool:
-    """Whether an op may write into buffers it made (out=, copy_, addmm_): not while autograd records (a
-    differentiable backward), nor under a functorch transform (vmap has no batching rule for out= ops), nor while
-    torch.compile or torch.export traces (the graph would keep out= ops that fail when run with grad, and unroll
-    every chunk loop; out of place, inductor plans the buffers itself)."""
+def plain_eager_call() -> bool:
+    """Whether this is a plain eager call: autograd does not record (a differentiable backward), no functorch
+    transform is active, and torch.compile or torch.export does not trace. Only then may an op write into buffers it
+    made (out=, copy_: vmap has no batching rule for out= ops, a traced graph would keep out= ops that fail when run
+    with grad; out of place, inductor plans the buffers itself), or call a kernel with no derivative or batching
+    rule of its own."""
     return (not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
             and not torch.compiler.is_compiling())
 
@@ -46,7 +47,7 @@ def col2im(columns: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, 
     sizes = [tuple(v) if isinstance(v, (tuple, list)) else (v, v)
              for v in (output_size, kernel_size, dilation, padding, stride)]
     if out is None:
-        if not may_write_in_place() or columns.dim() != 3:
+        if not plain_eager_call() or columns.dim() != 3:
             return torch.nn.functional.fold(columns, *sizes)
         kh, kw = sizes[1]
         out = columns.new_empty(columns.shape[0], columns.shape[1] // (kh * kw), *sizes[0])

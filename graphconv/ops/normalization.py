@@ -17,7 +17,7 @@ lines above run as torch ops.
 """
 from __future__ import annotations
 
-from graphconv.ops.helpers import randn, sum_to
+from graphconv.ops.helpers import plain_eager_call, randn, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, broadcast_shapes
@@ -124,7 +124,7 @@ def fused_rms_norm(input, weight=None, *, eps):
     does not trace (torch has no CPU kernel for its backward, so it cannot be differentiated there); else torch
     ops. The VJP is torch ops: ``dx = r · (ĝ - x̂ · mean(ĝ ⊙ x̂)) - dr · r³ · x / d`` with ``ĝ = dy · w``,
     ``x̂ = x · r``; ``dw = Σ dy ⊙ x̂``."""
-    if _native_takes(input.shape, _shape(weight), None) and _may_lower():
+    if _native_takes(input.shape, _shape(weight), None) and plain_eager_call():
         return torch.ops.aten._fused_rms_norm(input, [input.shape[-1]], weight, eps)
     rstd = (input.pow(2).mean(-1, keepdim=True) + eps).rsqrt()
     out = input * rstd
@@ -159,9 +159,3 @@ def _():
     yield (randn(3, 5), randn(5)), {"eps": 1e-6}
     yield (randn(2, 3, 4), None), {"eps": 0.1}
     yield (randn(3, 1), randn(2)), {"eps": 0.5}  # the output wider than the input: torch ops
-
-
-def _may_lower() -> bool:
-    """Autograd does not record, no functorch transform is active, torch.compile does not trace."""
-    return (not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
-            and not torch.compiler.is_compiling())

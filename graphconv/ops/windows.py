@@ -3,7 +3,7 @@ and ``windows``, the same patches as a strided view (no copy), whose VJP is the 
 from __future__ import annotations
 
 from graphconv.ops.fused import Windows
-from graphconv.ops.helpers import col2im, may_write_in_place, randn
+from graphconv.ops.helpers import col2im, plain_eager_call, randn
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, at_least, divides, equal, ntuple, require, window_counts
@@ -88,7 +88,7 @@ def _(ctx, grad):
     """A scatter-add: each window's gradient summed back where the window read — per kernel position, one strided
     add into the padded gradient (in place where that is allowed; else F.fold, out of place)."""
     g = Windows(ctx.shapes[0], ctx.kernel_size, ctx.dilation, ctx.padding, ctx.stride)
-    if not may_write_in_place():
+    if not plain_eager_call():
         columns = grad.permute(0, 1, 4, 5, 2, 3).reshape(g.b, g.c * g.kh * g.kw, g.oh * g.ow)
         return (col2im(columns, (g.h, g.w), *g.unfold_args()),)
     padded = grad.new_zeros(g.b, g.c, g.h + 2 * g.ph, g.w + 2 * g.pw)
