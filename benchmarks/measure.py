@@ -11,11 +11,14 @@ from torch.profiler import ProfilerActivity, profile
 
 
 def per_call(run: Callable[[], Any], target_s: float = 0.02) -> int:
-    """How many calls of ``run`` make one timing sample of about ``target_s`` seconds (after a warm-up call)."""
+    """How many calls of ``run`` make one timing sample of about ``target_s`` seconds, from the mean of at least
+    three calls after a warm-up call (a single timed call, often slower than the rest, gave samples of one call)."""
     run()
-    start = time.perf_counter()
-    run()
-    once = time.perf_counter() - start
+    calls, start = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < target_s / 4:
+        run()
+        calls += 1
+    once = (time.perf_counter() - start) / calls
     return max(1, int(target_s / max(once, 1e-7)))
 
 

@@ -23,6 +23,7 @@ thread only adds waiting.
 from __future__ import annotations
 
 import argparse
+import random
 import time
 from typing import Any, Callable
 
@@ -88,12 +89,14 @@ def bare_function(op: Any, inputs: tuple) -> type:
 
 def low_decile_and_median(cases: dict[str, Callable[[], Any]], rounds: int) -> dict[str, tuple[float, float]]:
     """Seconds per call of each case (low decile, median) over ``rounds`` rounds in which every case runs one short
-    sample, in a rotating order."""
+    sample, in a random order."""
     numbers = {name: per_call(run, 0.002) for name, run in cases.items()}
     samples: dict[str, list[float]] = {name: [] for name in cases}
     names = list(cases)
-    for round_ in range(rounds):
-        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+    order = random.Random(0)
+    for _ in range(rounds):
+        order.shuffle(names)  # a fresh order each round: a case that always followed the same one would pay for
+        for name in names:    # what that one leaves behind (a rotation keeps the cyclic order)
             run, number = cases[name], numbers[name]
             start = time.perf_counter()
             for _ in range(number):

@@ -176,3 +176,83 @@ def test_a_used_spec_whose_forward_needs_values_runs_it_again(tmp_path):
     y = outer(x)
     (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
     torch.testing.assert_close(grad, (y != 0).double() * 2.0)
+
+
+# --- small calls: torch's im2col kernel, the memoised plans -------------------------------------------------------
+
+SMALL_CONVS = [  # spec, input, kernel, attrs: each with a patch matrix of at most SMALL_CONV_COLUMNS entries
+    ("conv2d.mmd", (4, 3, 8, 8), (8, 3, 3, 3), {"padding": 1}),  # the seed's
+    ("conv2d.mmd", (3, 2, 9, 9), (4, 2, 5, 5), {"stride": 2, "padding": 2}),
+    ("conv2d.mmd", (1, 4, 5, 5), (6, 4, 1, 1), {"padding": 0}),
+    ("conv2d_full.mmd", (2, 5, 7, 6), (3, 5, 3, 2), {"stride": (2, 1), "padding": (1, 0)}),  # through grouped_conv
+]
+
+
+@pytest.mark.parametrize("spec, x_shape, w_shape, attrs", SMALL_CONVS)
+@pytest.mark.parametrize("needs", [(True, True), (True, False), (False, True)])
+def test_a_small_conv_runs_torchs_im2col_kernel_and_matches_torch(spec, x_shape, w_shape, attrs, needs):
+    op = graphconv.compile(SPECS / spec)
+    x, w = rand(*x_shape).requires_grad_(needs[0]), rand(*w_shape).requires_grad_(needs[1])
+    bias = (torch.zeros(w_shape[0], dtype=torch.float64),) if spec == "conv2d_full.mmd" else ()
+    x_strided = x.detach().movedim(1, -1).contiguous().movedim(-1, 1).requires_grad_(needs[0])  # channels-last
+    for input in (x, x_strided):
+        wanted = [t for t in (input, w) if t.requires_grad]
+        with CountedOps() as counted:
+            y = op(input, w, *bias, **attrs)
+            grad = torch.randn_like(y)
+            got = torch.autograd.grad(y, wanted, grad)
+        assert counted.calls["_slow_conv2d_forward"] == 1 and counted.calls["_slow_conv2d_backward"] == 1
+        assert counted.calls["convolution"] == 0 and counted.calls["convolution_backward"] == 0
+        expected = F.conv2d(input, w, **attrs)
+        torch.testing.assert_close(y, expected)
+        torch.testing.assert_close(got, torch.autograd.grad(expected, wanted, grad))
+
+
+def test_a_small_conv_has_second_derivatives():
+    op = graphconv.compile(SPECS / "conv2d.mmd")
+    x, w = rand(2, 3, 5, 5), rand(4, 3, 3, 3)
+    assert torch.autograd.gradgradcheck(lambda a, b: op(a, b, stride=2, padding=1), (x, w))
+
+
+@pytest.mark.parametrize("spec, x_shape, w_shape, attrs", [
+    ("conv2d.mmd", (4, 16, 16, 16), (8, 16, 3, 3), {"padding": 1}),  # 147,456 patch entries: torch's convolution
+    ("conv2d_full.mmd", (4, 3, 8, 8), (8, 3, 3, 3), {"padding": 2, "dilation": 2}),  # the im2col kernel has none
+    ("conv2d_full.mmd", (4, 4, 8, 8), (8, 2, 3, 3), {"padding": 1, "groups": 2}),  # nor groups
+])
+def test_other_convs_run_torchs_convolution(spec, x_shape, w_shape, attrs):
+    op = graphconv.compile(SPECS / spec)
+    x, w = rand(*x_shape), rand(*w_shape)
+    bias = (torch.zeros(w_shape[0], dtype=torch.float64),) if spec == "conv2d_full.mmd" else ()
+    with CountedOps() as counted:
+        y = op(x, w, *bias, **attrs)
+        torch.autograd.grad(y, (x, w), torch.ones_like(y))
+    assert counted.calls["convolution"] == 1 and counted.calls["convolution_backward"] == 1
+    assert counted.calls["_slow_conv2d_forward"] == 0
+    torch.testing.assert_close(y, F.conv2d(x, w, **attrs))
+
+
+def test_a_small_conv_under_vmap_runs_torchs_convolution():
+    """The im2col kernel has no batching rule: under vmap the call takes torch.convolution, and matches torch."""
+    op = graphconv.compile(SPECS / "conv2d.mmd")
+    xs, w = torch.randn(3, 2, 3, 6, 6), torch.randn(4, 3, 3, 3)
+    got = torch.func.vmap(lambda x: op(x, w, padding=1))(xs)
+    torch.testing.assert_close(got, torch.stack([F.conv2d(x, w, padding=1) for x in xs]))
+
+
+def test_a_fused_ops_plan_is_chosen_once_per_shapes_and_attrs(monkeypatch):
+    from graphconv.ops import fused, helpers
+
+    chosen = []
+    choose = fused.choose_path
+    monkeypatch.setattr(fused, "choose_path", lambda *args: chosen.append(args) or choose(*args))
+    monkeypatch.setattr(fused.PatchMatmulAttrs, "plans", {})
+    op = graphconv.compile(SPECS / "conv2d.mmd")
+    for _ in range(3):
+        for shape in [(2, 3, 6, 6), (2, 3, 7, 6)]:
+            x, w = rand(*shape), rand(4, 3, 3, 3)
+            y = op(x, w, padding=1)
+            torch.autograd.grad(y, (x, w), torch.ones_like(y))
+    assert len(chosen) == 2  # one per input shape, shared by forward and VJP
+    attrs = fused.PatchMatmulAttrs(kernel_size=[3, 3], padding=1, shape=(-1, 27))  # an unhashable value
+    assert isinstance(helpers.planned(choose, (2, 3, 6, 6), (27, 4), attrs), fused.NativePath)
+    assert len(chosen) == 2 and len(fused.PatchMatmulAttrs.plans) == 2

@@ -192,8 +192,11 @@ def test_minimal_holds_only_the_output_between_the_passes():
                                            (2, 64, 128, 7, 7)])
 def test_the_fused_conv_holds_no_more_than_torch(b, c, o, h, w):
     """The fused conv is torch's convolution kernel (no patch matrix), so a forward+backward holds no more than
-    F.conv2d's does — under either policy."""
+    F.conv2d's does — under either policy; but for a small call (a patch matrix of at most SMALL_CONV_COLUMNS
+    entries), whose kernel is torch's im2col one: it may hold that matrix more."""
     import torch.nn.functional as F
+
+    from graphconv.ops.convolution import SMALL_CONV_COLUMNS
 
     torch.manual_seed(0)
     x, kernel = torch.randn(b, c, h, w, requires_grad=True), torch.randn(o, c, 3, 3, requires_grad=True)
@@ -204,4 +207,5 @@ def test_the_fused_conv_holds_no_more_than_torch(b, c, o, h, w):
         op(x, kernel)  # the first call checks the shapes on the meta device
         peaks[save] = peak_bytes(lambda: torch.autograd.grad(op(x, kernel), (x, kernel), grad))
     torch_peak = peak_bytes(lambda: torch.autograd.grad(F.conv2d(x, kernel, padding=1), (x, kernel), grad))
-    assert max(peaks.values()) <= torch_peak
+    columns = b * c * 9 * h * w
+    assert max(peaks.values()) <= torch_peak + (columns * 4 if columns <= SMALL_CONV_COLUMNS else 0)

@@ -21,27 +21,52 @@ against.
 """
 from __future__ import annotations
 
-from graphconv.ops.helpers import as_pair, col2im, kept_shape, randn, resolved_shape, sum_to
+from graphconv.ops.helpers import as_pair, col2im, kept_shape, planned, randn, resolved_shape, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import (ShapeRuleError, broadcast_shapes, divides, equal, matmul_shape, ntuple, reduced,
                                   require, reshaped, window_counts)
 
 
+SMALL_CONV_MACS = 1 << 20  # below this many multiply-adds, torch's im2col kernel beats its oneDNN one on CPU …
+SMALL_CONV_COLUMNS = 1 << 14  # … and it is taken when its patch matrix (what it allocates beyond torch) is this small
+
+
 class Convolution:
     """One call's convolution, as torch.convolution takes it: stride, padding, dilation (int pairs), groups, and,
-    for a transposed convolution, its output padding."""
+    for a transposed convolution, its output padding.
 
-    __slots__ = ("stride", "padding", "dilation", "groups", "transposed", "output_padding")
+    ``columns`` and ``out_channels``, where the plan knows them (the entries of the call's patch matrix,
+    b·c·kh·kw·o_h·o_w, and o), pick the kernel: a small ungrouped, undilated CPU convolution runs torch's im2col
+    kernel (``_slow_conv2d_forward``/``_backward``, differentiable like the other). At the seed's 4×3×8×8 it takes
+    half the time of the oneDNN kernel ``torch.convolution`` picks, whose fixed cost (about 90 µs a call here)
+    dominates below about a million multiply-adds (``benchmarks/small_calls.py``). It allocates the patch matrix
+    for the call, so it is taken only where that matrix is at most ``SMALL_CONV_COLUMNS`` entries (64 KiB in
+    float32): there a forward+backward may peak above torch's by up to that much (the seed's: 27 KiB, 1.19× torch's
+    peak); above it, the kernel is torch's and so is the memory."""
+
+    __slots__ = ("stride", "padding", "dilation", "groups", "transposed", "output_padding", "small")
 
     def __init__(self, stride, padding, dilation, groups: int = 1, transposed: bool = False,
-                 output_padding=(0, 0)) -> None:
+                 output_padding=(0, 0), columns: int | None = None, out_channels: int = 0) -> None:
         self.stride, self.padding, self.dilation = as_pair(stride), as_pair(padding), as_pair(dilation)
         self.groups, self.transposed, self.output_padding = groups, transposed, as_pair(output_padding)
+        self.small = (columns is not None and columns <= SMALL_CONV_COLUMNS
+                      and columns * out_channels <= SMALL_CONV_MACS and groups == 1 and not transposed
+                      and self.dilation == (1, 1))
+
+    def im2col_kernel(self, input) -> bool:
+        """Whether this call runs torch's im2col kernel: small, on the CPU, and not traced or transformed (that
+        kernel has no vmap rule, and inductor knows convolution)."""
+        return (self.small and input.is_cpu and torch._C._functorch.peek_interpreter_stack() is None
+                and not torch.compiler.is_compiling())
 
     def forward(self, input, kernel):
         """``torch.convolution`` without bias: (b, c, h, w) input, (o, c/groups, kh, kw) kernel — or (c, o/groups,
         kh, kw) for a transposed convolution."""
+        if self.im2col_kernel(input):
+            return torch.ops.aten._slow_conv2d_forward(input, kernel.contiguous(), kernel.shape[2:], None,
+                                                       self.stride, self.padding)
         return torch.convolution(input, kernel, None, self.stride, self.padding, self.dilation, self.transposed,
                                  self.output_padding, self.groups)
 
@@ -50,9 +75,15 @@ class Convolution:
         ``aten.convolution_backward``, which computes only those asked for."""
         if not (needs[0] or needs[1]):
             return None, None
+        mask = [bool(needs[0]), bool(needs[1]), False]
+        if self.im2col_kernel(input):
+            grad_input, grad_kernel, _ = torch.ops.aten._slow_conv2d_backward(  # it takes contiguous tensors only
+                grad.contiguous(), input.contiguous(), kernel.contiguous(), kernel.shape[2:], self.stride,
+                self.padding, mask)
+            return grad_input, grad_kernel
         grad_input, grad_kernel, _ = torch.ops.aten.convolution_backward(
             grad, input, kernel, None, self.stride, self.padding, self.dilation, self.transposed,
-            self.output_padding, self.groups, [bool(needs[0]), bool(needs[1]), False])
+            self.output_padding, self.groups, mask)
         return grad_input, grad_kernel
 
 
@@ -60,7 +91,7 @@ def lowered_forward(plan, literal_forward, input, weight, attrs):
     """A fused convolution's forward: ``plan(input shape, weight shape, attrs)`` gives the call lowered to torch's
     kernel (a :class:`NativeConv`), or None where the shapes (or an integer input) are not that convolution's —
     then the chain as written."""
-    native = plan(input.shape, weight.shape, attrs) if input.is_floating_point() else None
+    native = planned(plan, input.shape, weight.shape, attrs) if input.is_floating_point() else None
     if native is None:
         return literal_forward(input, weight, attrs)
     return native.forward(input, weight)
@@ -68,7 +99,7 @@ def lowered_forward(plan, literal_forward, input, weight, attrs):
 
 def lowered_vjp(plan, literal_vjp, ctx, grad, attrs) -> tuple:
     """The VJP of :func:`lowered_forward`: the same plan for the saved shapes, so backward takes the forward's path."""
-    native = plan(ctx.shapes[0], ctx.shapes[1], attrs)
+    native = planned(plan, ctx.shapes[0], ctx.shapes[1], attrs)
     if native is None:
         return literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
     return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
@@ -115,6 +146,7 @@ class GroupedConvAttrs:
     """grouped_conv's attributes, by name (a plain class: ``graphconv export`` copies it)."""
 
     __slots__ = ("kernel_size", "dilation", "padding", "stride", "pad", "columns_shape", "weight_shape", "out_shape")
+    plans: dict = {}  # this op's call plans (helpers.planned)
 
     def __init__(self, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape, weight_shape,
                  out_shape) -> None:
@@ -159,10 +191,11 @@ def native_grouped_conv(input_shape, weight_shape, attrs: GroupedConvAttrs) -> N
     out_channels = groups * kernels[1]
     if resolved_shape(attrs.out_shape, b * out_channels * patches) != (b, out_channels, oh, ow):
         return None
-    kernel = (out_channels, c // groups, kh, kw)
+    kernel, size = (out_channels, c // groups, kh, kw), {"columns": b * patches * columns[2],
+                                                         "out_channels": out_channels}
     if _is_symmetric(pad):  # the kernel's own padding
-        return NativeConv(Convolution((sh, sw), (ph + pad[2], pw + pad[0]), (dh, dw), groups), kernel)
-    return NativeConv(Convolution((sh, sw), (ph, pw), (dh, dw), groups), kernel, pad)
+        return NativeConv(Convolution((sh, sw), (ph + pad[2], pw + pad[0]), (dh, dw), groups, **size), kernel)
+    return NativeConv(Convolution((sh, sw), (ph, pw), (dh, dw), groups, **size), kernel, pad)
 
 
 def _grouped_literal_parts(input, weight, attrs: GroupedConvAttrs) -> tuple:
@@ -249,6 +282,7 @@ class DepthwiseConvAttrs:
     """depthwise_conv's attributes, by name (a plain class: ``graphconv export`` copies it)."""
 
     __slots__ = ("kernel_size", "dilation", "padding", "stride", "windows_shape", "kernels_shape", "dim", "out_shape")
+    plans: dict = {}  # this op's call plans (helpers.planned)
 
     def __init__(self, *, kernel_size, dilation=1, padding=0, stride=1, windows_shape, kernels_shape, dim,
                  out_shape) -> None:
@@ -365,6 +399,7 @@ class TransposedConvAttrs:
 
     __slots__ = ("input_shape", "weight_shape", "columns_shape", "output_size", "kernel_size", "dilation", "padding",
                  "stride", "pad")
+    plans: dict = {}  # this op's call plans (helpers.planned)
 
     def __init__(self, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1, padding=0,
                  stride=1, pad=None) -> None:

@@ -29,7 +29,7 @@ The execution paths, each a small unit with its forward and VJP:
 from __future__ import annotations
 
 from graphconv.ops.convolution import Convolution
-from graphconv.ops.helpers import as_pair, col2im, randn, resolved_shape
+from graphconv.ops.helpers import as_pair, col2im, planned, randn, resolved_shape
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, matmul_shape, ntuple, permuted, reshaped, window_counts
@@ -124,6 +124,7 @@ class PatchMatmulAttrs:
     into a standalone module, where a dataclass's string annotations need the module registered in sys.modules.)"""
 
     __slots__ = ("kernel_size", "dilation", "padding", "stride", "shape", "weight_shape", "out_shape", "out_dims")
+    plans: dict = {}  # the op's call plans (helpers.planned)
 
     def __init__(self, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None,
                  out_shape=None, out_dims=None) -> None:
@@ -148,7 +149,7 @@ def patch_matmul(input, weight, *, kernel_size, dilation=1, padding=0, stride=1,
     each call's shapes make it a convolution in the usual layout; else computed as written."""
     attrs = PatchMatmulAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride, shape=shape,
                              weight_shape=weight_shape, out_shape=out_shape, out_dims=out_dims)
-    path = choose_path(input.shape, weight.shape, attrs) if input.is_floating_point() else None
+    path = planned(choose_path, input.shape, weight.shape, attrs) if input.is_floating_point() else None
     if path is None:
         return literal_forward(input, weight, attrs)
     return path.forward(input, _kernel(weight, path.g))
@@ -157,7 +158,7 @@ def patch_matmul(input, weight, *, kernel_size, dilation=1, padding=0, stride=1,
 @patch_matmul.vjp
 def _(ctx, grad):
     attrs = PatchMatmulAttrs.of(ctx)
-    path = choose_path(ctx.shapes[0], ctx.shapes[1], attrs)
+    path = planned(choose_path, ctx.shapes[0], ctx.shapes[1], attrs)
     if path is None:
         return literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
     grad_input, grad_kernel = path.vjp(ctx.input, _kernel(ctx.weight, path.g), grad, ctx.needs)
@@ -288,7 +289,8 @@ class NativePath:
 
     def __init__(self, g: Windows, out_channels: int, channels_first: bool) -> None:
         self.g, self.out_channels, self.channels_first = g, out_channels, channels_first
-        self.conv = Convolution((g.sh, g.sw), (g.ph, g.pw), (g.dh, g.dw))
+        self.conv = Convolution((g.sh, g.sw), (g.ph, g.pw), (g.dh, g.dw), columns=g.b * g.patches * g.patch_size,
+                                out_channels=out_channels)
 
     def forward(self, input, kernel):
         out = self.conv.forward(input, kernel)

@@ -54,6 +54,31 @@ def col2im(columns: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, 
     return torch.ops.aten.col2im.out(columns, *sizes, out=out)
 
 
+PLAN_LIMIT = 256  # plans kept per fused op before its memo starts over
+
+
+def planned(choose: Any, input_shape: Any, weight_shape: Any, attrs: Any) -> Any:
+    """``choose(input_shape, weight_shape, attrs)`` — how a fused op runs a call (torch's kernel, or its chain as
+    written) — memoised in ``type(attrs).plans`` by the shapes and the attribute values (``attrs.__slots__``).
+    Choosing checks that the shapes are the kernel's in tens of µs of Python, which a small call would pay in its
+    forward and again in its VJP. While torch.compile or torch.export traces (shapes may be symbolic, and the choice
+    becomes part of the trace), and for unhashable attribute values, it chooses afresh."""
+    if torch.compiler.is_compiling():
+        return choose(input_shape, weight_shape, attrs)
+    plans = type(attrs).plans
+    key = (input_shape, weight_shape, *[getattr(attrs, name) for name in attrs.__slots__])
+    try:
+        return plans[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value: a list attribute, a symbolic size
+        return choose(input_shape, weight_shape, attrs)
+    if len(plans) >= PLAN_LIMIT:
+        plans.clear()
+    plan = plans[key] = choose(input_shape, weight_shape, attrs)
+    return plan
+
+
 def as_pair(value: Any) -> tuple:
     """A 2-d size as a pair: a number twice, a sequence as a tuple."""
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
