@@ -10,6 +10,7 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import graphconv
 from conftest import SPECS
@@ -243,3 +244,42 @@ def test_no_policy_holds_more_than_torch(spec, inputs, attrs, reference):
         op(*args, **attrs)  # the first call checks the shapes on the meta device
         peak = peak_bytes(lambda: torch.autograd.grad(op(*args, **attrs), args, grad))
         assert peak <= torch_peak * (1.25 if len(args) == 3 else 1.0), save
+
+
+class ConvolutionInputs(TorchDispatchMode):
+    """The number of dims of each convolution's (and convolution_backward's) input, on real tensors (a used spec's
+    VJP runs its forward on meta ones for the shapes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dims: list[tuple[str, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in ("convolution", "convolution_backward") and args[0].device.type != "meta":
+            self.dims.append((name, args[1 if name == "convolution_backward" else 0].dim()))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("spec, inputs, attrs, reference, dims", [
+    ("conv1d.mmd", lambda: (rand(4, 6, 40), rand(8, 3, 3), rand(8)), {"stride": 2, "padding": 1, "groups": 2},
+     lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1, groups=2), 3),
+    ("conv2d_full.mmd", lambda: (rand(2, 4, 1, 30), rand(6, 4, 1, 5), rand(6)), {"padding": (0, 2), "dilation": 2},
+     lambda x, w, b: F.conv2d(x, w, b, padding=(0, 2), dilation=2), 3),
+    ("conv_transpose2d.mmd", lambda: (rand(2, 4, 1, 30), rand(4, 3, 1, 4), rand(3)), {"stride": (1, 2)},
+     lambda x, w, b: F.conv_transpose2d(x, w, b, stride=(1, 2)), 3),
+    ("conv2d_full.mmd", lambda: (rand(2, 4, 1, 30), rand(6, 4, 1, 5), rand(6)), {"padding": (1, 2)},
+     lambda x, w, b: F.conv2d(x, w, b, padding=(1, 2)), 4),  # padded rows: a 2-d convolution
+])
+def test_a_one_row_convolution_runs_as_a_1d_one(spec, inputs, attrs, reference, dims):
+    """One-row images with one-row kernels and no padding across rows go to torch's kernel as 1-d tensors (under
+    torch.compile, inductor then keeps their layout instead of copying them to channels-last and back)."""
+    op, args = graphconv.compile(SPECS / spec), inputs()
+    with ConvolutionInputs() as seen:
+        y = op(*args, **attrs)
+        grad = torch.randn_like(y)
+        got = grads(y, args, grad)
+    assert seen.dims == [("convolution", dims), ("convolution_backward", dims)]
+    expected = reference(*args)
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(got, grads(expected, args, grad))
