@@ -268,8 +268,8 @@ class ConvolutionInputs(TorchDispatchMode):
      lambda x, w, b: F.conv2d(x, w, b, padding=(0, 2), dilation=2), 3),
     ("conv_transpose2d.mmd", lambda: (rand(2, 4, 1, 30), rand(4, 3, 1, 4), rand(3)), {"stride": (1, 2)},
      lambda x, w, b: F.conv_transpose2d(x, w, b, stride=(1, 2)), 3),
-    ("conv2d_full.mmd", lambda: (rand(2, 4, 1, 30), rand(6, 4, 1, 5), rand(6)), {"padding": (1, 2)},
-     lambda x, w, b: F.conv2d(x, w, b, padding=(1, 2)), 4),  # padded rows: a 2-d convolution
+    ("conv2d_full.mmd", lambda: (rand(2, 16, 1, 300), rand(16, 16, 1, 5), rand(16)), {"padding": (1, 2)},
+     lambda x, w, b: F.conv2d(x, w, b, padding=(1, 2)), 4),  # padded rows (and not small): a 2-d convolution
 ])
 def test_a_one_row_convolution_runs_as_a_1d_one(spec, inputs, attrs, reference, dims):
     """One-row images with one-row kernels and no padding across rows go to torch's kernel as 1-d tensors (under
