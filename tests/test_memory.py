@@ -171,6 +171,41 @@ def test_backward_frees_each_gradient_after_its_last_use():
     assert alive_at_each_vjp == [0, 1, 1, 1]  # only the gradient this VJP was handed; the earlier ones are gone
 
 
+@pytest.mark.parametrize("save", memory.POLICIES)
+def test_backward_frees_each_kept_value_after_its_last_use(save):
+    """What forward kept dies once the last VJP reading it has run — as each of torch's nodes frees what it saved
+    when it has run — not when the whole backward returns."""
+    seen: list = []
+    alive_at_each_vjp = []
+
+    @graphconv.op(registry=None, name="keeps_x", save=("x",))
+    def keeps_x(x):
+        """x * 2, remembered weakly."""
+        out = x * 2
+        seen.append(weakref.ref(out))
+        return out
+
+    @keeps_x.vjp
+    def _(ctx, grad):
+        alive_at_each_vjp.append(sum(ref() is not None for ref in seen[:3]))
+        return (grad * 2,)
+
+    op = graphconv.compile(graphconv.loads(textwrap.dedent(CHAIN.format(op="keeps_x")), ops=[keeps_x]), save=save)
+    op(torch.randn(3, requires_grad=True)).sum().backward()
+    assert alive_at_each_vjp == [3, 2, 1, 0]  # a, b, c: each gone once the VJP reading it has run
+
+
+@pytest.mark.parametrize("save", memory.POLICIES)
+def test_a_retained_graph_keeps_what_backward_reads(save):
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    y = graphconv.compile(graphconv.loads(textwrap.dedent(SAVES_A_COSTLY_VALUE)), save=save)(x, w)
+    first = torch.autograd.grad(y.sum(), (x, w), retain_graph=True)
+    torch.testing.assert_close(torch.autograd.grad(y.sum(), (x, w)), first, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        torch.autograd.grad(y.sum(), (x, w))
+
+
 def _live_after_forward(op, x, w):
     """Bytes allocated during a forward that are still allocated after it."""
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
@@ -209,3 +244,22 @@ def test_the_fused_conv_holds_no_more_than_torch(b, c, o, h, w):
     torch_peak = peak_bytes(lambda: torch.autograd.grad(F.conv2d(x, kernel, padding=1), (x, kernel), grad))
     columns = b * c * 9 * h * w
     assert max(peaks.values()) <= torch_peak + (columns * 4 if columns <= SMALL_CONV_COLUMNS else 0)
+
+
+@pytest.mark.parametrize("save", memory.POLICIES)
+def test_swiglu_holds_no_more_than_torch(save):
+    """x feeds two matmuls, a silu and a product join them: backward holds what torch's graph holds at once — the
+    product (saved for the down projection's VJP) dies before the product's VJP makes its two gradients."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    x, w_gate, w_up, w_down = (torch.randn(*shape, requires_grad=True)
+                               for shape in ((512, 192), (512, 192), (512, 192), (192, 512)))
+    inputs, grad = (x, w_gate, w_up, w_down), torch.randn(512, 192)
+    peak_bytes = benchmark_module("measure").peak_bytes
+    op = graphconv.compile(SPECS / "swiglu.mmd", save=save)
+    op(*inputs)  # the first call checks the shapes on the meta device
+    ours = peak_bytes(lambda: torch.autograd.grad(op(*inputs), inputs, grad))
+    theirs = peak_bytes(lambda: torch.autograd.grad(F.linear(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up), w_down),
+                                                    inputs, grad))
+    assert ours <= theirs

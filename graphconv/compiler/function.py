@@ -6,11 +6,14 @@
   of those is active. torch.compile traces it whole (no graph break): the generated forward and the hand-written
   VJPs of the generated backward become part of the model's graph, so inductor fuses across layers.
 
-Both keep the inputs and what the memory plan saves beyond them (each tensor once). A plain backward runs the
-generated backward on the saved values. A backward that must itself be differentiable (``create_graph=True``:
-double backward, gradgradcheck, Hessians) cannot use them — they were computed without a graph, and VJPs on them
-give silently wrong (zero) second derivatives — so it recomputes the forward from the inputs with autograd
-recording and runs the VJPs on that: every VJP is made of torch ops, so its result is differentiable.
+Both keep the inputs and what the memory plan saves beyond them (each tensor once). A plain backward takes the
+saved values out of the node (:func:`take_saved`) and runs the generated backward on them, which frees each after
+its last use — a single node otherwise holds every saved value until its whole backward returns, where torch's
+graph of one node per op frees each as soon as its node has run. A backward that must itself be differentiable
+(``create_graph=True``: double backward, gradgradcheck, Hessians) cannot use them — they were computed without a
+graph, and VJPs on them give silently wrong (zero) second derivatives — so it recomputes the forward from the
+inputs with autograd recording and runs the VJPs on that: every VJP is made of torch ops, so its result is
+differentiable.
 """
 from __future__ import annotations
 
@@ -92,13 +95,13 @@ def distinct_outputs(outputs: Any, inputs: tuple) -> Any:
     return outputs
 
 
-def unaliased(saved: tuple, inputs: tuple) -> tuple:
+def unaliased(saved: list, inputs: tuple) -> list:
     """What forward keeps, as dynamo can trace it: a view of an input (a reshaped kernel) is cloned, since dynamo
     refuses an autograd.Function whose forward saves an intermediate that aliases an input or output."""
-    return tuple(t.clone() if t._base is not None and not any(t is i for i in inputs) else t for t in saved)
+    return [t.clone() if t._base is not None and not any(t is i for i in inputs) else t for t in saved]
 
 
-def run_backward(code: GeneratedCode, args: tuple, inputs: tuple, kept: tuple, meta: tuple, needs: tuple,
+def run_backward(code: GeneratedCode, args: tuple, inputs: list, kept: list, meta: tuple, needs: tuple,
                  grads: tuple) -> tuple:
     try:
         return code.backward(args, inputs, kept, meta, needs, *grads)
@@ -106,18 +109,33 @@ def run_backward(code: GeneratedCode, args: tuple, inputs: tuple, kept: tuple, m
         raise code.errors.wrap(error) from error
 
 
-def save(ctx: Any, code: GeneratedCode, args: tuple, kept: tuple, meta: tuple, inputs: tuple) -> None:
+def save(ctx: Any, code: GeneratedCode, args: tuple, kept: list, meta: tuple, inputs: tuple) -> None:
     """Keep the inputs (for a differentiable backward, and the VJPs that read them) and what the memory plan keeps
     beyond them, each tensor once."""
     ctx.save_for_backward(*inputs, *kept)
     ctx.call = (code, args, meta, len(inputs))
 
 
+def take_saved(ctx: Any, count: int) -> tuple[list, list]:
+    """The saved (inputs, kept values), as lists for the generated backward to empty, with ctx's own references
+    to them released first unless the graph is retained (``retain_graph=True``; ``create_graph=True``): then
+    each value dies at its last use in backward, as in torch's graph of one node per op, not when the whole
+    backward returns. (torch.compile's traced backward keeps them: its compiled graph plans their lifetimes.)"""
+    stored = ctx.saved_tensors
+    if not tracing():
+        _RELEASE_SAVED(ctx)
+    return list(stored[:count]), list(stored[count:])
+
+
+# Frees a node's saved tensors unless its graph task keeps the graph (what torch.compile's backward calls);
+# an older torch without it keeps them until backward returns
+_RELEASE_SAVED = getattr(torch._C._FunctionBase, "maybe_clear_saved_tensors", lambda ctx: None)
+
+
 def backward(ctx: Any, needs: tuple, grads: tuple) -> tuple:
     """The input gradients: from the saved values, or differentiably from the inputs when grad mode is on."""
     code, args, meta, count = ctx.call
-    stored = ctx.saved_tensors
-    inputs, kept = stored[:count], stored[count:]
+    inputs, kept = take_saved(ctx, count)
     if torch.is_grad_enabled():
         _, kept, meta = run_forward(code, args, inputs)
     return run_backward(code, args, inputs, kept, meta, needs, grads)

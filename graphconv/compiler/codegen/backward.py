@@ -2,8 +2,10 @@
 its last use.
 
     def backward(A, inputs, kept, meta, needs, g_v_output):
-        v_input_batch, v_kernel = inputs                 # the inputs, then what forward kept beyond them
-        v_kernel_permuted, = kept
+        v_input_batch, v_kernel = inputs                 # the inputs, then what forward kept beyond them:
+        inputs.clear()                                   # lists handed over, emptied so that each value
+        v_kernel_permuted, = kept                        # dies where backward frees it
+        kept.clear()
         sh_v_input_batch, dt_v_input_batch, ... = meta
         q_v_input_batch, q_v_kernel, = needs             # which values need a gradient, forward order
         q_v_kernel_reshaped = q_v_kernel
@@ -30,8 +32,8 @@ def emit(source: Source, unit: Unit) -> None:
     program = unit.program
     grads = ", ".join(f"g_{unit.var(s)}" for s in program.output_slots)
     source.add(f"def {unit.function('backward')}(A, inputs, kept, meta, needs, {grads}):", 0)
-    emit_unpack(source, [unit.var(s) for s in program.input_slots], "inputs")
-    emit_unpack(source, [unit.var(s) for s in program.kept], "kept")
+    emit_take(source, [unit.var(s) for s in program.input_slots], "inputs")
+    emit_take(source, [unit.var(s) for s in program.kept], "kept")
     emit_unpack(source, [f"{p}_{unit.var(s)}" for s in program.described for p in ("sh", "dt")], "meta")
     emit_needs(source, unit)
     receivers = [s for s in range(len(program.names)) if s not in program.output_slots]
@@ -43,6 +45,14 @@ def emit(source: Source, unit: Unit) -> None:
         emit_vjp(source, unit, index)
         emit_free(source, unit, program.backward_deaths[index])
     source.add(f"return {as_tuple(f'g_{unit.var(s)} if q_{unit.var(s)} else None' for s in program.input_slots)}")
+
+
+def emit_take(source: Source, targets: list[str], list_name: str) -> None:
+    """Unpack a list the caller hands over, and empty it: the caller's reference to the list then holds none of
+    its values, so each dies when backward frees its variable."""
+    if targets:
+        emit_unpack(source, targets, list_name)
+        source.add(f"{list_name}.clear()")
 
 
 def emit_unpack(source: Source, targets: list[str], tuple_name: str) -> None:

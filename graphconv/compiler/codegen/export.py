@@ -299,6 +299,7 @@ def module_source(unit: Unit, *, name: str, origin: str, options: str) -> str:
         "# --- the compiled program " + "-" * 80,
         context_source(),
         _renamed_source(distinct_outputs, f"{RUNTIME}distinct", None),
+        TAKE_SAVED,
         *(EXPRESSION_HELPERS[h] for h in ("ceil_div", "ntuple", "pair", "prod") if h in helpers),
         *used.sections,
         *main,
@@ -459,6 +460,14 @@ def _gc_grads(step, grads, shapes, needs):
     return tuple(grad if need else None for grad, need in zip(grads, needs))'''
 
 
+TAKE_SAVED = '''def _gc_take_saved(ctx):
+    """A Function's saved (inputs, kept values) as lists the generated backward empties, ctx's references released
+    unless the graph is retained: each value then dies at its last use in backward, not when backward returns."""
+    stored = ctx.saved_tensors
+    getattr(ctx, "maybe_clear_saved_tensors", lambda: None)()  # an older torch keeps them
+    return list(stored[:ctx.count]), list(stored[ctx.count:])'''
+
+
 FUNCTION_CLASS = '''class _gc_Function(torch.autograd.Function):
     """Keeps the inputs and what the memory plan saved beyond them: a differentiable backward (create_graph=True)
     runs the forward again from the inputs with autograd recording, so second derivatives are the VJPs' own."""
@@ -472,8 +481,8 @@ FUNCTION_CLASS = '''class _gc_Function(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        stored = ctx.saved_tensors
-        inputs, kept, meta = stored[:ctx.count], stored[ctx.count:], ctx.meta
+        inputs, kept = _gc_take_saved(ctx)
+        meta = ctx.meta
         if torch.is_grad_enabled():
             _, kept, meta = _gc_forward(ctx.A, *inputs)
         return (None, *_gc_backward(ctx.A, inputs, kept, meta, ctx.needs_input_grad[1:], *grads))
@@ -505,7 +514,7 @@ def {op}(*inputs, **attrs):
 def {vjp}(ctx, grad):
     """Its backward at the saved inputs: its forward again, then its hand-written VJPs (plain torch ops on the
     inputs as saved, so a differentiable backward keeps their graph)."""
-    inputs = tuple(ctx.saved[name] for name in _gc_INPUTS)
+    inputs = [ctx.saved[name] for name in _gc_INPUTS]
     A = _gc_bind(*inputs, *(ctx.attrs[name] for name in _gc_ATTRS))
     _, kept, meta = _gc_forward(A, *inputs)
     return _gc_backward(A, inputs, kept, meta, ctx.needs, *(grad if isinstance(grad, tuple) else (grad,)))'''

@@ -1,12 +1,12 @@
-"""Forward source: ``forward`` (returns what backward needs beyond the inputs, which the caller keeps anyway)
-and ``forward_nograd`` (keeps nothing).
+"""Forward source: ``forward`` (returns what backward needs beyond the inputs, which the caller keeps anyway, as
+a list: backward empties it) and ``forward_nograd`` (keeps nothing).
 
     def forward(A, v_input_batch, v_kernel):
         sh_v_kernel, dt_v_kernel = v_kernel.shape, v_kernel.dtype
         # O: 'reshape_kernel' (line 49)
         v_kernel_reshaped = op_reshape(v_kernel, shape=A[0])
         ...
-        return v_output, (v_kernel_permuted, ), (sh_v_input_batch, dt_v_input_batch, ...)
+        return v_output, [v_kernel_permuted, ], (sh_v_input_batch, dt_v_input_batch, ...)
 
 What dies where, what is kept and which shapes the VJPs read all come from the :class:`Program`.
 """
@@ -60,4 +60,4 @@ def emit_return(source: Source, unit: Unit, saving: bool) -> None:
         return
     kept = "".join(f"{unit.var(s)}, " for s in program.kept)
     meta = "".join(f"sh_{unit.var(s)}, dt_{unit.var(s)}, " for s in program.described)
-    source.add(f"return {outputs}, ({kept}), ({meta})")
+    source.add(f"return {outputs}, [{kept}], ({meta})")

@@ -2,10 +2,12 @@
 
 Three functions come out: ``forward(A, *inputs)`` → (outputs, what backward keeps beyond the inputs, the shapes
 and dtypes the VJPs read); ``forward_nograd(A, *inputs)`` → outputs; ``backward(A, inputs, kept, meta, needs,
-*grads)`` → input grads, made on the first backward. Each op is one call of its forward (``op_<name>``) or VJP (``vjp_<name>``) with its
-attributes as literals when the spec fixes them, else as ``A[i]``: this call's binding (input shapes and attrs →
-values), computed once per binding by :meth:`GeneratedCode.arguments`. Each value is set to None after its last
-use, so it dies as early as in a hand-written function; the source is registered with ``linecache`` so
+*grads)`` → input grads, made on the first backward. ``inputs`` and ``kept`` are lists handed over to backward,
+which empties them (a caller's frame holds its arguments until the call returns: a value inside them would
+otherwise outlive its last use). Each op is one call of its forward (``op_<name>``) or VJP (``vjp_<name>``)
+with its attributes as literals when the spec fixes them, else as ``A[i]``: this call's binding (input shapes and
+attrs → values), computed once per binding by :meth:`GeneratedCode.arguments`. Each value is set to None after its
+last use, so it dies as early as in a hand-written function; the source is registered with ``linecache`` so
 tracebacks show generated lines, and an error is re-raised naming the op node and its spec line.
 
 source.py holds what the directions share; forward.py and backward.py emit them, one function per
