@@ -121,3 +121,40 @@ def test_jit_trace_works_or_names_the_cause():
         assert "torch.jit.trace" in str(error) and "torch.compile" in str(error)
         return
     torch.testing.assert_close(traced(x), theirs(x), rtol=1e-4, atol=1e-5)
+
+
+def _aten_targets(graphs: list) -> list[str]:
+    """The names of the ops in dynamo's graphs and their subgraphs (an autograd.Function's forward and backward)."""
+    return [str(node.target) for graph in graphs for module in graph.modules() if hasattr(module, "graph")
+            for node in module.graph.nodes if node.op == "call_function"]
+
+
+@pytest.mark.parametrize("spec", ["causal_attention", "scaled_dot_product_attention"])
+def test_compiled_attention_runs_torchs_fused_kernel_and_matches_it(spec):
+    """While dynamo traces, the fused attention op takes torch's flash kernel forward and backward, as
+    F.scaled_dot_product_attention does, not the softmax math (dynamo reads functorch's interpreter stack as never
+    empty: the op asks whether a transform is active instead)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    op = graphconv.compile(Path(__file__).parent.parent / "specs" / f"{spec}.mmd")
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 16, 8, requires_grad=True) for _ in range(3))
+    counter = CompileCounterWithBackend("aot_eager")
+    y = torch.compile(lambda *a: op(*a), fullgraph=True, backend=counter)(q, k, v)
+    grads = torch.autograd.grad(y, (q, k, v), torch.ones_like(y))
+    targets = _aten_targets(counter.graphs)
+    assert "aten._scaled_dot_product_flash_attention_for_cpu" in targets
+    assert "aten._scaled_dot_product_flash_attention_for_cpu_backward" in targets
+    assert not any("softmax" in t for t in targets)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=spec.startswith("causal"))
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(grads, torch.autograd.grad(expected, (q, k, v), torch.ones_like(y)))
+
+
+def test_vmap_under_compile_takes_the_math_path_and_matches_torch():
+    """Under torch.compile of a vmapped function, a transform is active: the op computes the math (the kernel has no
+    batching rule) and matches torch."""
+    op = graphconv.compile(Path(__file__).parent.parent / "specs" / "causal_attention.mmd")
+    q, k, v = (torch.randn(3, 2, 16, 8) for _ in range(3))
+    got = torch.compile(torch.func.vmap(lambda *a: op(*a)), fullgraph=True, backend="aot_eager")(q, k, v)
+    torch.testing.assert_close(got, torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True))

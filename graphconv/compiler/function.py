@@ -68,7 +68,7 @@ def any_requires_grad(inputs: tuple) -> bool:
 
 def _transformed() -> bool:
     """A functorch transform is active, or torch.compile is tracing."""
-    return torch._C._functorch.peek_interpreter_stack() is not None or tracing()
+    return torch._C._are_functorch_transforms_active() or tracing()
 
 
 def tracing() -> bool:

@@ -78,8 +78,9 @@ def _():
 
 def _may_lower() -> bool:
     """Autograd does not record (a double backward needs the math) and no functorch transform is active (the
-    kernel has no batching rule)."""
-    return not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
+    kernel has no batching rule). Also while torch.compile traces: dynamo reads functorch's interpreter stack as
+    never empty, but knows whether a transform is active."""
+    return not torch.is_grad_enabled() and not torch._C._are_functorch_transforms_active()
 
 
 def _kernel_takes(query, key_t, value) -> bool:

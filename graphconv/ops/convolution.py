@@ -58,7 +58,7 @@ class Convolution:
     def im2col_kernel(self, input) -> bool:
         """Whether this call runs torch's im2col kernel: small, on the CPU, and not traced or transformed (that
         kernel has no vmap rule, and inductor knows convolution)."""
-        return (self.small and input.is_cpu and torch._C._functorch.peek_interpreter_stack() is None
+        return (self.small and input.is_cpu and not torch._C._are_functorch_transforms_active()
                 and not torch.compiler.is_compiling())
 
     def one_row(self, input, kernel) -> bool:

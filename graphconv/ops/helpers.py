@@ -34,7 +34,7 @@ def plain_eager_call() -> bool:
     made (out=, copy_: vmap has no batching rule for out= ops, a traced graph would keep out= ops that fail when run
     with grad; out of place, inductor plans the buffers itself), or call a kernel with no derivative or batching
     rule of its own."""
-    return (not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
+    return (not torch.is_grad_enabled() and not torch._C._are_functorch_transforms_active()
             and not torch.compiler.is_compiling())
 
 

@@ -43,7 +43,7 @@ NEG_INF = float("-inf")
 def may_branch_on_values(tensor) -> bool:
     """Whether Python may branch on ``tensor``'s values: it has values (not on the meta device), and no functorch
     transform (vmap cannot) nor torch.compile's tracing (a graph break) is active."""
-    return (tensor.device.type != "meta" and torch._C._functorch.peek_interpreter_stack() is None
+    return (tensor.device.type != "meta" and not torch._C._are_functorch_transforms_active()
             and not torch.compiler.is_compiling())
 
 
