@@ -60,7 +60,7 @@ def _(call, inputs):
 def backward_op(call: int, inputs: list[torch.Tensor], kept: list[torch.Tensor],
                 grad: torch.Tensor) -> list[torch.Tensor]:
     code, args = CALLS[call]
-    grads = code.backward(args, tuple(inputs), tuple(kept), META[call], (True,) * len(inputs), grad)
+    grads = code.backward(args, list(inputs), list(kept), META[call], (True,) * len(inputs), grad)
     return [g.contiguous() for g in grads]
 
 
