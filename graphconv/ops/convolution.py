@@ -42,8 +42,8 @@ class Convolution:
     half the time of the oneDNN kernel ``torch.convolution`` picks, whose fixed cost (about 90 µs a call here)
     dominates below about a million multiply-adds (``benchmarks/small_calls.py``). It allocates the patch matrix
     for the call, so it is taken only where that matrix is at most ``SMALL_CONV_COLUMNS`` entries (64 KiB in
-    float32): there a forward+backward may peak above torch's by up to that much (the seed's: 27 KiB, 1.19× torch's
-    peak); above it, the kernel is torch's and so is the memory."""
+    float32): there a forward+backward may peak above torch's by up to that much (the seed's matrix is 27 KiB, and
+    its peak 1.19× torch's, 6 KiB more); above it, the kernel is torch's and so is the memory."""
 
     __slots__ = ("stride", "padding", "dilation", "groups", "transposed", "output_padding", "small")
 
