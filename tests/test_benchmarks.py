@@ -31,8 +31,8 @@ def test_compile_routes_runs_every_route(monkeypatch, capsys):
     import torch._dynamo
     import torch._inductor.config
 
-    for config, name in [(torch._dynamo.config, "cache_size_limit"), (torch._inductor.config, "fx_graph_cache")]:
-        monkeypatch.setattr(config, name, getattr(config, name))  # the script sets them: restored afterwards
-    rows = run_main(monkeypatch, capsys, "compile_routes", "--repeats", "1")
+    dynamo, inductor = torch._dynamo.config, torch._inductor.config
+    with dynamo.patch(cache_size_limit=dynamo.cache_size_limit), inductor.patch(fx_graph_cache=inductor.fx_graph_cache):
+        rows = run_main(monkeypatch, capsys, "compile_routes", "--repeats", "1")  # the script sets both
     assert [row[0] for row in rows[1:]] == ["torch layers", "traced Function", "custom_op"]
     assert all(float(row[3]) > 0 for row in rows[1:])
