@@ -21,7 +21,7 @@ against.
 """
 from __future__ import annotations
 
-from graphconv.ops.helpers import as_pair, col2im, kept_shape, planned, randn, resolved_shape, sum_to
+from graphconv.ops.helpers import as_pair, attrs_of, col2im, kept_shape, planned, randn, resolved_shape, sum_to
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import (ShapeRuleError, broadcast_shapes, divides, equal, matmul_shape, ntuple, reduced,
@@ -171,10 +171,6 @@ class GroupedConvAttrs:
         self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
         self.pad, self.columns_shape, self.weight_shape, self.out_shape = pad, columns_shape, weight_shape, out_shape
 
-    @staticmethod
-    def of(ctx) -> "GroupedConvAttrs":
-        return GroupedConvAttrs(**{name: ctx.attrs[name] for name in GroupedConvAttrs.__slots__ if name in ctx.attrs})
-
     def unfold_args(self) -> tuple:
         return self.kernel_size, self.dilation, self.padding, self.stride
 
@@ -259,7 +255,7 @@ def grouped_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=1,
 
 @grouped_conv.vjp
 def _(ctx, grad):
-    return lowered_vjp(native_grouped_conv, grouped_literal_vjp, ctx, grad, GroupedConvAttrs.of(ctx))
+    return lowered_vjp(native_grouped_conv, grouped_literal_vjp, ctx, grad, attrs_of(GroupedConvAttrs, ctx))
 
 
 @grouped_conv.shape_rule
@@ -306,11 +302,6 @@ class DepthwiseConvAttrs:
                  out_shape) -> None:
         self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
         self.windows_shape, self.kernels_shape, self.dim, self.out_shape = windows_shape, kernels_shape, dim, out_shape
-
-    @staticmethod
-    def of(ctx) -> "DepthwiseConvAttrs":
-        return DepthwiseConvAttrs(**{name: ctx.attrs[name] for name in DepthwiseConvAttrs.__slots__
-                                     if name in ctx.attrs})
 
     def unfold_args(self) -> tuple:
         return self.kernel_size, self.dilation, self.padding, self.stride
@@ -380,7 +371,7 @@ def depthwise_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=
 
 @depthwise_conv.vjp
 def _(ctx, grad):
-    return lowered_vjp(native_depthwise_conv, depthwise_literal_vjp, ctx, grad, DepthwiseConvAttrs.of(ctx))
+    return lowered_vjp(native_depthwise_conv, depthwise_literal_vjp, ctx, grad, attrs_of(DepthwiseConvAttrs, ctx))
 
 
 @depthwise_conv.shape_rule
@@ -424,11 +415,6 @@ class TransposedConvAttrs:
         self.input_shape, self.weight_shape, self.columns_shape = input_shape, weight_shape, columns_shape
         self.output_size, self.kernel_size, self.dilation = output_size, kernel_size, dilation
         self.padding, self.stride, self.pad = padding, stride, pad
-
-    @staticmethod
-    def of(ctx) -> "TransposedConvAttrs":
-        return TransposedConvAttrs(**{name: ctx.attrs[name] for name in TransposedConvAttrs.__slots__
-                                      if name in ctx.attrs})
 
     def fold_args(self) -> tuple:
         return self.kernel_size, self.dilation, self.padding, self.stride
@@ -524,7 +510,7 @@ def transposed_conv(input, weight, *, input_shape, weight_shape, columns_shape, 
 
 @transposed_conv.vjp
 def _(ctx, grad):
-    return lowered_vjp(native_transposed_conv, transposed_literal_vjp, ctx, grad, TransposedConvAttrs.of(ctx))
+    return lowered_vjp(native_transposed_conv, transposed_literal_vjp, ctx, grad, attrs_of(TransposedConvAttrs, ctx))
 
 
 @transposed_conv.shape_rule

@@ -29,7 +29,7 @@ The execution paths, each a small unit with its forward and VJP:
 from __future__ import annotations
 
 from graphconv.ops.convolution import Convolution
-from graphconv.ops.helpers import as_pair, col2im, planned, randn, resolved_shape
+from graphconv.ops.helpers import as_pair, attrs_of, col2im, planned, randn, resolved_shape
 from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, matmul_shape, ntuple, permuted, reshaped, window_counts
@@ -131,11 +131,6 @@ class PatchMatmulAttrs:
         self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
         self.shape, self.weight_shape, self.out_shape, self.out_dims = shape, weight_shape, out_shape, out_dims
 
-    @staticmethod
-    def of(ctx) -> "PatchMatmulAttrs":
-        """The attributes a VJP context holds."""
-        return PatchMatmulAttrs(**{name: ctx.attrs[name] for name in PatchMatmulAttrs.__slots__ if name in ctx.attrs})
-
     def windows(self, input_shape) -> Windows:
         return Windows(input_shape, self.kernel_size, self.dilation, self.padding, self.stride)
 
@@ -157,7 +152,7 @@ def patch_matmul(input, weight, *, kernel_size, dilation=1, padding=0, stride=1,
 
 @patch_matmul.vjp
 def _(ctx, grad):
-    attrs = PatchMatmulAttrs.of(ctx)
+    attrs = attrs_of(PatchMatmulAttrs, ctx)
     path = planned(choose_path, ctx.shapes[0], ctx.shapes[1], attrs)
     if path is None:
         return literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)

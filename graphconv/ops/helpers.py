@@ -54,6 +54,11 @@ def col2im(columns: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, 
     return torch.ops.aten.col2im.out(columns, *sizes, out=out)
 
 
+def attrs_of(cls: type, ctx: Any) -> Any:
+    """A fused op's attributes class (its names in ``__slots__``) filled from what a VJP context holds."""
+    return cls(**{name: ctx.attrs[name] for name in cls.__slots__ if name in ctx.attrs})
+
+
 PLAN_LIMIT = 256  # plans kept per fused op before its memo starts over
 
 
