@@ -208,6 +208,40 @@ def test_a_small_conv_runs_torchs_im2col_kernel_and_matches_torch(spec, x_shape,
         torch.testing.assert_close(got, torch.autograd.grad(expected, wanted, grad))
 
 
+@pytest.mark.parametrize("spec, x_shape, w_shape, attrs", SMALL_CONVS)
+def test_save_minimal_keeps_a_small_conv_on_torchs_convolution(spec, x_shape, w_shape, attrs):
+    """save="minimal" sets the fused ops' ``lean``: no patch matrix beyond what torch's own choice holds."""
+    op = graphconv.compile(SPECS / spec, save="minimal")
+    assert all(step.defaults.get("lean") for step in op.program.steps if step.op.lean_attr)
+    x, w = rand(*x_shape), rand(*w_shape)
+    bias = (torch.zeros(w_shape[0], dtype=torch.float64),) if spec == "conv2d_full.mmd" else ()
+    with CountedOps() as counted:
+        y = op(x, w, *bias, **attrs)
+        grad = torch.randn_like(y)
+        got = torch.autograd.grad(y, (x, w), grad)
+    assert counted.calls["convolution"] == 1 and counted.calls["convolution_backward"] == 1
+    assert counted.calls["_slow_conv2d_forward"] == 0 and counted.calls["_slow_conv2d_backward"] == 0
+    expected = F.conv2d(x, w, **attrs)
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(got, torch.autograd.grad(expected, (x, w), grad))
+
+
+def test_a_lean_bound_in_the_graph_outranks_the_policy(tmp_path):
+    """A graph that binds ``lean`` itself keeps its value under either policy."""
+    spec = tmp_path / "explicit.mmd"
+    spec.write_text("---\ngraphconv:\n  inputs: {x: [b, c, h, w], k: [c*9, o]}\n---\ngraph LR\n"
+                    "  X(x) --> P((\"patch_matmul(kernel_size=3, padding=1, shape=(b*h*w, c*9), lean=False)\"))\n"
+                    "  K(k) --> P --> Y(y)\n")
+    for save in ("all", "minimal"):
+        op = graphconv.compile(spec, save=save)
+        x, k = rand(2, 3, 5, 5), rand(27, 4)
+        with CountedOps() as counted:
+            y = op(x, k)
+        assert counted.calls["_slow_conv2d_forward"] == 1, save
+        torch.testing.assert_close(y, F.conv2d(x, k.t().reshape(4, 3, 3, 3), padding=1).permute(0, 2, 3, 1)
+                                   .reshape(-1, 4))
+
+
 def test_a_small_conv_has_second_derivatives():
     op = graphconv.compile(SPECS / "conv2d.mmd")
     x, w = rand(2, 3, 5, 5), rand(4, 3, 3, 3)

@@ -48,6 +48,16 @@ def test_a_vjp_reading_an_undeclared_saved_tensor_fails():
     assert "the VJP context has no 'b'" in rows[0].detail
 
 
+def test_a_vjp_that_hands_on_its_gradient_is_not_fresh():
+    """An op promising ``fresh_grads`` (backward may sum into its gradients in place) is checked on its samples:
+    one whose VJP returns the incoming gradient itself breaks the promise, though its gradient is right."""
+    liar = Op(lambda x: x + 1, name="shift", fresh_grads=True)
+    liar.vjp(lambda ctx, grad: (grad,))
+    liar.samples(lambda: iter([((torch.randn(3, dtype=torch.float64),), {})]))
+    [row] = check_op(liar)
+    assert not row.ok and "fresh_grads: the gradient for input 0 (x) shares memory" in row.detail
+
+
 def test_the_library_covers_the_primitives_the_specs_are_built_from():
     wanted = {"view", "reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "expand", "matmul", "bmm",
               "add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "pow", "sum", "mean", "max", "amax", "softmax",

@@ -25,7 +25,7 @@ from graphconv.graph.build import build_spec
 from graphconv.graph.opgraph import Spec
 from graphconv.ops.lazy_torch import torch
 from graphconv.check.memory import is_out_of_memory
-from graphconv.ops.registry import Op, Registry
+from graphconv.ops.registry import Context, Op, Registry
 from graphconv.syntax.diagram import Diagram, Edge, Node
 from graphconv.syntax.expr import show_value
 from graphconv.syntax.metadata import Metadata
@@ -160,10 +160,50 @@ def check_op(op: Op) -> list[Check]:
         return [Check("op gradcheck", op.name, "-", False, f"op {op.name} declares no samples (@{op.name}.samples)")]
     rows = []
     for index, (tensors, attrs) in enumerate(made, start=1):
-        problem = _guarded(lambda: gradcheck_op(op, tensors, attrs))
+        problem = _guarded(lambda: check_sample(op, tensors, attrs))
         rows.append(Check("op gradcheck", op.name, f"sample {index}: {_describe(tensors, attrs)}", problem is None,
                           problem or ""))
     return rows
+
+
+def check_sample(op: Op, tensors: Sequence[Any], attrs: dict[str, Any]) -> str | None:
+    """The gradcheck of ``op``'s VJP on one sample, then the ``fresh_grads`` promise where the op makes it."""
+    problem = gradcheck_op(op, tensors, attrs)
+    if problem is None and op.fresh_grads:
+        problem = fresh_grads_problem(op, tensors, attrs)
+    return problem
+
+
+def fresh_grads_problem(op: Op, tensors: Sequence[Any], attrs: dict[str, Any]) -> str | None:
+    """None when the gradients ``op``'s VJP returns on this sample are its own, as its ``fresh_grads`` trait
+    promises — no memory shared with an input, an output, the incoming gradient or another returned gradient —
+    else which one is not."""
+    inputs = [t.detach() if t is not None else None for t in tensors]
+    with torch.no_grad():
+        out = op.forward(*inputs, **attrs)
+        outputs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        grad = tuple(torch.randn_like(o) if o.is_floating_point() else None for o in outputs)
+        saved = {name: t for name, t in zip(op.inputs, inputs) if name in op.save}
+        if "out" in op.save:
+            saved["out"] = out
+        context = Context({a.name: a.default for a in op.attrs if not a.required} | dict(attrs), saved,
+                          tuple(t.shape if t is not None else None for t in inputs),
+                          tuple(t.dtype if t is not None else None for t in inputs),
+                          tuple(t is not None and t.is_floating_point() for t in inputs))
+        grads = op.backward(context, grad if len(outputs) > 1 else grad[0])
+    held = [_memory(t) for t in (*inputs, *outputs, *grad) if t is not None]
+    for position, made in enumerate(grads):
+        if made is None or made.numel() == 0:
+            continue
+        if _memory(made) in held:
+            return (f"fresh_grads: the gradient for input {position} ({_input_names(op, tensors)[position]}) shares "
+                    f"memory with an input, an output, the incoming gradient or another gradient")
+        held.append(_memory(made))
+    return None
+
+
+def _memory(tensor: Any) -> int:
+    return tensor.untyped_storage().data_ptr()
 
 
 def _guarded(check: Any) -> str | None:

@@ -120,9 +120,10 @@ def take_saved(ctx: Any, count: int) -> tuple[list, list]:
     """The saved (inputs, kept values), as lists for the generated backward to empty, with ctx's own references
     to them released first unless the graph is retained (``retain_graph=True``; ``create_graph=True``): then
     each value dies at its last use in backward, as in torch's graph of one node per op, not when the whole
-    backward returns. (torch.compile's traced backward keeps them: its compiled graph plans their lifetimes.)"""
+    backward returns. (torch.compile's traced backward keeps them: its compiled graph plans their lifetimes; so
+    does a backward under a functorch transform, whose ``ctx`` is functorch's wrapper of the node's.)"""
     stored = ctx.saved_tensors
-    if not tracing():
+    if not tracing() and isinstance(ctx, torch._C._FunctionBase):
         _RELEASE_SAVED(ctx)
     return list(stored[:count]), list(stored[count:])
 

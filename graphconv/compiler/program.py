@@ -63,7 +63,7 @@ class Program:
         self.names = [spec.tensor(t).name for t in ids]
         self.input_slots = tuple(self.slot[t] for t in spec.inputs)
         self.output_slots = tuple(self.slot[t] for t in spec.outputs)
-        self.steps = [self._make_step(node) for node in spec.ops()]
+        self.steps = [self._make_step(node, save) for node in spec.ops()]
         self.producer = {slot: index for index, step in enumerate(self.steps) for slot in step.outputs}
         self.plan: MemoryPlan = plan(self, save)
         self.kept = tuple(s for s in self.plan.saved if s not in self.input_slots)  # saved beyond the inputs
@@ -76,7 +76,7 @@ class Program:
 
     # --- steps ----------------------------------------------------------------------------------------------
 
-    def _make_step(self, node: OpNode) -> Step:
+    def _make_step(self, node: OpNode, save: str) -> Step:
         op = node.op
         if op.backward is None:
             raise SpecError(f"op {op.name} (from {op.source}) has no VJP; attach one with @{op.name}.vjp",
@@ -88,6 +88,8 @@ class Program:
             wanted = set(op.saved_inputs)
             saved = tuple(i for i, name in enumerate(op.inputs) if name in wanted and inputs[i] is not None)
         defaults = {a.name: a.default for a in op.attrs if not a.required and a.name not in node.args}
+        if save == "minimal" and op.lean_attr is not None and op.lean_attr in defaults:
+            defaults[op.lean_attr] = True  # no kernel that holds more than torch's would
         return Step(node, op, inputs, tuple(self.slot[t] for t in node.outputs), saved, op.saves_output, defaults)
 
     def _saved_fields(self, step: Step) -> tuple[SavedField, ...]:

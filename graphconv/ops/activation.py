@@ -23,7 +23,7 @@ from graphconv.ops.registry import library_op
 GELU_SCALE = 1 / 2**0.5
 
 
-@library_op(save=("x",))
+@library_op(save=("x",), fresh_grads=True)
 def erf_gelu(x, *, scale, shift, half):
     """``half · x · (shift + erf(scale · x))``: torch's exact GELU for its constants (1/√2, 1, 1/2)."""
     if is_gelu(scale, shift, half):
@@ -56,7 +56,7 @@ def is_gelu(scale, shift, half) -> bool:
     return shift == 1 and half == 0.5 and isinstance(scale, float) and math.isclose(scale, GELU_SCALE, rel_tol=1e-12)
 
 
-@library_op(save=("x",))
+@library_op(save=("x",), fresh_grads=True)
 def silu(x):
     """``x · sigmoid(x)``, lowered to ``torch.nn.functional.silu``. Its VJP ``dx = dy · σ · (1 + x · (1 - σ))`` is
     lowered to ``torch.ops.aten.silu_backward`` where autograd does not record (torch cannot differentiate that

@@ -33,7 +33,7 @@ from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, matmul_shape
 
 
-@library_op(save=("query", "key_t", "value", "out"), outputs=2, lower_precision=True)
+@library_op(save=("query", "key_t", "value", "out"), outputs=2, lower_precision=True, fresh_grads=True)
 def attention(query, key_t, value, *, scale, causal=False):
     """``softmax(scale · query @ key_t)`` (positions ``j > i`` blocked under ``causal``) ``@ value``, and the
     log-sum-exp of each row of the scaled scores. Lowered to torch's fused CPU attention kernel where it can take

@@ -48,10 +48,10 @@ class Convolution:
     __slots__ = ("stride", "padding", "dilation", "groups", "transposed", "output_padding", "small")
 
     def __init__(self, stride, padding, dilation, groups: int = 1, transposed: bool = False,
-                 output_padding=(0, 0), columns: int | None = None, out_channels: int = 0) -> None:
+                 output_padding=(0, 0), columns: int | None = None, out_channels: int = 0, lean: bool = False) -> None:
         self.stride, self.padding, self.dilation = as_pair(stride), as_pair(padding), as_pair(dilation)
         self.groups, self.transposed, self.output_padding = groups, transposed, as_pair(output_padding)
-        self.small = (columns is not None and columns <= SMALL_CONV_COLUMNS
+        self.small = (not lean and columns is not None and columns <= SMALL_CONV_COLUMNS
                       and columns * out_channels <= SMALL_CONV_MACS and groups == 1 and not transposed
                       and self.dilation == (1, 1))
 
@@ -163,13 +163,15 @@ class NativeConv:
 class GroupedConvAttrs:
     """grouped_conv's attributes, by name (a plain class: ``graphconv export`` copies it)."""
 
-    __slots__ = ("kernel_size", "dilation", "padding", "stride", "pad", "columns_shape", "weight_shape", "out_shape")
+    __slots__ = ("kernel_size", "dilation", "padding", "stride", "pad", "columns_shape", "weight_shape", "out_shape",
+                 "lean")
     plans: dict = {}  # this op's call plans (helpers.planned)
 
     def __init__(self, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape, weight_shape,
-                 out_shape) -> None:
+                 out_shape, lean=False) -> None:
         self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
         self.pad, self.columns_shape, self.weight_shape, self.out_shape = pad, columns_shape, weight_shape, out_shape
+        self.lean = lean
 
     def unfold_args(self) -> tuple:
         return self.kernel_size, self.dilation, self.padding, self.stride
@@ -206,7 +208,7 @@ def native_grouped_conv(input_shape, weight_shape, attrs: GroupedConvAttrs) -> N
     if resolved_shape(attrs.out_shape, b * out_channels * patches) != (b, out_channels, oh, ow):
         return None
     kernel, size = (out_channels, c // groups, kh, kw), {"columns": b * patches * columns[2],
-                                                         "out_channels": out_channels}
+                                                         "out_channels": out_channels, "lean": attrs.lean}
     if _is_symmetric(pad):  # the kernel's own padding
         return NativeConv(Convolution((sh, sw), (ph + pad[2], pw + pad[0]), (dh, dw), groups, **size), kernel)
     return NativeConv(Convolution((sh, sw), (ph, pw), (dh, dw), groups, **size), kernel, pad)
@@ -240,16 +242,16 @@ def grouped_literal_vjp(input, weight, grad, attrs: GroupedConvAttrs, needs) -> 
     return grad_input, grad_weight
 
 
-@library_op(save=("input", "weight"), lower_precision=True)
+@library_op(save=("input", "weight"), lower_precision=True, lean_attr="lean", fresh_grads=True)
 def grouped_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape,
-                 weight_shape, out_shape):
+                 weight_shape, out_shape, lean=False):
     """``[pad(input, pad) →] unfold → reshape(columns_shape) → matmul(weight.reshape(weight_shape), ·) →
     reshape(out_shape)``: a grouped im2col convolution. Lowered to torch's convolution kernel
     (``torch.convolution`` with ``groups``; VJP ``aten.convolution_backward``) when each call's shapes make the
     chain a grouped convolution (the pad zero, folded into the kernel's padding where symmetric); else computed as
-    written."""
+    written. ``lean``: never torch's im2col kernel, which small calls take (see :class:`Convolution`)."""
     attrs = GroupedConvAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride, pad=pad,
-                             columns_shape=columns_shape, weight_shape=weight_shape, out_shape=out_shape)
+                             columns_shape=columns_shape, weight_shape=weight_shape, out_shape=out_shape, lean=lean)
     return lowered_forward(native_grouped_conv, grouped_literal_forward, input, weight, attrs)
 
 
@@ -260,7 +262,7 @@ def _(ctx, grad):
 
 @grouped_conv.shape_rule
 def _(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape, weight_shape,
-      out_shape):
+      out_shape, lean=False):
     """The literal chain's shapes (the native path computes the same result)."""
     if len(input) != 4:
         raise ShapeRuleError(f"grouped_conv takes a (b, c, h, w) input, got {len(input)} dims")
@@ -357,7 +359,7 @@ def depthwise_literal_vjp(input, weight, grad, attrs: DepthwiseConvAttrs, needs)
     return grad_input, grad_weight
 
 
-@library_op(save=("input", "weight"), lower_precision=True)
+@library_op(save=("input", "weight"), lower_precision=True, fresh_grads=True)
 def depthwise_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, windows_shape, kernels_shape, dim,
                    out_shape):
     """``unfold → reshape(windows_shape) → mul(weight.reshape(kernels_shape)) → sum(dim) → reshape(out_shape)``: a
@@ -494,7 +496,7 @@ def transposed_literal_vjp(input, weight, grad, attrs: TransposedConvAttrs, need
     return grad_input, grad_weight
 
 
-@library_op(save=("input", "weight"), lower_precision=True)
+@library_op(save=("input", "weight"), lower_precision=True, fresh_grads=True)
 def transposed_conv(input, weight, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1,
                     padding=0, stride=1, pad=None):
     """``matmul(weight.reshape(weight_shape).transpose(1, 2), input.reshape(input_shape)) → reshape(columns_shape) →

@@ -52,7 +52,7 @@ sub.samples(_broadcast_samples)
 sub.shape_rule(broadcast_shapes)
 
 
-@library_op(save=("a", "b"))
+@library_op(save=("a", "b"), fresh_grads=True)
 def mul(a, b):
     """``a * b``."""
     return a * b
@@ -67,7 +67,7 @@ mul.samples(_broadcast_samples)
 mul.shape_rule(broadcast_shapes)
 
 
-@library_op(save=("a", "b"))
+@library_op(save=("a", "b"), fresh_grads=True)
 def div(a, b):
     """``a / b``."""
     return a / b
@@ -86,7 +86,7 @@ def _():
     yield from _broadcast_samples(positive)
 
 
-@library_op
+@library_op(fresh_grads=True)
 def neg(x):
     """``-x``."""
     return -x
@@ -107,7 +107,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@library_op(save=("out",))
+@library_op(save=("out",), fresh_grads=True)
 def exp(x):
     """``e ** x``."""
     return torch.exp(x)
@@ -128,7 +128,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@library_op(save=("x",))
+@library_op(save=("x",), fresh_grads=True)
 def log(x):
     """Natural logarithm."""
     return torch.log(x)
@@ -149,7 +149,7 @@ def _():
     yield (positive(3, 4),), {}
 
 
-@library_op(save=("out",))
+@library_op(save=("out",), fresh_grads=True)
 def sqrt(x):
     """Square root."""
     return torch.sqrt(x)
@@ -170,7 +170,7 @@ def _():
     yield (positive(3, 4),), {}
 
 
-@library_op(name="pow", save=("x",))
+@library_op(name="pow", save=("x",), fresh_grads=True)
 def pow_(x, *, exponent):
     """``x ** exponent`` for a number ``exponent``: ``pow(exponent=2)``."""
     return x**exponent
@@ -217,7 +217,7 @@ def _():
     yield (randn(3, 4),), {"value": 0.5}
 
 
-@library_op
+@library_op(fresh_grads=True)
 def mul_scalar(x, *, value):
     """``x * value`` for a number ``value``: ``mul_scalar(value=scale)``."""
     return x * value

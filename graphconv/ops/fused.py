@@ -123,27 +123,30 @@ class PatchMatmulAttrs:
     """patch_matmul's attributes, by name. (A plain class rather than a dataclass: ``graphconv export`` copies it
     into a standalone module, where a dataclass's string annotations need the module registered in sys.modules.)"""
 
-    __slots__ = ("kernel_size", "dilation", "padding", "stride", "shape", "weight_shape", "out_shape", "out_dims")
+    __slots__ = ("kernel_size", "dilation", "padding", "stride", "shape", "weight_shape", "out_shape", "out_dims",
+                 "lean")
     plans: dict = {}  # the op's call plans (helpers.planned)
 
     def __init__(self, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None,
-                 out_shape=None, out_dims=None) -> None:
+                 out_shape=None, out_dims=None, lean=False) -> None:
         self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
         self.shape, self.weight_shape, self.out_shape, self.out_dims = shape, weight_shape, out_shape, out_dims
+        self.lean = lean
 
     def windows(self, input_shape) -> Windows:
         return Windows(input_shape, self.kernel_size, self.dilation, self.padding, self.stride)
 
 
-@library_op(save=("input", "weight"), lower_precision=True)
+@library_op(save=("input", "weight"), lower_precision=True, lean_attr="lean", fresh_grads=True)
 def patch_matmul(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None,
-                 out_shape=None, out_dims=None):
+                 out_shape=None, out_dims=None, lean=False):
     """``im2col(input, shape=shape) @ W``, then ``.reshape(out_shape).permute(out_dims)`` if given — an im2col
     convolution. ``W`` is ``weight``, or ``weight.reshape(weight_shape).t()`` when ``weight_shape`` is given (a
     kernel). Lowered to torch's convolution kernel (``torch.convolution``; VJP ``aten.convolution_backward``) when
-    each call's shapes make it a convolution in the usual layout; else computed as written."""
+    each call's shapes make it a convolution in the usual layout; else computed as written. ``lean``: never torch's
+    im2col kernel, which small calls take (see :class:`~graphconv.ops.convolution.Convolution`)."""
     attrs = PatchMatmulAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride, shape=shape,
-                             weight_shape=weight_shape, out_shape=out_shape, out_dims=out_dims)
+                             weight_shape=weight_shape, out_shape=out_shape, out_dims=out_dims, lean=lean)
     path = planned(choose_path, input.shape, weight.shape, attrs) if input.is_floating_point() else None
     if path is None:
         return literal_forward(input, weight, attrs)
@@ -162,7 +165,7 @@ def _(ctx, grad):
 
 @patch_matmul.shape_rule
 def _(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, shape=None, weight_shape=None, out_shape=None,
-      out_dims=None):
+      out_dims=None, lean=False):
     """The literal composition's shapes (every path computes the same result)."""
     cols = _im2col_shape(input, kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride,
                          shape=shape)
@@ -206,7 +209,7 @@ def choose_path(input_shape, weight_shape, attrs: PatchMatmulAttrs) -> "NativePa
     channels_first = attrs.out_shape is not None
     if channels_first and not _is_channels_first_image(attrs, g, o):
         return None
-    return NativePath(g, o, channels_first)
+    return NativePath(g, o, channels_first, attrs.lean)
 
 
 def _is_channels_first_image(attrs: PatchMatmulAttrs, g: Windows, out_channels: int) -> bool:
@@ -282,10 +285,10 @@ class NativePath:
     ``aten.convolution_backward`` for the needed gradients. Output (b, o, o_h, o_w) when ``channels_first``, else
     the (b·patches, o) rows (the image's channels-last copy)."""
 
-    def __init__(self, g: Windows, out_channels: int, channels_first: bool) -> None:
+    def __init__(self, g: Windows, out_channels: int, channels_first: bool, lean: bool) -> None:
         self.g, self.out_channels, self.channels_first = g, out_channels, channels_first
         self.conv = Convolution((g.sh, g.sw), (g.ph, g.pw), (g.dh, g.dw), columns=g.b * g.patches * g.patch_size,
-                                out_channels=out_channels)
+                                out_channels=out_channels, lean=lean)
 
     def forward(self, input, kernel):
         out = self.conv.forward(input, kernel)

@@ -7,7 +7,7 @@ from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import ShapeRuleError, equal, matmul_shape, require
 
 
-@library_op(save=("a", "b"), lower_precision=True)
+@library_op(save=("a", "b"), lower_precision=True, fresh_grads=True)
 def matmul(a, b):
     """Matrix product ``a @ b`` (batched and broadcasting like torch.matmul)."""
     return torch.matmul(a, b)
@@ -43,7 +43,7 @@ def _():
     yield (randn(4), randn(4)), {}
 
 
-@library_op(save=("a", "b"), lower_precision=True)
+@library_op(save=("a", "b"), lower_precision=True, fresh_grads=True)
 def bmm(a, b):
     """Batched matrix product of (n, i, k) and (n, k, j) tensors, no broadcasting (torch.bmm)."""
     return torch.bmm(a, b)

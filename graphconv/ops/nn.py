@@ -7,7 +7,7 @@ from graphconv.ops.registry import library_op
 from graphconv.ops.shapes import dim_index
 
 
-@library_op(save=("out",))
+@library_op(save=("out",), fresh_grads=True)
 def relu(x):
     """``max(x, 0)``; the gradient at 0 is 0, as in torch."""
     return torch.relu(x)
@@ -28,7 +28,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@library_op(save=("out",))
+@library_op(save=("out",), fresh_grads=True)
 def sigmoid(x):
     """``1 / (1 + e ** -x)``."""
     return torch.sigmoid(x)
@@ -49,7 +49,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@library_op(save=("out",))
+@library_op(save=("out",), fresh_grads=True)
 def tanh(x):
     """Hyperbolic tangent."""
     return torch.tanh(x)
@@ -70,7 +70,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@library_op(save=("out",))
+@library_op(save=("out",), fresh_grads=True)
 def softmax(x, *, dim):
     """``exp(x) / sum(exp(x))`` along ``dim``."""
     return torch.softmax(x, dim)
@@ -94,7 +94,7 @@ def _():
     yield (randn(2, 3, 4),), {"dim": 1}
 
 
-@library_op(save=("out",))
+@library_op(save=("out",), fresh_grads=True)
 def log_softmax(x, *, dim):
     """``log(softmax(x))`` along ``dim``, computed stably."""
     return torch.log_softmax(x, dim)

@@ -14,7 +14,7 @@ from graphconv.ops.registry import library_op, op
 from graphconv.ops.shapes import broadcast_shapes
 
 
-@library_op(save=("out",))
+@library_op(save=("out",), fresh_grads=True)
 def rsqrt(x):
     """``1 / sqrt(x)``."""
     return torch.rsqrt(x)
@@ -35,7 +35,7 @@ def _():
     yield (positive(3, 4),), {}
 
 
-@library_op(save=("x",))
+@library_op(save=("x",), fresh_grads=True)
 def erf(x):
     """The error function, ``2/√π ∫₀ˣ e^(-t²) dt`` (exact GELU is ``x/2 · (1 + erf(x/√2))``)."""
     return torch.erf(x)
@@ -56,7 +56,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@library_op(name="abs", save=("x",))
+@library_op(name="abs", save=("x",), fresh_grads=True)
 def abs_(x):
     """``|x|``; the gradient at 0 is 0, as in torch."""
     return torch.abs(x)
@@ -77,7 +77,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@library_op(save=("x",))
+@library_op(save=("x",), fresh_grads=True)
 def sin(x):
     """Sine."""
     return torch.sin(x)
@@ -98,7 +98,7 @@ def _():
     yield (randn(3, 4),), {}
 
 
-@library_op(save=("x",))
+@library_op(save=("x",), fresh_grads=True)
 def cos(x):
     """Cosine."""
     return torch.cos(x)

@@ -60,7 +60,11 @@ class Op:
     one there; ops that do not say are not judged); ``cheap`` — its outputs cost no more to recompute in backward
     than to keep (views, window copies: ``save="minimal"`` recomputes them); ``lower_precision`` — torch's autocast
     runs it in lower precision (the conv and matmul family); ``shape_attr`` — the attribute that is the whole
-    output shape (as ``reshape``'s ``shape``).
+    output shape (as ``reshape``'s ``shape``); ``lean_attr`` — a boolean attribute that, when true, keeps the op
+    from kernels that hold more memory than torch's own would for the call (``save="minimal"`` sets it true
+    wherever the graph leaves it unbound); ``fresh_grads`` — its VJP returns gradients made for the call alone
+    (sharing no memory with its inputs, its outputs, the incoming gradient or each other), so backward may sum a
+    value's other gradients into them in place (``graphconv.check.verify`` checks the promise on every sample).
     """
 
     def __init__(
@@ -77,6 +81,8 @@ class Op:
         cheap: bool = False,
         lower_precision: bool = False,
         shape_attr: str | None = None,
+        lean_attr: str | None = None,
+        fresh_grads: bool = False,
         parameters: tuple[Sequence[str], Sequence[Attr]] | None = None,
     ) -> None:
         """``parameters`` — (input names, attributes) — stands in for the forward's signature where the names are
@@ -95,7 +101,7 @@ class Op:
         self.outputs = outputs
         self.index_inputs = frozenset(index_inputs)
         self.float_inputs, self.cheap, self.lower_precision = float_inputs, cheap, lower_precision
-        self.shape_attr = shape_attr
+        self.shape_attr, self.lean_attr, self.fresh_grads = shape_attr, lean_attr, fresh_grads
         self.backward: Callable | None = None
         self.sample_inputs: Callable | None = None
         self.rule: Callable | None = None
@@ -155,6 +161,8 @@ class Op:
                 raise ValueError(f"op {self.name}: save names {name!r}, which is neither an input nor 'out'")
         if self.shape_attr is not None and self.attr(self.shape_attr) is None:
             raise ValueError(f"op {self.name}: shape_attr names {self.shape_attr!r}, which is not an attribute")
+        if self.lean_attr is not None and self.attr(self.lean_attr) is None:
+            raise ValueError(f"op {self.name}: lean_attr names {self.lean_attr!r}, which is not an attribute")
         for name in self.index_inputs:
             if name not in self.inputs:
                 raise ValueError(f"op {self.name}: index_inputs names {name!r}, which is not an input")

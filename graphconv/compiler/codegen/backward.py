@@ -72,7 +72,7 @@ def emit_needs(source: Source, unit: Unit) -> None:
 def emit_vjp(source: Source, unit: Unit, index: int) -> None:
     """Run one op's VJP if some input wants a gradient and some output has one; ``_gc_grads`` checks what it returns
     (one gradient per input, each of its input's shape) and drops those no input wants. A value read more than
-    once sums its gradients."""
+    once sums its gradients (into the newest, in place, where its op's VJP made it fresh: ``sum_into``)."""
     program = unit.program
     step = program.steps[index]
     source.add(unit.header(index))
@@ -91,5 +91,6 @@ def emit_vjp(source: Source, unit: Unit, index: int) -> None:
     for i, slot in enumerate(step.inputs):
         if slot is not None and slot in shared:
             name = f"g_{unit.var(slot)}"
-            source.add(f"{name} = r{i} if {name} is None else {name} if r{i} is None else {name} + r{i}", 2)
+            total = f"{RUNTIME}sum_into(r{i}, {name})" if step.op.fresh_grads else f"{name} + r{i}"
+            source.add(f"{name} = r{i} if {name} is None else {name} if r{i} is None else {total}", 2)
     source.add(" = ".join(out_grads) + " = None")

@@ -29,6 +29,7 @@ import types
 from typing import Any, Callable
 
 from graphconv.compiler.codegen import backward as codegen_backward, forward as codegen_forward
+from graphconv.compiler.codegen.generated import sum_into
 from graphconv.compiler.codegen.source import RUNTIME, Source, Unit, comment, identifier, literal, plain_identifier
 from graphconv.compiler.function import distinct_outputs
 from graphconv.compiler.used_specs import SpecForward
@@ -299,6 +300,7 @@ def module_source(unit: Unit, *, name: str, origin: str, options: str) -> str:
         "# --- the compiled program " + "-" * 80,
         context_source(),
         _renamed_source(distinct_outputs, f"{RUNTIME}distinct", None),
+        _renamed_source(sum_into, f"{RUNTIME}sum_into", None),
         TAKE_SAVED,
         *(EXPRESSION_HELPERS[h] for h in ("ceil_div", "ntuple", "pair", "prod") if h in helpers),
         *used.sections,

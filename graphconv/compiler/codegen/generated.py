@@ -24,6 +24,7 @@ from graphconv.compiler.codegen import backward as codegen_backward, forward as 
 from graphconv.compiler.codegen.source import RUNTIME, Source, Unit
 from graphconv.compiler.program import Program
 from graphconv.errors import SpecError
+from graphconv.ops.lazy_torch import torch
 from graphconv.ops.registry import Context
 
 _counter = itertools.count(1)
@@ -32,11 +33,24 @@ _counter = itertools.count(1)
 def runtime_globals(unit: Unit, errors: "Errors") -> dict[str, Any]:
     """What the generated functions call: each op's forward and VJP, the attribute constants, the VJP context."""
     scope: dict[str, Any] = {"__builtins__": __builtins__, f"{RUNTIME}K": tuple(unit.arguments.constants),
-                             f"{RUNTIME}Ctx": Context, f"{RUNTIME}grads": errors.grads}
+                             f"{RUNTIME}Ctx": Context, f"{RUNTIME}grads": errors.grads,
+                             f"{RUNTIME}sum_into": sum_into}
     for step in unit.program.steps:
         scope[unit.names.forward[id(step.op)]] = step.op.forward
         scope[unit.names.vjp[id(step.op)]] = step.op.backward
     return scope
+
+
+def sum_into(fresh: Any, other: Any) -> Any:
+    """``fresh + other``, two gradients of one value, written into ``fresh`` — made by its op's VJP for this call
+    alone (the op's ``fresh_grads``) — where that is safe: a plain eager backward (no graph recorded for a second
+    derivative, no functorch transform, no tracing), the same dtype and shape, a dense ``fresh``. Backward then
+    holds one buffer of the value's size fewer, as torch's engine does when it accumulates in place."""
+    if (fresh.dtype == other.dtype and fresh.shape == other.shape and fresh.is_contiguous()
+            and not torch.is_grad_enabled() and not torch._C._are_functorch_transforms_active()
+            and not torch.compiler.is_compiling()):
+        return fresh.add_(other)
+    return fresh + other
 
 
 # --- errors -------------------------------------------------------------------------------------------------
