@@ -1,6 +1,7 @@
 """Fuzzing expressions (op labels and dims): random expression trees written back as text (``to_source``, which
-``graphconv show`` uses) parse to the same value, and text written back is written the same way again; random
-text parses or raises SpecError; evaluation with any values raises nothing but SpecError.
+``graphconv show`` uses) parse to the same value, and text written back is written the same way again; where no
+name is symbolic, the symbolic evaluator gives the plain one's value (or also raises SpecError); random text parses
+or raises SpecError; evaluation with any values raises nothing but SpecError.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from graphconv import SpecError
 from graphconv.syntax.expr import (BINARY, COMPARE, BinOp, Compare, Conditional, Const, Function, Name, Neg, Subscript,
                                  Tuple, evaluate, parse_call, parse_expr, to_source)
+from graphconv.syntax.symbolic_expr import evaluate_symbolic
 from test_fuzz_specs import FUZZ, SCALE
 
 ENV = {"a": 3, "b": 0, "c": 2.5, "t": (1, 2, 3), "s": "same", "f": False}
@@ -65,10 +67,10 @@ def number_branches(inner):
 numbers = st.recursive(number_leaves, number_branches, max_leaves=6)  # mostly valid: they evaluate to numbers
 
 
-def outcome(expression):
+def outcome(expression, evaluator=evaluate):
     """The value of ``expression`` in ENV, or the SpecError it raises (as the marker ``"error"``)."""
     try:
-        value = evaluate(expression, ENV)
+        value = evaluator(expression, ENV)
     except SpecError:
         return "error"
     return "nan" if isinstance(value, float) and math.isnan(value) else value
@@ -83,6 +85,7 @@ def test_an_expression_written_back_means_the_same(expression):
     expected = outcome(expression)
     event("error" if expected == "error" else type(expected).__name__)
     assert outcome(parsed) == expected, text
+    assert repr(outcome(parsed, evaluate_symbolic)) == repr(expected), text  # repr: 1, 1.0 and True differ
 
 
 ALPHABET = list("abcst01289 ()[],.+-*/%<>=!'\"_") + ["**", "//", " if ", " else ", "min", "pair", "ntuple",

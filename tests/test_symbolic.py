@@ -77,6 +77,22 @@ def test_spec_expressions_compare_symbols_with_strings_and_none():
         nf("i // 0")
 
 
+@pytest.mark.parametrize("text, values", [
+    ("o_h + 1", {"o_w": 1}),  # unknown name, nearest names suggested
+    ("(1 if t else 2) * i", {"t": tuple(range(50))}),  # not a bool: the value cut short (show_value)
+    ("1 if i else 2", {}),  # a symbolic condition is not a bool either
+    ("(...n, 1)", {"n": 3}),  # a splice of what is not a group
+    ("(d, d)", {"d": tuple(range(6000))}),  # a tuple over MAX_VALUE_ITEMS
+])
+def test_constants_names_tuples_and_conditionals_raise_what_the_plain_evaluator_raises(text, values):
+    raised = []
+    for evaluator in (evaluate, evaluate_symbolic):
+        with pytest.raises(SpecError) as error:
+            evaluator(parse_expr(text), {**SIZES, **values})
+        raised.append((error.value.message, error.value.line, error.value.column))
+    assert raised[0] == raised[1]
+
+
 def test_a_normal_form_too_big_to_make_is_refused_not_computed():
     with pytest.raises(Undecided):
         nf("(i + k + p + s + b) ** 9")

@@ -420,14 +420,8 @@ def names(expr: Expr | Call) -> set[str]:
 
 def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
     """The value of ``expr`` with names looked up in ``env``. Raises SpecError at the expression's position."""
-    if isinstance(expr, Const):
-        return expr.value
-    if isinstance(expr, Name):
-        if expr.id not in env:
-            raise SpecError(f"unknown name {expr.id!r}{suggest(expr.id, env)}", line=expr.line, column=expr.column)
-        return env[expr.id]
-    if isinstance(expr, Tuple):
-        return _check_size(expr, _tuple(expr, env))
+    if isinstance(expr, STRUCTURE):
+        return evaluate_structure(expr, env, evaluate)
     if isinstance(expr, Splice):
         raise SpecError(f"...{expr.id} splices a group of dims: write it inside a shape or a tuple "
                         f"((...{expr.id}, n)), or use {expr.id} for the tuple itself", line=expr.line,
@@ -445,12 +439,6 @@ def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
         return _check_size(expr, value)
     if isinstance(expr, Function):
         return _arithmetic(expr, FUNCTIONS[expr.name], *(_number(a, env) for a in expr.args))
-    if isinstance(expr, Conditional):
-        test = evaluate(expr.test, env)
-        if not isinstance(test, bool):
-            raise SpecError(f"the condition {to_source(expr.test)} is {show_value(test)}, not True or False",
-                            line=expr.test.line, column=expr.test.column)
-        return evaluate(expr.then if test else expr.otherwise, env)
     if isinstance(expr, Compare):
         return _compare(expr, evaluate(expr.left, env), evaluate(expr.right, env))
     if isinstance(expr, Subscript):
@@ -465,15 +453,35 @@ def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
     raise TypeError(f"not an expression: {expr!r}")
 
 
-def _tuple(expr: Tuple, env: Mapping[str, Any]) -> tuple:
-    """The items' values, each ``...group`` spliced in."""
-    values: list[Any] = []
-    for item in expr.items:
-        if isinstance(item, Splice):
-            values.extend(group_value(item, env))
-        else:
-            values.append(evaluate(item, env))
-    return tuple(values)
+STRUCTURE = (Const, Name, Tuple, Conditional)  # the nodes evaluate_structure handles
+
+
+def evaluate_structure(expr: Const | Name | Tuple | Conditional, env: Mapping[str, Any],
+                       evaluate_child: Callable[[Expr, Mapping[str, Any]], Any]) -> Any:
+    """The value of a constant, a name, a tuple (each ``...group`` spliced in) or a conditional (only the chosen
+    branch evaluated), ``evaluate_child`` giving each sub-expression's value. Both evaluators, :func:`evaluate`
+    and the symbolic one (:mod:`graphconv.syntax.symbolic_expr`), run these cases here: same values, same errors."""
+    if isinstance(expr, Const):
+        return expr.value
+    if isinstance(expr, Name):
+        if expr.id not in env:
+            raise SpecError(f"unknown name {expr.id!r}{suggest(expr.id, env)}", line=expr.line, column=expr.column)
+        return env[expr.id]
+    if isinstance(expr, Tuple):
+        values: list[Any] = []
+        for item in expr.items:
+            if isinstance(item, Splice):
+                values.extend(group_value(item, env))
+            else:
+                values.append(evaluate_child(item, env))
+        return _check_size(expr, tuple(values))
+    if isinstance(expr, Conditional):
+        test = evaluate_child(expr.test, env)
+        if not isinstance(test, bool):
+            raise SpecError(f"the condition {to_source(expr.test)} is {show_value(test)}, not True or False",
+                            line=expr.test.line, column=expr.test.column)
+        return evaluate_child(expr.then if test else expr.otherwise, env)
+    raise TypeError(f"not a constant, name, tuple or conditional: {expr!r}")
 
 
 def group_value(splice: Splice, env: Mapping[str, Any]) -> tuple:

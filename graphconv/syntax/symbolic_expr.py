@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 from graphconv.errors import SpecError
 from graphconv.syntax import symbolic
-from graphconv.syntax.expr import (BinOp, Compare, Conditional, Const, Expr, Function, Name, Neg, Splice, Subscript,
-                                   TUPLE_FUNCTIONS, Tuple, evaluate, group_value, suggest, to_source)
+from graphconv.syntax.expr import (BinOp, Compare, Const, Expr, Function, Neg, STRUCTURE, Subscript, TUPLE_FUNCTIONS,
+                                   evaluate, evaluate_structure, to_source)
 from graphconv.syntax.symbolic import Dim, Undecided, has_symbols, symbols_of
 
 ARITHMETIC = {"+": symbolic.add, "-": lambda a, b: symbolic.add(a, symbolic.negate(b)), "*": symbolic.multiply,
@@ -23,23 +23,8 @@ ARITHMETIC = {"+": symbolic.add, "-": lambda a, b: symbolic.add(a, symbolic.nega
 
 def evaluate_symbolic(expr: Expr, env: Mapping[str, Any]) -> Any:
     """The value of ``expr``: a symbolic integer where it reads symbolic names, else what :func:`evaluate` gives."""
-    if isinstance(expr, Const):
-        return expr.value
-    if isinstance(expr, Name):
-        if expr.id not in env:
-            raise SpecError(f"unknown name {expr.id!r}{suggest(expr.id, env)}", line=expr.line, column=expr.column)
-        return env[expr.id]
-    if isinstance(expr, Tuple):
-        items: list[Any] = []
-        for item in expr.items:  # a ...group spliced in: its sizes, symbolic or not
-            items.extend(group_value(item, env) if isinstance(item, Splice) else (evaluate_symbolic(item, env),))
-        return tuple(items)
-    if isinstance(expr, Conditional):
-        test = evaluate_symbolic(expr.test, env)
-        if not isinstance(test, bool):
-            raise SpecError(f"the condition {to_source(expr.test)} is {test!r}, not True or False",
-                            line=expr.test.line, column=expr.test.column)
-        return evaluate_symbolic(expr.then if test else expr.otherwise, env)
+    if isinstance(expr, STRUCTURE):
+        return evaluate_structure(expr, env, evaluate_symbolic)
     if isinstance(expr, Subscript):
         target, index = evaluate_symbolic(expr.target, env), evaluate_symbolic(expr.index, env)
         if isinstance(index, Dim):
