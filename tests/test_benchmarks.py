@@ -36,3 +36,37 @@ def test_compile_routes_runs_every_route(monkeypatch, capsys):
         rows = run_main(monkeypatch, capsys, "compile_routes", "--repeats", "1")  # the script sets both
     assert [row[0] for row in rows[1:]] == ["torch layers", "traced Function", "custom_op"]
     assert all(float(row[3]) > 0 for row in rows[1:])
+
+
+def specs_ratios(monkeypatch, capsys, *args: str) -> dict[str, list[float]]:
+    """``benchmarks/specs.py --quick --threads 1 args``: each case name's ratio cells (eager, peak, then compiled) as
+    numbers. One thread: on a loaded two-core machine two threads made the run 2-3× slower (each parallel region
+    waits for a descheduled thread); the count is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        rows = run_main(monkeypatch, capsys, "specs", "--quick", "--threads", "1", *args)
+    finally:
+        torch.set_num_threads(threads)
+    return {row[0]: [float(cell) for cell in row[3:]] for row in rows[1:]}
+
+
+def test_specs_quick_runs_every_case(monkeypatch, capsys):
+    """Every shipped spec at small sizes, checked against its torch reference, then timed once."""
+    from benchmarks.specs import CASES
+
+    ratios = specs_ratios(monkeypatch, capsys)
+    assert list(ratios) == [case.name for case in CASES]
+    assert all(len(cells) == 2 and all(r > 0 for r in cells) for cells in ratios.values())
+
+
+@pytest.mark.slow
+def test_specs_quick_compiled_runs(monkeypatch, capsys):
+    """The compiled column for two specs (about 30 s with a cold inductor cache): each op compiled with inductor
+    (graphconv's with fullgraph) and timed against torch's. Not every case: all twenty take about 2.5 minutes cold."""
+    from benchmarks.specs import CASES
+
+    ratios = specs_ratios(monkeypatch, capsys, "--compiled", "--only", "conv2d", "layer_norm")
+    assert list(ratios) == [case.name for case in CASES if case.spec in ("conv2d", "layer_norm")]
+    assert all(len(cells) == 3 and all(r > 0 for r in cells) for cells in ratios.values())
