@@ -20,6 +20,14 @@ NO_FRONT_MATTER = """\
     """
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The suite runs torch on one thread: its tensors are tiny, where a second thread only waits (on a loaded
+    two-core machine, 2-3× slower). Tests that need more set it themselves."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def specs_dir() -> Path:
     return SPECS

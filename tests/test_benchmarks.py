@@ -9,10 +9,18 @@ ROOT = Path(__file__).parent.parent
 
 
 def run_main(monkeypatch, capsys, module: str, *args: str) -> list[list[str]]:
-    """``python benchmarks/<module>.py args`` in this process; the rows of the table it prints, as cells."""
+    """``python benchmarks/<module>.py args`` in this process; the rows of the table it prints, as cells. The
+    scripts set torch's thread count (small_calls.py to one by default): it is put back afterwards, so that the rest
+    of the suite runs as it would without them."""
+    import torch
+
     monkeypatch.syspath_prepend(str(ROOT))
     monkeypatch.setattr(sys, "argv", [module, *args])
-    __import__(f"benchmarks.{module}", fromlist=["main"]).main()
+    threads = torch.get_num_threads()
+    try:
+        __import__(f"benchmarks.{module}", fromlist=["main"]).main()
+    finally:
+        torch.set_num_threads(threads)
     lines = capsys.readouterr().out.splitlines()
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines
             if line.startswith("| ") and not line.startswith("| ---")]
@@ -41,14 +49,8 @@ def test_compile_routes_runs_every_route(monkeypatch, capsys):
 def specs_ratios(monkeypatch, capsys, *args: str) -> dict[str, list[float]]:
     """``benchmarks/specs.py --quick --threads 1 args``: each case name's ratio cells (eager, peak, then compiled) as
     numbers. One thread: on a loaded two-core machine two threads made the run 2-3× slower (each parallel region
-    waits for a descheduled thread); the count is restored afterwards."""
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        rows = run_main(monkeypatch, capsys, "specs", "--quick", "--threads", "1", *args)
-    finally:
-        torch.set_num_threads(threads)
+    waits for a descheduled thread)."""
+    rows = run_main(monkeypatch, capsys, "specs", "--quick", "--threads", "1", *args)
     return {row[0]: [float(cell) for cell in row[3:]] for row in rows[1:]}
 
 

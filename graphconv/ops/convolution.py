@@ -42,8 +42,9 @@ class Convolution:
     half the time of the oneDNN kernel ``torch.convolution`` picks, whose fixed cost (about 90 µs a call here)
     dominates below about a million multiply-adds (``benchmarks/small_calls.py``). It allocates the patch matrix
     for the call, so it is taken only where that matrix is at most ``SMALL_CONV_COLUMNS`` entries (64 KiB in
-    float32): there a forward+backward may peak above torch's by up to that much (the seed's matrix is 27 KiB, and
-    its peak 1.19× torch's, 6 KiB more); above it, the kernel is torch's and so is the memory."""
+    float32), and never for a ``lean`` call (``save="minimal"``): a forward+backward may then peak above torch's by
+    up to that matrix (the seed's is 27 KiB: 1.19× torch's peak with 2 threads, 1.48× with one, whose oneDNN
+    buffers are smaller); above it, and when lean, the kernel is torch's and so is the memory."""
 
     __slots__ = ("stride", "padding", "dilation", "groups", "transposed", "output_padding", "small")
 
@@ -75,52 +76,77 @@ class Convolution:
         return (self.stride[first:], self.padding[first:], self.dilation[first:], self.transposed,
                 self.output_padding[first:], self.groups)
 
-    def forward(self, input, kernel):
-        """``torch.convolution`` without bias: (b, c, h, w) input, (o, c/groups, kh, kw) kernel — or (c, o/groups,
-        kh, kw) for a transposed convolution."""
+    def forward(self, input, kernel, bias=None):
+        """``torch.convolution``: (b, c, h, w) input, (o, c/groups, kh, kw) kernel — or (c, o/groups, kh, kw) for a
+        transposed convolution — and an (o,) ``bias`` or none."""
         if self.im2col_kernel(input):
-            return torch.ops.aten._slow_conv2d_forward(input, kernel.contiguous(), kernel.shape[2:], None,
+            return torch.ops.aten._slow_conv2d_forward(input, kernel.contiguous(), kernel.shape[2:], bias,
                                                        self.stride, self.padding)
         if self.one_row(input, kernel):
-            return torch.convolution(input.squeeze(2), kernel.squeeze(2), None, *self.params(1)).unsqueeze(2)
-        return torch.convolution(input, kernel, None, *self.params(0))
+            return torch.convolution(input.squeeze(2), kernel.squeeze(2), bias, *self.params(1)).unsqueeze(2)
+        return torch.convolution(input, kernel, bias, *self.params(0))
 
     def vjp(self, input, kernel, grad, needs) -> tuple:
-        """The input's and the kernel's gradients (None where ``needs`` says no) from
-        ``aten.convolution_backward``, which computes only those asked for."""
-        if not (needs[0] or needs[1]):
-            return None, None
-        mask = [bool(needs[0]), bool(needs[1]), False]
+        """The input's, the kernel's and the bias's gradients (None where ``needs``, of two or three entries,
+        says no) from ``aten.convolution_backward``, which computes only those asked for."""
+        mask = [bool(needs[0]), bool(needs[1]), len(needs) > 2 and bool(needs[2])]
+        if not any(mask):
+            return None, None, None
+        bias_sizes = [grad.shape[1]] if mask[2] else None
         if self.im2col_kernel(input):
-            grad_input, grad_kernel, _ = torch.ops.aten._slow_conv2d_backward(  # it takes contiguous tensors only
+            return tuple(torch.ops.aten._slow_conv2d_backward(  # it takes contiguous tensors only
                 grad.contiguous(), input.contiguous(), kernel.contiguous(), kernel.shape[2:], self.stride,
-                self.padding, mask)
-            return grad_input, grad_kernel
+                self.padding, mask))
         if self.one_row(input, kernel):
-            grads = torch.ops.aten.convolution_backward(grad.squeeze(2), input.squeeze(2), kernel.squeeze(2), None,
-                                                        *self.params(1), mask)
-            return tuple(g.unsqueeze(2) if g is not None else None for g in grads[:2])
-        grad_input, grad_kernel, _ = torch.ops.aten.convolution_backward(grad, input, kernel, None,
-                                                                         *self.params(0), mask)
-        return grad_input, grad_kernel
+            grads = torch.ops.aten.convolution_backward(grad.squeeze(2), input.squeeze(2), kernel.squeeze(2),
+                                                        bias_sizes, *self.params(1), mask)
+            return tuple(g.unsqueeze(2) if g is not None else None for g in grads[:2]) + (grads[2],)
+        return tuple(torch.ops.aten.convolution_backward(grad, input, kernel, bias_sizes, *self.params(0), mask))
 
 
-def lowered_forward(plan, literal_forward, input, weight, attrs):
+def lowered_forward(plan, literal_forward, input, weight, bias, attrs):
     """A fused convolution's forward: ``plan(input shape, weight shape, attrs)`` gives the call lowered to torch's
     kernel (a :class:`NativeConv`), or None where the shapes (or an integer input) are not that convolution's —
-    then the chain as written."""
+    then the chain as written. A ``bias``, reshaped to ``attrs.bias_shape`` and added, goes into the kernel where
+    it is one value per output channel (:meth:`NativeConv.takes_bias`)."""
     native = planned(plan, input.shape, weight.shape, attrs) if input.is_floating_point() else None
-    if native is None:
-        return literal_forward(input, weight, attrs)
-    return native.forward(input, weight)
+    if native is not None and bias is not None and native.takes_bias(bias.shape, bias.dtype, input.dtype, attrs):
+        return native.forward(input, weight, bias.reshape(-1))
+    out = literal_forward(input, weight, attrs) if native is None else native.forward(input, weight)
+    return out if bias is None else out + _bias_addend(bias, attrs)
 
 
 def lowered_vjp(plan, literal_vjp, ctx, grad, attrs) -> tuple:
     """The VJP of :func:`lowered_forward`: the same plan for the saved shapes, so backward takes the forward's path."""
     native = planned(plan, ctx.shapes[0], ctx.shapes[1], attrs)
+    bias_shape = ctx.shapes[2] if len(ctx.shapes) > 2 else None
+    if native is not None and bias_shape is not None and native.takes_bias(bias_shape, ctx.dtypes[2],
+                                                                             ctx.dtypes[0], attrs):
+        grad_input, grad_weight, grad_bias = native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+        return grad_input, grad_weight, (grad_bias.reshape(bias_shape) if grad_bias is not None else None)
     if native is None:
-        return literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
-    return native.vjp(ctx.input, ctx.weight, grad, ctx.needs)
+        grad_input, grad_weight = literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
+    else:
+        grad_input, grad_weight, _ = native.vjp(ctx.input, ctx.weight, grad, ctx.needs[:2])
+    grad_bias = None
+    if len(ctx.shapes) == 2:  # an op with no bias input
+        return grad_input, grad_weight
+    if bias_shape is not None and ctx.needs[2]:
+        summed = sum_to(grad, _addend_shape(bias_shape, attrs))
+        grad_bias = (summed.clone() if summed is grad else summed).reshape(bias_shape)  # fresh, as the op promises
+    return grad_input, grad_weight, grad_bias
+
+
+def _bias_addend(bias, attrs):
+    """The bias as the chain adds it: reshaped to ``attrs.bias_shape`` (as it is, where that is None)."""
+    return bias if attrs.bias_shape is None else bias.reshape(attrs.bias_shape)
+
+
+def _addend_shape(bias_shape, attrs) -> tuple:
+    numel = 1
+    for size in bias_shape:
+        numel *= size
+    return tuple(bias_shape) if attrs.bias_shape is None else resolved_shape(attrs.bias_shape, numel)
 
 
 def _out_size(size: int, kernel: int, dilation: int, padding: int, stride: int) -> int:
@@ -143,18 +169,27 @@ class NativeConv:
 
     def __init__(self, conv: Convolution, kernel_shape, pad=None) -> None:
         self.conv, self.kernel_shape, self.pad = conv, kernel_shape, pad
+        self.out_channels = kernel_shape[1] * conv.groups if conv.transposed else kernel_shape[0]
 
     def padded(self, input):
         return input if self.pad is None else torch.nn.functional.pad(input, self.pad)
 
-    def forward(self, input, weight):
-        return self.conv.forward(self.padded(input), weight.reshape(self.kernel_shape))
+    def takes_bias(self, bias_shape, bias_dtype, input_dtype, attrs) -> bool:
+        """Whether the bias, as the chain adds it, is one value per output channel of the input's dtype: then the
+        kernel adds it (and its backward sums its gradient), with no output beside the kernel's."""
+        channel = (self.out_channels, 1, 1)
+        return bias_dtype == input_dtype and _addend_shape(bias_shape, attrs) in (channel, (1, *channel))
+
+    def forward(self, input, weight, bias=None):
+        return self.conv.forward(self.padded(input), weight.reshape(self.kernel_shape), bias)
 
     def vjp(self, input, weight, grad, needs) -> tuple:
-        grad_input, grad_kernel = self.conv.vjp(self.padded(input), weight.reshape(self.kernel_shape), grad, needs)
+        """The input's, the weight's and (with a third ``needs``) the bias's gradients."""
+        grad_input, grad_kernel, grad_bias = self.conv.vjp(self.padded(input), weight.reshape(self.kernel_shape),
+                                                           grad, needs)
         if grad_input is not None and self.pad is not None:
             grad_input = torch.nn.functional.pad(grad_input, tuple(-p for p in self.pad))
-        return grad_input, (grad_kernel.reshape(weight.shape) if grad_kernel is not None else None)
+        return grad_input, (grad_kernel.reshape(weight.shape) if grad_kernel is not None else None), grad_bias
 
 
 # --- grouped_conv -------------------------------------------------------------------------------------------------
@@ -164,14 +199,14 @@ class GroupedConvAttrs:
     """grouped_conv's attributes, by name (a plain class: ``graphconv export`` copies it)."""
 
     __slots__ = ("kernel_size", "dilation", "padding", "stride", "pad", "columns_shape", "weight_shape", "out_shape",
-                 "lean")
+                 "bias_shape", "lean")
     plans: dict = {}  # this op's call plans (helpers.planned)
 
     def __init__(self, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape, weight_shape,
-                 out_shape, lean=False) -> None:
+                 out_shape, bias_shape=None, lean=False) -> None:
         self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
         self.pad, self.columns_shape, self.weight_shape, self.out_shape = pad, columns_shape, weight_shape, out_shape
-        self.lean = lean
+        self.bias_shape, self.lean = bias_shape, lean
 
     def unfold_args(self) -> tuple:
         return self.kernel_size, self.dilation, self.padding, self.stride
@@ -243,16 +278,18 @@ def grouped_literal_vjp(input, weight, grad, attrs: GroupedConvAttrs, needs) -> 
 
 
 @library_op(save=("input", "weight"), lower_precision=True, lean_attr="lean", fresh_grads=True)
-def grouped_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape,
-                 weight_shape, out_shape, lean=False):
+def grouped_conv(input, weight, bias=None, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape,
+                 weight_shape, out_shape, bias_shape=None, lean=False):
     """``[pad(input, pad) →] unfold → reshape(columns_shape) → matmul(weight.reshape(weight_shape), ·) →
-    reshape(out_shape)``: a grouped im2col convolution. Lowered to torch's convolution kernel
-    (``torch.convolution`` with ``groups``; VJP ``aten.convolution_backward``) when each call's shapes make the
-    chain a grouped convolution (the pad zero, folded into the kernel's padding where symmetric); else computed as
-    written. ``lean``: never torch's im2col kernel, which small calls take (see :class:`Convolution`)."""
+    reshape(out_shape) [→ add(·, bias.reshape(bias_shape))]``: a grouped im2col convolution. Lowered to torch's
+    convolution kernel (``torch.convolution`` with ``groups``, and the bias where it is one per channel; VJP
+    ``aten.convolution_backward``) when each call's shapes make the chain a grouped convolution (the pad zero,
+    folded into the kernel's padding where symmetric); else computed as written. ``lean``: never torch's im2col
+    kernel, which small calls take (see :class:`Convolution`)."""
     attrs = GroupedConvAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride, pad=pad,
-                             columns_shape=columns_shape, weight_shape=weight_shape, out_shape=out_shape, lean=lean)
-    return lowered_forward(native_grouped_conv, grouped_literal_forward, input, weight, attrs)
+                             columns_shape=columns_shape, weight_shape=weight_shape, out_shape=out_shape,
+                             bias_shape=bias_shape, lean=lean)
+    return lowered_forward(native_grouped_conv, grouped_literal_forward, input, weight, bias, attrs)
 
 
 @grouped_conv.vjp
@@ -261,8 +298,8 @@ def _(ctx, grad):
 
 
 @grouped_conv.shape_rule
-def _(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape, weight_shape,
-      out_shape, lean=False):
+def _(input, weight, bias=None, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, columns_shape, weight_shape,
+      out_shape, bias_shape=None, lean=False):
     """The literal chain's shapes (the native path computes the same result)."""
     if len(input) != 4:
         raise ShapeRuleError(f"grouped_conv takes a (b, c, h, w) input, got {len(input)} dims")
@@ -273,7 +310,14 @@ def _(input, weight, *, kernel_size, dilation=1, padding=0, stride=1, pad=None, 
     rows, columns = window_counts((h, w), kernel_size, dilation, padding, stride, "grouped_conv")
     kh, kw = ntuple(kernel_size, 2, "kernel_size")
     split = reshaped((b, c * kh * kw, rows * columns), columns_shape)
-    return reshaped(matmul_shape(reshaped(weight, weight_shape), split), out_shape)
+    return _biased(reshaped(matmul_shape(reshaped(weight, weight_shape), split), out_shape), bias, bias_shape)
+
+
+def _biased(out, bias, bias_shape) -> tuple:
+    """A fused convolution's output shape, after the bias (reshaped to ``bias_shape``) is added, if any."""
+    if bias is None:
+        return out
+    return broadcast_shapes(out, bias if bias_shape is None else reshaped(bias, bias_shape))
 
 
 @grouped_conv.samples
@@ -283,6 +327,10 @@ def _():
                 "weight_shape": (groups, o // groups, c // groups * k * k), "out_shape": out, **extra}
 
     yield (randn(2, 4, 5, 5), randn(6, 2, 3, 3)), attrs(2, 4, 6, 2, 3, 25, (2, 6, 5, 5), pad=(1, 1, 1, 1))
+    yield (randn(2, 4, 5, 5), randn(6, 2, 3, 3), randn(6)), attrs(2, 4, 6, 2, 3, 25, (2, 6, 5, 5), pad=(1, 1, 1, 1),
+                                                                 bias_shape=(6, 1, 1))  # into the kernel
+    yield (randn(2, 4, 5, 5), randn(6, 2, 3, 3), randn(3)), attrs(2, 4, 6, 2, 3, 9, (2, 6, 3, 3),
+                                                                 bias_shape=(1, 3))  # one per column: added after
     yield (randn(2, 3, 6, 5), randn(4, 3, 2, 2)), attrs(2, 3, 4, 1, 2, 12, (2, 4, 4, 3), stride=(2, 1), dilation=(1, 2),
                                                         padding=(1, 0))
     yield (randn(1, 4, 5, 6), randn(4, 1, 2, 2)), attrs(1, 4, 4, 4, 2, 30, (1, 4, 5, 6), pad=(0, 1, 1, 0))  # 'same'
@@ -368,7 +416,7 @@ def depthwise_conv(input, weight, *, kernel_size, dilation=1, padding=0, stride=
     the chain a depthwise convolution; else computed as written."""
     attrs = DepthwiseConvAttrs(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride,
                                windows_shape=windows_shape, kernels_shape=kernels_shape, dim=dim, out_shape=out_shape)
-    return lowered_forward(native_depthwise_conv, depthwise_literal_forward, input, weight, attrs)
+    return lowered_forward(native_depthwise_conv, depthwise_literal_forward, input, weight, None, attrs)
 
 
 @depthwise_conv.vjp
@@ -409,14 +457,14 @@ class TransposedConvAttrs:
     """transposed_conv's attributes, by name (a plain class: ``graphconv export`` copies it)."""
 
     __slots__ = ("input_shape", "weight_shape", "columns_shape", "output_size", "kernel_size", "dilation", "padding",
-                 "stride", "pad")
+                 "stride", "pad", "bias_shape")
     plans: dict = {}  # this op's call plans (helpers.planned)
 
     def __init__(self, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1, padding=0,
-                 stride=1, pad=None) -> None:
+                 stride=1, pad=None, bias_shape=None) -> None:
         self.input_shape, self.weight_shape, self.columns_shape = input_shape, weight_shape, columns_shape
         self.output_size, self.kernel_size, self.dilation = output_size, kernel_size, dilation
-        self.padding, self.stride, self.pad = padding, stride, pad
+        self.padding, self.stride, self.pad, self.bias_shape = padding, stride, pad, bias_shape
 
     def fold_args(self) -> tuple:
         return self.kernel_size, self.dilation, self.padding, self.stride
@@ -497,17 +545,18 @@ def transposed_literal_vjp(input, weight, grad, attrs: TransposedConvAttrs, need
 
 
 @library_op(save=("input", "weight"), lower_precision=True, fresh_grads=True)
-def transposed_conv(input, weight, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1,
-                    padding=0, stride=1, pad=None):
+def transposed_conv(input, weight, bias=None, *, input_shape, weight_shape, columns_shape, output_size, kernel_size,
+                    dilation=1, padding=0, stride=1, pad=None, bias_shape=None):
     """``matmul(weight.reshape(weight_shape).transpose(1, 2), input.reshape(input_shape)) → reshape(columns_shape) →
-    fold(output_size, kernel_size, …) [→ pad(pad)]``: a transposed convolution drawn as kernels times pixels summed
-    into place by col2im. Lowered to torch's transposed convolution kernel (``torch.convolution`` with
-    ``transposed=True``; VJP ``aten.convolution_backward``) when each call's shapes make the chain one (fold and
-    the pad becoming its padding and output padding); else computed as written."""
+    fold(output_size, kernel_size, …) [→ pad(pad)] [→ add(·, bias.reshape(bias_shape))]``: a transposed convolution
+    drawn as kernels times pixels summed into place by col2im. Lowered to torch's transposed convolution kernel
+    (``torch.convolution`` with ``transposed=True``, and the bias where it is one per channel; VJP
+    ``aten.convolution_backward``) when each call's shapes make the chain one (fold and the pad becoming its padding
+    and output padding); else computed as written."""
     attrs = TransposedConvAttrs(input_shape=input_shape, weight_shape=weight_shape, columns_shape=columns_shape,
                                 output_size=output_size, kernel_size=kernel_size, dilation=dilation, padding=padding,
-                                stride=stride, pad=pad)
-    return lowered_forward(native_transposed_conv, transposed_literal_forward, input, weight, attrs)
+                                stride=stride, pad=pad, bias_shape=bias_shape)
+    return lowered_forward(native_transposed_conv, transposed_literal_forward, input, weight, bias, attrs)
 
 
 @transposed_conv.vjp
@@ -516,9 +565,15 @@ def _(ctx, grad):
 
 
 @transposed_conv.shape_rule
-def _(input, weight, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1, padding=0,
-      stride=1, pad=None):
+def _(input, weight, bias=None, *, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation=1,
+      padding=0, stride=1, pad=None, bias_shape=None):
     """The literal chain's shapes (the native path computes the same result)."""
+    return _biased(_transposed_shape(input, weight, input_shape, weight_shape, columns_shape, output_size,
+                                     kernel_size, dilation, padding, stride, pad), bias, bias_shape)
+
+
+def _transposed_shape(input, weight, input_shape, weight_shape, columns_shape, output_size, kernel_size, dilation,
+                      padding, stride, pad) -> tuple:
     kernels = reshaped(weight, weight_shape)
     if len(kernels) != 3:
         raise ShapeRuleError(f"transposed_conv: the kernels must have 3 dims, got {len(kernels)}")
@@ -545,6 +600,8 @@ def _():
                 "weight_shape": (groups, c // groups, o // groups * k * k), "columns_shape": (b, o * k * k, h * w), "output_size": fold, "kernel_size": k, **extra}
 
     yield (randn(2, 4, 3, 3), randn(4, 3, 2, 2)), attrs(2, 4, 3, 3, 1, 3, 2, (6, 6), stride=2)
+    yield (randn(2, 4, 3, 3), randn(4, 3, 2, 2), randn(3)), attrs(2, 4, 3, 3, 1, 3, 2, (6, 6), stride=2,
+                                                                 bias_shape=(3, 1, 1))
     yield (randn(1, 4, 3, 2), randn(4, 1, 3, 3)), attrs(1, 4, 3, 2, 2, 2, 3, (5, 3), stride=2, padding=(1, 1))
     yield (randn(1, 2, 3, 3), randn(2, 2, 2, 2)), attrs(1, 2, 3, 3, 1, 2, 2, (7, 7), stride=2, dilation=2,
                                                         pad=(-1, 0, -1, 0))  # the crop is torch's padding

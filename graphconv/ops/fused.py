@@ -298,4 +298,4 @@ class NativePath:
         g = self.g
         if not self.channels_first:
             grad = grad.reshape(g.b, g.oh, g.ow, self.out_channels).permute(0, 3, 1, 2)
-        return self.conv.vjp(input, kernel, grad, needs)
+        return self.conv.vjp(input, kernel, grad, needs)[:2]

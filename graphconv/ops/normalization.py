@@ -135,16 +135,22 @@ def fused_rms_norm(input, weight=None, *, eps):
 def _(ctx, grads):
     grad, grad_rstd = grads
     input, weight, (_, rstd) = ctx.input, ctx.saved.get("weight"), ctx.out
-    grad_input = torch.zeros_like(input)
-    grad_weight = torch.zeros_like(weight) if weight is not None else None
-    normalized = input * rstd
+    grad_input = grad_weight = None
     if grad is not None:
-        scaled = sum_to(grad * weight if weight is not None else grad, input.shape)
-        grad_input = rstd * (scaled - normalized * (scaled * normalized).mean(-1, keepdim=True))
-        grad_weight = sum_to(grad * normalized, weight.shape) if weight is not None else None
-    if grad_rstd is not None:
-        grad_input = grad_input - grad_rstd * rstd.pow(3) * input / input.shape[-1]
-    return (grad_input if ctx.needs[0] else None), (grad_weight if ctx.needs[1] else None)
+        normalized = input * rstd
+        if ctx.needs[0]:
+            scaled = sum_to(grad * weight if weight is not None else grad, input.shape)
+            grad_input = rstd * (scaled - normalized * (scaled * normalized).mean(-1, keepdim=True))
+        if ctx.needs[1] and weight is not None:
+            grad_weight = sum_to(grad * normalized, weight.shape)
+    if grad_rstd is not None and ctx.needs[0]:
+        from_rstd = grad_rstd * rstd.pow(3) * input / -input.shape[-1]
+        grad_input = from_rstd if grad_input is None else grad_input + from_rstd
+    if ctx.needs[0] and grad_input is None:
+        grad_input = torch.zeros_like(input)
+    if ctx.needs[1] and weight is not None and grad_weight is None:
+        grad_weight = torch.zeros_like(weight)
+    return grad_input, grad_weight
 
 
 @fused_rms_norm.shape_rule

@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 
-from graphconv.compiler.passes import (attention, cse, dce, depthwise_conv, fold_views, gelu, grouped_conv, im2col,
-                                       layer_norm, matmul_bias, patch_matmul, rms_norm, silu, transposed_conv,
-                                       window_reduce)
+from graphconv.compiler.passes import (attention, conv_bias, cse, dce, depthwise_conv, fold_views, gelu,
+                                       grouped_conv, im2col, layer_norm, matmul_bias, patch_matmul, rms_norm, silu,
+                                       transposed_conv, window_reduce)
 from graphconv.compiler.passes.rewrite import Rewriter
 from graphconv.graph.opgraph import Spec
 
 PIPELINE: tuple[ModuleType, ...] = (dce, fold_views, cse, im2col, patch_matmul, grouped_conv, depthwise_conv,
-                                    transposed_conv, window_reduce, attention, matmul_bias, layer_norm, rms_norm,
-                                    gelu, silu)
+                                    transposed_conv, conv_bias, window_reduce, attention, matmul_bias, layer_norm,
+                                    rms_norm, gelu, silu)
 
 
 @dataclass
