@@ -111,7 +111,7 @@ def lowered_forward(plan, literal_forward, input, weight, bias, attrs):
     it is one value per output channel (:meth:`NativeConv.takes_bias`)."""
     native = planned(plan, input.shape, weight.shape, attrs) if input.is_floating_point() else None
     if native is not None and bias is not None and native.takes_bias(bias.shape, bias.dtype, input.dtype, attrs):
-        return native.forward(input, weight, bias.reshape(-1))
+        return native.forward(input, weight, bias if bias.dim() == 1 else bias.reshape(-1))
     out = literal_forward(input, weight, attrs) if native is None else native.forward(input, weight)
     return out if bias is None else out + _bias_addend(bias, attrs)
 
@@ -180,16 +180,21 @@ class NativeConv:
         channel = (self.out_channels, 1, 1)
         return bias_dtype == input_dtype and _addend_shape(bias_shape, attrs) in (channel, (1, *channel))
 
+    def kernel(self, weight):
+        """The weight as the kernel (itself where it is already that shape: a reshape costs microseconds a call)."""
+        return weight if weight.shape == self.kernel_shape else weight.reshape(self.kernel_shape)
+
     def forward(self, input, weight, bias=None):
-        return self.conv.forward(self.padded(input), weight.reshape(self.kernel_shape), bias)
+        return self.conv.forward(self.padded(input), self.kernel(weight), bias)
 
     def vjp(self, input, weight, grad, needs) -> tuple:
         """The input's, the weight's and (with a third ``needs``) the bias's gradients."""
-        grad_input, grad_kernel, grad_bias = self.conv.vjp(self.padded(input), weight.reshape(self.kernel_shape),
-                                                           grad, needs)
+        grad_input, grad_kernel, grad_bias = self.conv.vjp(self.padded(input), self.kernel(weight), grad, needs)
         if grad_input is not None and self.pad is not None:
             grad_input = torch.nn.functional.pad(grad_input, tuple(-p for p in self.pad))
-        return grad_input, (grad_kernel.reshape(weight.shape) if grad_kernel is not None else None), grad_bias
+        if grad_kernel is not None and grad_kernel.shape != weight.shape:
+            grad_kernel = grad_kernel.reshape(weight.shape)
+        return grad_input, grad_kernel, grad_bias
 
 
 # --- grouped_conv -------------------------------------------------------------------------------------------------
