@@ -217,6 +217,31 @@ def test_a_chain_that_is_not_a_convolution_runs_as_written(monkeypatch):
     torch.testing.assert_close(grads(got, (x, w), grad), grads(expected, (x, w), grad))
 
 
+BIASED = GROUPS_SPLIT_A_CHANNEL.replace("weight: [o, k]}", "weight: [o, k], bias: BIAS}") + """\
+  O --> A((add)) --> Z(z)
+      B(bias) --> R(("reshape(SHAPE)")) --> BR(bias_shaped) --> A
+    """
+
+
+@pytest.mark.parametrize("bias, shape, fused", [
+    ("[o]", "o, 1, 1", True),  # one per channel
+    ("[n]", "1, n", True),  # one per column: the op adds it after the kernel
+    ("[b, o, p, q]", "b, o, p, q", False),  # as large as the output: left to the add
+])
+def test_conv_bias_fuses_a_bias_of_at_most_three_dims(bias, shape, fused):
+    spec = graphconv.loads(textwrap.dedent(BIASED.replace("BIAS", bias).replace("SHAPE", shape)))
+    op, plain = graphconv.compile(spec), graphconv.compile(spec, optimize=False)
+    names = [n.op.name for n in op.optimized.ops()]
+    assert names[0] == "grouped_conv" and (names == ["grouped_conv"]) == fused
+    sizes = {"[o]": (4,), "[n]": (4,), "[b, o, p, q]": (2, 4, 4, 4)}[bias]
+    for x in (rand(2, 4, 5, 5), rand(2, 3, 5, 5)):  # 2 groups of 2 channels: the kernel; of 1.5: the literal chain
+        inputs = (x, rand(4, 2 * x.shape[1]), rand(*sizes))
+        got, expected = op(*inputs), plain(*inputs)
+        torch.testing.assert_close(got, expected)
+        grad = torch.randn_like(expected)
+        torch.testing.assert_close(grads(got, inputs, grad), grads(expected, inputs, grad))
+
+
 def test_a_nonzero_pad_is_not_folded_in():
     spec = graphconv.loads(textwrap.dedent(GROUPS_SPLIT_A_CHANNEL.replace(
         'X(x) --> U((', 'X(x) --> P(("pad(pad=(1, 1, 1, 1), value=1.0)")) --> XP(padded) --> U((')))

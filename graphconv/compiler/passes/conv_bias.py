@@ -28,7 +28,7 @@ def run(graph: Rewriter) -> list[str]:
 def fuse(graph: Rewriter, add: OpNode) -> str | None:
     for position in (0, 1):
         conv, addend = graph.producer_of(add, position, *CONVOLUTIONS), add.inputs[1 - position]
-        if (conv is None or len(conv.inputs) > 2 or addend in conv.inputs
+        if (conv is None or len(conv.inputs) > 2 or addend in conv.inputs or addend == add.inputs[position]
                 or graph.sole_consumer(add.inputs[position]) is None):
             continue
         reshape = graph.producer_of(add, 1 - position, "reshape")
