@@ -128,9 +128,9 @@ def lowered_vjp(plan, literal_vjp, ctx, grad, attrs) -> tuple:
         grad_input, grad_weight = literal_vjp(ctx.input, ctx.weight, grad, attrs, ctx.needs)
     else:
         grad_input, grad_weight, _ = native.vjp(ctx.input, ctx.weight, grad, ctx.needs[:2])
-    grad_bias = None
     if len(ctx.shapes) == 2:  # an op with no bias input
         return grad_input, grad_weight
+    grad_bias = None
     if bias_shape is not None and ctx.needs[2]:
         summed = sum_to(grad, _addend_shape(bias_shape, attrs))
         grad_bias = (summed.clone() if summed is grad else summed).reshape(bias_shape)  # fresh, as the op promises
@@ -143,6 +143,7 @@ def _bias_addend(bias, attrs):
 
 
 def _addend_shape(bias_shape, attrs) -> tuple:
+    """The shape of the bias as the chain adds it (None where ``attrs.bias_shape`` does not fit the bias)."""
     numel = 1
     for size in bias_shape:
         numel *= size
