@@ -296,8 +296,9 @@ def test_a_gradient_sum_in_place_spares_the_callers_gradient(grad_mode):
     if grad_mode == "vmap":
         grads = torch.stack([grad, 2 * grad])
         got = torch.func.vmap(lambda g: torch.autograd.grad(op(x, w), (x, w), g, retain_graph=True))(grads)
-        torch.testing.assert_close(got[0][0], expected[0])
-        torch.testing.assert_close(got[0][1], 2 * expected[0])
+        for position in (0, 1):  # x's gradients, then w's, for each of the two grads
+            torch.testing.assert_close(got[position][0], expected[position])
+            torch.testing.assert_close(got[position][1], 2 * expected[position])
     else:
         got = torch.autograd.grad(op(x, w), (x, w), grad, create_graph=grad_mode == "create_graph")
         torch.testing.assert_close(got, expected)
